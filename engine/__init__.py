@@ -1,0 +1,1 @@
+"""runbook: a declarative runbook engine."""

@@ -1,0 +1,295 @@
+"""What the CLI (or any caller) can ask of the engine: plan, run, resume, approve, abort,
+status, validate. Typed keyword arguments in, result records out; nothing printed."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine import loader, schema
+from engine import params as params_mod
+from engine.clock import Clock, SystemClock, iso
+from engine.errors import InvalidInput, LockHeld, RunNotFound
+from engine.execute import Executor, RunResult
+from engine.model import Inventory, Runbook, build_runbook
+from engine.plan import Plan
+from engine.plan import build as build_plan
+from engine.report import NullReporter, Reporter
+from engine.secrets import Redactor
+from engine.store import (
+    ApprovalRecord,
+    EventRecord,
+    RunRecord,
+    StateStore,
+    StepRecord,
+    home,
+    open_store,
+)
+from engine.store.owner import is_alive, this_process
+
+RESUMABLE = ("running", "waiting", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    plan: Plan
+    dry_run: RunResult
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    run: RunRecord
+    steps: dict[str, StepRecord]
+    approvals: list[ApprovalRecord]
+    events: list[EventRecord]
+
+
+def load_runbook(name_or_path: str) -> Runbook:
+    doc = loader.load(loader.resolve(name_or_path, "runbooks"))
+    schema.validate(doc, "runbook")
+    runbook = build_runbook(doc)
+    _check_template_syntax(runbook)
+    return runbook
+
+
+def load_inventory(name: str | None, runbook: Runbook | None = None) -> Inventory:
+    name = name or (runbook.inventory if runbook else None)
+    if not name:
+        return Inventory(name="", path=None, sha256=hashlib.sha256(b"").hexdigest())
+    doc = loader.load(loader.resolve(name, "inventories"))
+    schema.validate(doc, "inventory")
+    return Inventory(name=doc.path.stem, path=doc.path, sha256=doc.sha256, data=doc.data)
+
+
+def validate(paths: Sequence[str]) -> list[tuple[str, InvalidInput | None]]:
+    """Check each runbook (all known runbooks when ``paths`` is empty)."""
+    targets = list(paths) or [str(p) for p in loader.list_names("runbooks").values()]
+    out: list[tuple[str, InvalidInput | None]] = []
+    for target in targets:
+        try:
+            load_runbook(target)
+            out.append((target, None))
+        except InvalidInput as exc:
+            out.append((target, exc))
+    return out
+
+
+def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None,
+         user: str | None = None, clock: Clock | None = None,
+         reporter: Reporter | None = None) -> PlanReport:
+    """Render every step, run the read-only parts (check mode), change nothing."""
+    clock = clock or SystemClock()
+    book, inv, values, redactor = _prepare(runbook, params, inventory)
+    run_id = "plan-" + new_run_id(clock)
+    info = {"id": run_id, "user": user or current_user(), "started_at": iso(clock.now())}
+    the_plan = build_plan(book, inv, values, info, {}, redactor)
+    workdir = home() / "plans" / run_id
+    result = Executor(the_plan, run_id=run_id, store=None, reporter=reporter or NullReporter(),
+                      clock=clock, workdir=workdir, checkpoints={}, dry_run=True).run()
+    return PlanReport(plan=the_plan, dry_run=result)
+
+
+def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None,
+        user: str | None = None, clock: Clock | None = None, reporter: Reporter | None = None,
+        state: str | None = None) -> RunResult:
+    clock = clock or SystemClock()
+    reporter = reporter or NullReporter()
+    book, inv, values, redactor = _prepare(runbook, params, inventory)
+    user = user or current_user()
+    run_id = new_run_id(clock)
+    started = iso(clock.now())
+    the_plan = build_plan(book, inv, values, {"id": run_id, "user": user, "started_at": started},
+                          {}, redactor)
+    store = open_store(state)
+    try:
+        record = RunRecord(id=run_id, runbook=book.name, path=str(book.path.resolve()),
+                           runbook_sha=book.sha256, inventory=str(inv.path.resolve())
+                           if inv.path else None, inventory_sha=inv.sha256,
+                           params=dict(the_plan.params), user=user, started_at=started,
+                           plan_hash=the_plan.hash)
+        store.create_run(record)
+        return _execute(store, record, the_plan, {}, reporter, clock, resumed=False)
+    finally:
+        store.close()
+
+
+def resume(*, run_id: str, force: bool = False, user: str | None = None,
+           clock: Clock | None = None, reporter: Reporter | None = None,
+           state: str | None = None) -> RunResult:
+    clock = clock or SystemClock()
+    reporter = reporter or NullReporter()
+    store = open_store(state)
+    try:
+        record = _get_run(store, run_id)
+        if record.status not in RESUMABLE:
+            raise InvalidInput(f"run {run_id} is {record.status}; only a run that is "
+                               f"{', '.join(RESUMABLE)} can be resumed")
+        book = load_runbook(record.path)
+        inv = load_inventory(record.inventory) if record.inventory else load_inventory(None)
+        changed = [what for what, old, new in (("runbook", record.runbook_sha, book.sha256),
+                                               ("inventory", record.inventory_sha, inv.sha256))
+                   if old != new]
+        if changed and not force:
+            raise InvalidInput(f"the {' and the '.join(changed)} changed since run {run_id} "
+                               "started; resume with --force to go on with the new version")
+        values = params_mod.coerce(book, record.params)
+        redactor = _redactor(book, values)
+        info = {"id": record.id, "user": record.user, "started_at": record.started_at}
+        checkpoints = store.steps(run_id)
+        the_plan = build_plan(book, inv, values, info, checkpoints, redactor)
+        if changed:
+            store.add_event(EventRecord(run_id, iso(clock.now()), "force-resume",
+                                        {"by": user or current_user(), "changed": changed,
+                                         "runbook_sha": book.sha256,
+                                         "inventory_sha": inv.sha256}))
+            record = replace(record, runbook_sha=book.sha256, inventory_sha=inv.sha256)
+        return _execute(store, record, the_plan, checkpoints, reporter, clock, resumed=True)
+    finally:
+        store.close()
+
+
+def _execute(store: StateStore, record: RunRecord, the_plan: Plan,
+             checkpoints: Mapping[str, StepRecord], reporter: Reporter, clock: Clock, *,
+             resumed: bool) -> RunResult:
+    owner = this_process()
+    holder = store.claim_run(record.id, owner)
+    if holder:
+        raise LockHeld(f"run {record.id} is being executed by process {holder}")
+    try:
+        if resumed:
+            store.set_run_status(record.id, "running")
+            store.add_event(EventRecord(record.id, iso(clock.now()), "resume",
+                                        {"by": current_user()}))
+        reporter.run_started(record.id, record.runbook, resumed=resumed, dry_run=False)
+        workdir = home() / "runs" / record.id
+        return Executor(the_plan, run_id=record.id, store=store, reporter=reporter, clock=clock,
+                        workdir=workdir, checkpoints=checkpoints).run()
+    finally:
+        store.release_run(record.id, owner)
+
+
+def approve(*, run_id: str, step: str, by: str, note: str = "", clock: Clock | None = None,
+            state: str | None = None) -> ApprovalRecord:
+    clock = clock or SystemClock()
+    store = open_store(state)
+    try:
+        record = _get_run(store, run_id)
+        if record.status not in RESUMABLE:
+            raise InvalidInput(f"run {run_id} is {record.status}: nothing to approve")
+        book = load_runbook(record.path)
+        target = next((s for s in book.all_steps() if s.id == step), None)
+        if target is None or target.type != "approval":
+            names = ", ".join(s.id for s in book.all_steps() if s.type == "approval") or "none"
+            raise InvalidInput(f"run {run_id} has no approval step {step!r} "
+                               f"(approval steps: {names})")
+        if by == record.user:
+            raise InvalidInput(f"{by} started run {run_id} and cannot approve its steps: "
+                               "another person must approve")
+        approval = ApprovalRecord(run_id=run_id, step_id=step, by=by, at=iso(clock.now()),
+                                  note=note)
+        store.add_approval(approval)
+        return approval
+    finally:
+        store.close()
+
+
+def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
+          state: str | None = None) -> RunRecord:
+    clock = clock or SystemClock()
+    store = open_store(state)
+    try:
+        record = _get_run(store, run_id)
+        if record.status not in RESUMABLE:
+            raise InvalidInput(f"run {run_id} is {record.status}: it cannot be aborted")
+        store.set_run_status(run_id, "aborted", ended_at=iso(clock.now()),
+                             message=f"aborted by {by or current_user()}")
+        store.add_event(EventRecord(run_id, iso(clock.now()), "abort",
+                                    {"by": by or current_user()}))
+        holder = store.claim_run(run_id, this_process())
+        if holder and is_alive(holder):
+            _interrupt(holder)
+        else:
+            store.release_run(run_id, this_process())
+        updated = store.get_run(run_id)
+        assert updated is not None
+        return updated
+    finally:
+        store.close()
+
+
+def status(*, run_id: str | None = None, limit: int = 20,
+           state: str | None = None) -> list[RunRecord] | RunDetail:
+    store = open_store(state)
+    try:
+        if run_id is None:
+            return store.list_runs(limit)
+        record = _get_run(store, run_id)
+        return RunDetail(record, store.steps(run_id), store.approvals(run_id),
+                         store.events(run_id))
+    finally:
+        store.close()
+
+
+def current_user() -> str:
+    import getpass
+    return os.environ.get("RUNBOOK_USER") or getpass.getuser()
+
+
+def new_run_id(clock: Clock) -> str:
+    return f"{clock.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _prepare(runbook: str, params: Mapping[str, Any], inventory: str | None
+             ) -> tuple[Runbook, Inventory, dict[str, Any], Redactor]:
+    book = load_runbook(runbook)
+    inv = load_inventory(inventory, book)
+    values = params_mod.coerce(book, params)
+    return book, inv, values, _redactor(book, values)
+
+
+def _redactor(book: Runbook, values: Mapping[str, Any]) -> Redactor:
+    secret_names = [p.name for p in book.params if p.secret]
+    return Redactor((str(values[n]) for n in secret_names if n in values), secret_names)
+
+
+def _get_run(store: StateStore, run_id: str) -> RunRecord:
+    record = store.get_run(run_id)
+    if record is None:
+        raise RunNotFound(run_id)
+    return record
+
+
+def _interrupt(owner: str) -> None:
+    _, _, pid = owner.rpartition(":")
+    with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
+        os.kill(int(pid), signal.SIGTERM)
+
+
+def _check_template_syntax(runbook: Runbook) -> None:
+    from jinja2 import TemplateSyntaxError
+
+    from engine.render import syntax_check
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, Mapping):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list | tuple):
+            return [s for v in value for s in strings(v)]
+        return []
+
+    for step in runbook.all_steps():
+        for text in strings([step.name, step.when, dict(step.spec)]):
+            try:
+                syntax_check(text)
+            except TemplateSyntaxError as exc:
+                raise InvalidInput(f"template syntax error in {text!r}: {exc.message}",
+                                   file=str(runbook.path), line=step.line,
+                                   path=f"$.steps[{step.id}]") from exc

@@ -1,0 +1,82 @@
+"""The exception tree and the one table that maps each outcome to an exit code.
+
+Library code raises these; only ``cli.py`` turns them into exit codes and text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_STEP_FAILED = 1
+EXIT_INVALID = 2
+EXIT_WAITING = 3
+EXIT_LOCKED = 4
+EXIT_INTERRUPTED = 130
+
+
+class RunbookError(Exception):
+    """Base of every error the engine reports to a user."""
+
+    exit_code = EXIT_STEP_FAILED
+
+
+class InvalidInput(RunbookError):
+    """Bad input: nothing ran, nothing was recorded."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 path: str | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.path = path
+        self.message = message
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file if self.line is None else f"{self.file}:{self.line}"
+            where += ": "
+        at = f"at {self.path}: " if self.path else ""
+        return f"{where}{at}{self.message}"
+
+
+class LockHeld(RunbookError):
+    """Another run holds what this one needs."""
+
+    exit_code = EXIT_LOCKED
+
+
+class RunNotFound(InvalidInput):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}")
+
+
+class StepFailed(Exception):
+    """A step failed for good; the executor may still retry it if the step allows retries."""
+
+    def __init__(self, message: str, result: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.result = result or {}
+
+
+@dataclass
+class StepRetryable(Exception):
+    """A step failed in a way worth retrying after ``delay`` seconds, whatever its retries say."""
+
+    message: str
+    delay: float = 5.0
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class WaitingForApproval(Exception):
+    """An approval step has no recorded approval yet; the run stops with exit code 3."""
+
+    def __init__(self, step_id: str, prompt: str) -> None:
+        super().__init__(prompt)
+        self.step_id = step_id
+        self.prompt = prompt

@@ -1,0 +1,233 @@
+"""Walk a Plan step by step: dispatch by step type, retry, checkpoint, report.
+
+A checkpoint is written before a step starts (status ``running``) and again, in one
+transaction, once it has ended. A process killed in between leaves ``running``: resume runs
+that step again. Nothing is written in a dry run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.clock import Clock, iso
+from engine.errors import InvalidInput, StepFailed, StepRetryable, WaitingForApproval
+from engine.model import Outcome, Step
+from engine.plan import DONE, Plan, fingerprint, is_done, remember, render_spec
+from engine.render import Deferred, Pending, condition, render_text
+from engine.report import Reporter
+from engine.steps import STEP_TYPES, StepContext
+from engine.store import StateStore, StepRecord
+
+
+@dataclass(frozen=True)
+class StepReport:
+    step_id: str
+    name: str
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+    attempts: int = 0
+    result: Mapping[str, Any] | None = None
+    rendered: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: str  # done | failed | waiting | interrupted | aborted | planned
+    message: str
+    steps: tuple[StepReport, ...]
+    waiting_for: str | None = None
+
+
+class Aborted(Exception):
+    pass
+
+
+class Executor:
+    def __init__(self, plan: Plan, *, run_id: str, store: StateStore | None, reporter: Reporter,
+                 clock: Clock, workdir: Path, checkpoints: Mapping[str, StepRecord],
+                 dry_run: bool = False) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.store = store
+        self.reporter = reporter
+        self.clock = clock
+        self.workdir = workdir
+        self.checkpoints = dict(checkpoints)
+        self.dry_run = dry_run
+        self.reports: list[StepReport] = []
+        self.context: dict[str, Any] = {**plan.variables, "facts": {}}
+        self._approvals = store.approvals(run_id) if store and not dry_run else []
+
+    def run(self) -> RunResult:
+        try:
+            failed = self._steps(self.plan.runbook.steps, allow_done=True)
+        except WaitingForApproval as wait:
+            return self._finish("waiting", f"waiting for approval of step {wait.step_id}: "
+                                f"{wait.prompt}", waiting_for=wait.step_id)
+        except Aborted:
+            return self._finish("aborted", "the run was aborted")
+        except KeyboardInterrupt:
+            if self._aborted():
+                return self._finish("aborted", "the run was aborted")
+            return self._finish("interrupted", "interrupted")
+        if failed:
+            return self._finish("failed", failed)
+        return self._finish("planned" if self.dry_run else "done", "")
+
+    def _finish(self, status: str, message: str, waiting_for: str | None = None) -> RunResult:
+        message = self.plan.redactor.text(message)
+        if self.store and not self.dry_run:
+            ended = None if status == "waiting" else iso(self.clock.now())
+            self.store.set_run_status(self.run_id, status, ended_at=ended, message=message)
+        self.reporter.run_finished(self.run_id, status, message)
+        return RunResult(self.run_id, status, message, tuple(self.reports), waiting_for)
+
+    def _steps(self, steps: tuple[Step, ...], *, allow_done: bool) -> str:
+        """Run ``steps`` in order; return the failure message, or '' if all went well."""
+        for step in steps:
+            failure = self._step(step, allow_done=allow_done)
+            if failure:
+                if step.on_failure:
+                    self._steps(step.on_failure, allow_done=False)
+                return failure
+        return ""
+
+    def _step(self, step: Step, *, allow_done: bool) -> str:
+        self._check_not_aborted()
+        record = self.checkpoints.get(step.id)
+        where = f"$.steps[{step.id}]"
+        try:
+            when = True if step.when is None else condition(step.when, self.context,
+                                                            where + ".when")
+            if not when:
+                return self._skipped(step)
+            name = render_text(step.name, self.context, where + ".name")
+            spec = render_spec(step, self.context, self.plan.runbook)
+        except Deferred as exc:
+            return self._deferred(step, exc.name)
+        except InvalidInput as exc:
+            return self._failed_early(step, exc.render())
+        shown = self.plan.redactor.value(spec)
+        fp = fingerprint(step, shown, name)
+        if allow_done and record is not None and is_done(record, fp):
+            remember(step, record.result, self.context)
+            self._report(StepReport(step.id, name, "done", "done in an earlier attempt of this run",
+                                    attempts=record.attempts, result=record.result))
+            return ""
+        same = record is not None and record.fingerprint == fp and record.status not in DONE
+        attempts = record.attempts if same and record else 0
+        started = iso(self.clock.now())
+        t0 = time.monotonic()
+        tries = 0
+        while True:
+            attempts += 1
+            tries += 1
+            self._save(StepRecord(self.run_id, step.id, "running", attempts, started, fp))
+            self.reporter.step_started(step.id, name, attempts)
+            ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=self.context,
+                              dry_run=self.dry_run, workdir=self.workdir / step.id,
+                              clock=self.clock, runbook_dir=self.plan.runbook.path.parent,
+                              emit=self._emitter(step.id), approvals=self._approvals)
+            base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
+            try:
+                outcome = STEP_TYPES[step.type].run(ctx)
+            except (StepFailed, StepRetryable) as exc:
+                delay = exc.delay if isinstance(exc, StepRetryable) else step.delay
+                result = exc.result if isinstance(exc, StepFailed) else {}
+                if tries <= step.retries:
+                    self.reporter.step_output(step.id, f"attempt {attempts} failed: {exc}; "
+                                              f"retrying in {delay:g} s")
+                    self.clock.sleep(delay)
+                    continue
+                return self._end(base, name, "failed", str(exc), result, t0)
+            except WaitingForApproval:
+                self._end(base, name, "waiting", "waiting for approval", {}, t0)
+                raise
+            except KeyboardInterrupt:
+                self._end(base, name, "interrupted", "interrupted", {}, t0)
+                raise
+            except Deferred as exc:
+                return self._deferred(step, exc.name)
+            except InvalidInput as exc:
+                return self._end(base, name, "failed", exc.render(), {}, t0)
+            self._end(base, name, outcome.status, outcome.message, outcome.result, t0, shown)
+            if outcome.status == "would-run":
+                self._pending(step)
+            else:
+                remember(step, outcome.result, self.context)
+            return ""
+
+    def _end(self, base: StepRecord, name: str, status: str, message: str,
+             result: Mapping[str, Any], t0: float,
+             rendered: Mapping[str, Any] | None = None) -> str:
+        redactor = self.plan.redactor
+        message = redactor.text(message)
+        shown = redactor.value(dict(result))
+        self._save(replace(base, status=status, ended_at=iso(self.clock.now()), result=shown,
+                           error=message if status == "failed" else ""))
+        self._report(StepReport(base.step_id, name, status, message,
+                                round(time.monotonic() - t0, 3), base.attempts, shown, rendered))
+        return message if status == "failed" else ""
+
+    def _skipped(self, step: Step) -> str:
+        if step.register:
+            self.context[step.register] = {"skipped": True}
+        now = iso(self.clock.now())
+        self._save(StepRecord(self.run_id, step.id, "skipped", 0, now, "", ended_at=now,
+                              result={"skipped": True}))
+        self._report(StepReport(step.id, step.name, "skipped", "condition is false"))
+        return ""
+
+    def _deferred(self, step: Step, needs: str) -> str:
+        if not self.dry_run:
+            return self._failed_early(step, f"result {needs!r} is not available")
+        self._pending(step)
+        self._report(StepReport(step.id, step.name, "would-run",
+                                f"decided at run time (needs the result of {needs!r})"))
+        return ""
+
+    def _emitter(self, step_id: str) -> Callable[[str], None]:
+        def emit(line: str) -> None:
+            self.reporter.step_output(step_id, self.plan.redactor.text(line))
+        return emit
+
+    def _pending(self, step: Step) -> None:
+        if step.register:
+            self.context[step.register] = Pending(step.register)
+        if step.type == "set":
+            self.context["facts"].update({k: Pending(f"facts.{k}") for k in step.spec})
+
+    def _failed_early(self, step: Step, message: str) -> str:
+        now = iso(self.clock.now())
+        self._save(StepRecord(self.run_id, step.id, "failed", 0, now, "", ended_at=now,
+                              error=message))
+        self._report(StepReport(step.id, step.name, "failed", message))
+        return message
+
+    def _report(self, report: StepReport) -> None:
+        self.reports.append(report)
+        self.reporter.step_finished(report.step_id, report.name, report.status, report.message,
+                                    report.seconds)
+
+    def _save(self, record: StepRecord) -> None:
+        if self.store and not self.dry_run:
+            self.store.save_step(record)
+
+    def _check_not_aborted(self) -> None:
+        if self._aborted():
+            raise Aborted
+
+    def _aborted(self) -> bool:
+        if self.store is None or self.dry_run:
+            return False
+        run = self.store.get_run(self.run_id)
+        return run is not None and run.status == "aborted"
+
+
+__all__ = ["Executor", "Outcome", "RunResult", "StepReport"]

@@ -1,0 +1,178 @@
+"""Runbook + params + inventory + checkpoints → Plan. Pure: no I/O, no clock.
+
+Every template that can be rendered before the first step runs is rendered here, so an
+undefined name or a sandbox escape stops the run before anything happens. Templates that
+need a result registered by an earlier step are marked deferred and rendered at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import InvalidInput
+from engine.model import Inventory, Runbook, Step
+from engine.render import Deferred, Pending, condition, render_value
+from engine.secrets import Redactor
+from engine.store import StepRecord
+
+# Fields a step type evaluates itself, at run time, each time it needs them.
+CONDITION_FIELDS = {"assert": ("that",), "wait": ("until",)}
+DONE = ("ok", "skipped")
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    step: Step
+    depth: int
+    name: str
+    when: bool | None  # None: decided at run time
+    rendered: Mapping[str, Any] | None  # None: deferred to run time
+    deferred_on: str | None
+    fingerprint: str | None
+    done: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    runbook: Runbook
+    inventory: Inventory
+    params: Mapping[str, Any]  # secrets redacted
+    hash: str
+    variables: Mapping[str, Any]  # template context before any step has run
+    steps: tuple[PlannedStep, ...]  # flattened: on_failure steps follow their step
+    redactor: Redactor
+
+    def step(self, step_id: str) -> PlannedStep:
+        return next(p for p in self.steps if p.step.id == step_id)
+
+
+def plan_hash(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any]) -> str:
+    payload = {"runbook": runbook.sha256, "inventory": inventory.sha256, "params": params}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def fingerprint(step: Step, rendered: Mapping[str, Any], name: str) -> str:
+    payload = {"type": step.type, "spec": rendered, "name": name, "when": step.when,
+               "register": step.register}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def is_done(record: StepRecord | None, step_fingerprint: str | None) -> bool:
+    """A checkpoint counts only if it finished and was made from the same rendered step."""
+    return (record is not None and record.status in DONE and step_fingerprint is not None
+            and record.fingerprint == step_fingerprint)
+
+
+def base_context(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
+                 run: Mapping[str, Any]) -> dict[str, Any]:
+    context: dict[str, Any] = {"params": dict(params), "inventory": dict(inventory.data),
+                               "run": dict(run), "facts": {}}
+    rendered_vars: dict[str, Any] = {}
+    context["vars"] = rendered_vars
+    for key, value in runbook.vars.items():
+        rendered_vars[key] = _render_checked(value, context, runbook, f"$.vars.{key}")
+    return context
+
+
+def build(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
+          run: Mapping[str, Any], checkpoints: Mapping[str, StepRecord],
+          redactor: Redactor) -> Plan:
+    variables = base_context(runbook, inventory, params, run)
+    context = dict(variables)
+    context["facts"] = {}
+    for step in runbook.all_steps():
+        if step.register:
+            context[step.register] = Pending(step.register)
+    planned: list[PlannedStep] = []
+
+    def walk(steps: tuple[Step, ...], depth: int) -> None:
+        for step in steps:
+            planned.append(_plan_step(step, depth, context, checkpoints, runbook, redactor))
+            walk(step.on_failure, depth + 1)
+
+    walk(runbook.steps, 0)
+    return Plan(runbook=runbook, inventory=inventory, params=redactor.params(params),
+                hash=plan_hash(runbook, inventory, redactor.params(params)), variables=variables,
+                steps=tuple(planned), redactor=redactor)
+
+
+def _plan_step(step: Step, depth: int, context: dict[str, Any],
+               checkpoints: Mapping[str, StepRecord], runbook: Runbook,
+               redactor: Redactor) -> PlannedStep:
+    where = f"$.steps[{step.id}]"
+    when: bool | None = True
+    if step.when is not None:
+        try:
+            when = _checked(lambda: condition(step.when, context, where + ".when"), runbook, step)
+        except Deferred:
+            when = None
+    name = step.name
+    rendered: Mapping[str, Any] | None = None
+    deferred_on: str | None = None
+    try:
+        name = str(_checked(lambda: render_value(step.name, context, where + ".name"),
+                            runbook, step))
+        rendered = render_spec(step, context, runbook)
+    except Deferred as exc:
+        deferred_on = exc.name
+    fp = fingerprint(step, redactor.value(rendered), name) if rendered is not None else None
+    record = checkpoints.get(step.id)
+    done = when is not None and is_done(record, fp)
+    if done and record is not None:
+        remember(step, record.result, context)
+    elif when is False and step.register:
+        context[step.register] = {"skipped": True}
+    elif step.type == "set" and when is not False:
+        if when and rendered is not None:
+            context["facts"].update(rendered)
+        else:
+            context["facts"].update({k: Pending(f"facts.{k}") for k in step.spec})
+    return PlannedStep(step=step, depth=depth, name=name, when=when, rendered=rendered,
+                       deferred_on=deferred_on, fingerprint=fp, done=done)
+
+
+def render_spec(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dict[str, Any]:
+    """Render a step's body; condition fields are only checked for names, not rendered."""
+    where = f"$.steps[{step.id}].{step.type}"
+    skip = CONDITION_FIELDS.get(step.type, ())
+    spec = step.spec if isinstance(step.spec, Mapping) else {}
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key in skip:
+            for cond in value if isinstance(value, list) else [value]:
+                with contextlib.suppress(Deferred):
+                    _checked(lambda c=cond, k=key: condition(c, {**context, "poll": {}},
+                                                             f"{where}.{k}"), runbook, step)
+            out[key] = value
+        else:
+            out[key] = _checked(lambda v=value, k=key: render_value(v, context, f"{where}.{k}"),
+                                runbook, step)
+    return out
+
+
+def remember(step: Step, result: Mapping[str, Any], context: dict[str, Any]) -> None:
+    """Make a finished step's result visible to the steps after it."""
+    if step.register:
+        context[step.register] = dict(result)
+    if step.type == "set":
+        context["facts"].update(result)
+
+
+def _checked(fn: Any, runbook: Runbook, step: Step) -> Any:
+    try:
+        return fn()
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, file=str(runbook.path), line=step.line,
+                           path=exc.path) from exc
+
+
+def _render_checked(value: Any, context: Mapping[str, Any], runbook: Runbook, where: str) -> Any:
+    try:
+        return render_value(value, context, where)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, file=str(runbook.path), path=exc.path) from exc

@@ -1,0 +1,216 @@
+"""Turn plans, runs and runbooks into text, markdown or JSON-ready dicts. Pure functions."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict
+from typing import Any
+
+from engine.api import PlanReport, RunDetail
+from engine.execute import RunResult
+from engine.model import Runbook
+from engine.store import RunRecord
+
+
+def plan_dict(report: PlanReport) -> dict[str, Any]:
+    plan = report.plan
+    dry = {s.step_id: s for s in report.dry_run.steps}
+    steps = []
+    for p in plan.steps:
+        outcome = dry.get(p.step.id)
+        steps.append({
+            "id": p.step.id, "type": p.step.type, "name": p.name,
+            "on_failure_of": None if p.depth == 0 else "…",
+            "depth": p.depth,
+            "when": p.when if p.step.when is not None else True,
+            "rendered": _rendered(p, outcome, plan),
+            "deferred_on": p.deferred_on,
+            "dry_run": None if outcome is None else {
+                "status": outcome.status, "message": outcome.message,
+                "result": outcome.result},
+        })
+    return {"runbook": plan.runbook.name, "path": str(plan.runbook.path),
+            "inventory": plan.inventory.name or None, "params": dict(plan.params),
+            "plan_hash": plan.hash, "status": report.dry_run.status,
+            "message": report.dry_run.message, "steps": steps}
+
+
+def _rendered(p: Any, outcome: Any, plan: Any) -> Any:
+    if outcome is not None and outcome.rendered is not None:
+        return outcome.rendered
+    return plan.redactor.value(p.rendered) if p.rendered is not None else None
+
+
+def plan_text(report: PlanReport) -> str:
+    data = plan_dict(report)
+    lines = [f"Plan for runbook {data['runbook']}  (hash {data['plan_hash'][:16]})",
+             f"params: {_params(data['params'])}"]
+    if data["inventory"]:
+        lines.append(f"inventory: {data['inventory']}")
+    n = 0
+    for step in data["steps"]:
+        indent = "    " * step["depth"]
+        if step["depth"] == 0:
+            n += 1
+            label = f"{n}."
+        else:
+            label = "on failure:"
+        lines.append(f"{indent}{label} [{step['type']}] {step['id']}: {step['name']}")
+        lines.extend(f"{indent}     {d}" for d in _details(step))
+    if data["status"] == "failed":
+        lines.append(f"the dry run failed: {data['message']}")
+    return "\n".join(lines)
+
+
+def plan_markdown(report: PlanReport) -> str:
+    data = plan_dict(report)
+    out = [f"# Change plan: `{data['runbook']}`", "",
+           f"- **Plan hash:** `{data['plan_hash']}`",
+           f"- **Runbook file:** `{data['path']}`",
+           f"- **Inventory:** {data['inventory'] or '(none)'}",
+           f"- **Parameters:** {_params(data['params'])}",
+           f"- **Dry run:** {data['status']}"
+           + (f" — {data['message']}" if data["message"] else ""),
+           "", "## Steps", "", "| # | Step | Type | What it will do | Dry run |",
+           "|---|---|---|---|---|"]
+    n = 0
+    for step in data["steps"]:
+        if step["depth"] == 0:
+            n += 1
+            num = str(n)
+        else:
+            num = "↳ on failure"
+        what = "<br>".join(_md(d) for d in _details(step, with_dry_run=False)) or "—"
+        dry = step["dry_run"]
+        dry_text = "—" if dry is None else _md(dry["status"] + (f": {dry['message']}"
+                                                               if dry["message"] else ""))
+        out.append(f"| {num} | `{step['id']}` {_md(step['name'])} | {step['type']} | {what} "
+                   f"| {dry_text} |")
+    out += ["", "Approving this plan approves exactly these inputs: the same runbook, inventory "
+            "and parameters give the same hash."]
+    return "\n".join(out) + "\n"
+
+
+def _details(step: dict[str, Any], *, with_dry_run: bool = True) -> list[str]:
+    out: list[str] = []
+    if step["when"] is False:
+        out.append("skipped: its condition is false")
+    elif step["when"] is None:
+        out.append("runs if its condition holds at run time")
+    spec = step["rendered"]
+    if spec is None:
+        out.append(f"rendered at run time (needs the result of {step['deferred_on']!r})")
+    else:
+        out.extend(_describe(step["type"], spec))
+    dry = step["dry_run"]
+    if with_dry_run and dry is not None and dry["status"] in ("checked", "failed"):
+        out.append(f"dry run {dry['status']}" + (f": {dry['message']}" if dry["message"] else ""))
+    return out
+
+
+def _describe(kind: str, spec: dict[str, Any]) -> list[str]:
+    if kind == "command":
+        text = "$ " + shlex.join(str(a) for a in spec["argv"])
+        if spec.get("check_mode") == "safe":
+            text += "   (read-only: runs during the plan)"
+        return [text]
+    if kind == "ansible":
+        extra = ", ".join(f"{k}={v}" for k, v in (spec.get("extravars") or {}).items())
+        return [f"playbook {spec['playbook']}" + (f" with {extra}" if extra else "")]
+    if kind == "assert":
+        return [f"check: {c}" for c in spec["that"]]
+    if kind == "set":
+        return [f"set {k} = {v!r}" for k, v in spec.items()]
+    if kind == "wait":
+        if "seconds" in spec:
+            return [f"wait {spec['seconds']} s"]
+        return [f"wait until {spec['until']} (at most {spec['timeout']} s)"]
+    if kind == "approval":
+        return [f"stops until approved: {spec['prompt']}"]
+    return [json.dumps(spec, default=str)]
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(none)"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def result_dict(result: RunResult) -> dict[str, Any]:
+    return asdict(result)
+
+
+def runs_table(runs: list[RunRecord]) -> str:
+    if not runs:
+        return "no runs yet"
+    rows = [("RUN", "RUNBOOK", "STATUS", "STARTED", "BY", "PARAMS")]
+    rows += [(r.id, r.runbook, r.status, r.started_at, r.user, _params(r.params)) for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+                     + "  " + row[5] for row in rows)
+
+
+def detail_text(detail: RunDetail) -> str:
+    r = detail.run
+    lines = [f"run {r.id}  runbook {r.runbook}  status {r.status}",
+             f"started {r.started_at} by {r.user}"
+             + (f", ended {r.ended_at}" if r.ended_at else ""),
+             f"params: {_params(r.params)}", f"plan hash: {r.plan_hash}"]
+    if r.message:
+        lines.append(f"message: {r.message}")
+    lines.append("steps:")
+    for s in detail.steps.values():
+        extra = f" ({s.attempts} attempts)" if s.attempts > 1 else ""
+        err = f": {s.error}" if s.error else ""
+        lines.append(f"  {s.step_id:<24} {s.status:<12}{extra}{err}")
+    for a in detail.approvals:
+        note = f": {a.note}" if a.note else ""
+        lines.append(f"approved {a.step_id} by {a.by} at {a.at}{note}")
+    for e in detail.events:
+        lines.append(f"event {e.kind} at {e.at}: {json.dumps(e.detail, sort_keys=True)}")
+    return "\n".join(lines)
+
+
+def detail_dict(detail: RunDetail) -> dict[str, Any]:
+    return {"run": asdict(detail.run),
+            "steps": [asdict(s) for s in detail.steps.values()],
+            "approvals": [asdict(a) for a in detail.approvals],
+            "events": [asdict(e) for e in detail.events]}
+
+
+def runbook_text(book: Runbook) -> str:
+    lines = [f"{book.name}: {book.description}", f"file: {book.path}"]
+    if book.params:
+        lines.append("params:")
+        for p in book.params:
+            bits = [p.type]
+            if p.required:
+                bits.append("required")
+            if p.default is not None:
+                bits.append(f"default {p.default}")
+            if p.enum:
+                bits.append("one of " + "|".join(str(e) for e in p.enum))
+            if p.secret:
+                bits.append("secret, from the environment")
+            lines.append(f"  {p.flag:<20} {', '.join(bits)}" +
+                         (f"  {p.description}" if p.description else ""))
+    lines.append("steps:")
+
+    def walk(steps: Any, depth: int) -> None:
+        for s in steps:
+            lines.append(f"{'  ' * (depth + 1)}{s.id:<24} {s.type:<9} {s.name}")
+            if s.on_failure:
+                lines.append(f"{'  ' * (depth + 2)}on failure:")
+                walk(s.on_failure, depth + 2)
+
+    walk(book.steps, 0)
+    return "\n".join(lines)
+
+
+def runbook_dict(book: Runbook) -> dict[str, Any]:
+    return {"name": book.name, "description": book.description, "path": str(book.path),
+            "params": [asdict(p) for p in book.params],
+            "steps": [{"id": s.id, "type": s.type, "name": s.name} for s in book.all_steps()]}

@@ -1,0 +1,114 @@
+"""Sandboxed Jinja2 with StrictUndefined, as pure functions over a context mapping.
+
+A value that is a single ``{{ expression }}`` keeps its native type (a number stays a number);
+any other string renders to a string. Results that do not exist yet (registered by steps that
+have not run) are ``Pending``: touching one raises ``Deferred`` so the caller can decide the
+value at run time instead of failing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from engine.errors import InvalidInput
+
+_SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                            keep_trailing_newline=True)
+
+
+class Deferred(Exception):
+    """A template needs a result that only exists once an earlier step has run."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class Pending:
+    """Stands for a registered result that does not exist yet."""
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "_name", name)
+
+    def _defer(self, *_: Any, **__: Any) -> Any:
+        raise Deferred(object.__getattribute__(self, "_name"))
+
+    __getattr__ = __getitem__ = __str__ = __iter__ = __len__ = __bool__ = _defer
+    __eq__ = __lt__ = __gt__ = __contains__ = __int__ = __float__ = _defer
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<pending {object.__getattribute__(self, '_name')}>"
+
+
+@lru_cache(maxsize=4096)
+def _compile_template(source: str) -> Any:
+    return _ENV.from_string(source)
+
+
+@lru_cache(maxsize=4096)
+def _compile_expression(source: str) -> Any:
+    return _ENV.compile_expression(source, undefined_to_none=False)
+
+
+def render_value(value: Any, context: Mapping[str, Any], where: str = "") -> Any:
+    """Render every string inside ``value`` (dicts and lists included)."""
+    if isinstance(value, str):
+        return render_string(value, context, where)
+    if isinstance(value, Mapping):
+        return {k: render_value(v, context, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(v, context, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def render_string(source: str, context: Mapping[str, Any], where: str = "") -> Any:
+    if "{{" not in source and "{%" not in source:
+        return source
+    try:
+        match = _SINGLE_EXPR.match(source)
+        if match:
+            result = _compile_expression(match.group("expr").strip())(**context)
+            _touch(result)
+            return result
+        return _compile_template(source).render(**context)
+    except Deferred:
+        raise
+    except TemplateError as exc:
+        raise InvalidInput(f"template {source!r}: {exc.message or exc}",
+                           path=where or None) from exc
+
+
+def render_text(source: str, context: Mapping[str, Any], where: str = "") -> str:
+    return str(render_value(source, context, where))
+
+
+def condition(value: Any, context: Mapping[str, Any], where: str = "") -> bool:
+    """A ``when``/``that`` condition: a bool, a ``{{ expr }}`` or a bare expression."""
+    if isinstance(value, bool):
+        return value
+    text = str(value)
+    if "{{" not in text:
+        text = "{{ " + text + " }}"
+    return bool(render_string(text, context, where))
+
+
+def _touch(result: Any) -> None:
+    # StrictUndefined only raises when used: make an undefined result fail here, not later.
+    if isinstance(result, StrictUndefined):
+        str(result)
+    if isinstance(result, Pending):
+        result._defer()
+
+
+def syntax_check(source: str) -> None:
+    """Parse a template (or a bare condition) without rendering it."""
+    if "{{" in source or "{%" in source:
+        _ENV.parse(source)

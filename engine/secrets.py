@@ -1,0 +1,36 @@
+"""Keep secret param values out of output, run records and logs.
+
+Secrets are replaced by ``***`` wherever they appear in a string before it leaves the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MASK = "***"
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str] = (), secret_params: Iterable[str] = ()) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._params = set(secret_params)
+
+    def text(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+    def params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The params as they may be shown and stored: secret ones left out."""
+        return {k: v for k, v in params.items() if k not in self._params}

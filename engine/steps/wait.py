@@ -1,0 +1,40 @@
+"""``wait``: sleep for a time, or poll a condition (optionally re-running a command) until a
+timeout."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine import proc
+from engine.errors import StepFailed
+from engine.model import Outcome
+
+if TYPE_CHECKING:
+    from engine.steps import StepContext
+
+
+def run(ctx: StepContext) -> Outcome:
+    spec = ctx.spec
+    if ctx.dry_run:
+        what = (f"{spec['seconds']} s" if "seconds" in spec
+                else f"until {spec['until']} (at most {spec['timeout']} s)")
+        return Outcome("would-run", message=f"waits {what}")
+    if "seconds" in spec:
+        ctx.clock.sleep(float(spec["seconds"]))
+        return Outcome("ok", {"waited": float(spec["seconds"])})
+    start = ctx.clock.monotonic()
+    interval = float(spec.get("interval", 2))
+    polls = 0
+    while True:
+        polls += 1
+        poll: dict[str, Any] = {}
+        if "argv" in spec:
+            done = proc.run([str(a) for a in spec["argv"]], timeout=spec["timeout"])
+            poll = {"rc": done.rc, "stdout": done.stdout, "stderr": done.stderr}
+        if ctx.condition(spec["until"], {"poll": poll}):
+            waited = round(ctx.clock.monotonic() - start, 3)
+            return Outcome("ok", {"polls": polls, "waited": waited, "poll": poll})
+        if ctx.clock.monotonic() - start + interval > float(spec["timeout"]):
+            raise StepFailed(f"still not {spec['until']} after {spec['timeout']} s "
+                             f"({polls} polls)", {"polls": polls, "poll": poll})
+        ctx.clock.sleep(interval)

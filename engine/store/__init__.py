@@ -1,0 +1,96 @@
+"""Where runs, step checkpoints and approvals are kept between processes.
+
+Records are JSON-native and versioned. Only ``plan.py`` reads checkpoints to decide what is
+left to do; only ``execute.py`` writes them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+SCHEMA_VERSION = 1
+
+
+def home() -> Path:
+    """The working folder for state and run artifacts: ``$RUNBOOK_HOME`` or ``./.runbook``."""
+    return Path(os.environ.get("RUNBOOK_HOME") or ".runbook")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    runbook: str
+    path: str
+    runbook_sha: str
+    inventory: str | None
+    inventory_sha: str
+    params: dict[str, Any]
+    user: str
+    started_at: str
+    plan_hash: str
+    status: str = "running"  # running | waiting | failed | interrupted | done | aborted
+    ended_at: str | None = None
+    message: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    run_id: str
+    step_id: str
+    status: str  # running | ok | skipped | failed | interrupted | waiting
+    attempts: int
+    started_at: str
+    fingerprint: str
+    ended_at: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    run_id: str
+    step_id: str
+    by: str
+    at: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    run_id: str
+    at: str
+    kind: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class StateStore(Protocol):
+    def create_run(self, run: RunRecord) -> None: ...
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+    def list_runs(self, limit: int = 20) -> list[RunRecord]: ...
+    def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
+                       message: str = "") -> None: ...
+    def claim_run(self, run_id: str, owner: str) -> str | None:
+        """Take the run for this process; return the owner holding it instead, if alive."""
+    def release_run(self, run_id: str, owner: str) -> None: ...
+    def save_step(self, record: StepRecord) -> None: ...
+    def steps(self, run_id: str) -> dict[str, StepRecord]: ...
+    def add_approval(self, approval: ApprovalRecord) -> None: ...
+    def approvals(self, run_id: str) -> list[ApprovalRecord]: ...
+    def add_event(self, event: EventRecord) -> None: ...
+    def events(self, run_id: str) -> list[EventRecord]: ...
+    def close(self) -> None: ...
+
+
+def state_location() -> str:
+    return os.environ.get("RUNBOOK_STATE") or str(home() / "state.db")
+
+
+def open_store(location: str | None = None) -> StateStore:
+    location = location or state_location()
+    from engine.store.sqlite import SqliteStore
+    return SqliteStore(Path(location))
