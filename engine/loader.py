@@ -106,6 +106,9 @@ def parse(raw: bytes, path: Path) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "malformed YAML"
+        ctx = exc.context_mark
+        if exc.context and ctx and mark and ctx.line != mark.line:
+            problem += f" ({exc.context} started on line {ctx.line + 1})"
         raise InvalidInput(f"malformed YAML: {problem}", file=str(path), line=line) from exc
     except yaml.YAMLError as exc:
         raise InvalidInput(f"malformed YAML: {exc}", file=str(path)) from exc

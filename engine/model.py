@@ -47,6 +47,7 @@ class Step:
     delay: float = 5.0
     on_failure: tuple[Step, ...] = ()
     line: int | None = None
+    at: tuple[str | int, ...] = ()  # where the step sits in its file
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,21 @@ class Runbook:
     vars: Mapping[str, Any]
     steps: tuple[Step, ...]
     inventory: str | None = None
+    lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False,
+                                                       repr=False)
+
+    def line_of(self, step: Step, where: str | None) -> int | None:
+        """The line of a field of ``step`` from a path like ``$.steps[id].command.argv[1]``."""
+        rel: tuple[str | int, ...] = ()
+        prefix = f"$.steps[{step.id}]"
+        if where and where.startswith(prefix):
+            rel = tuple(int(p) if p.isdigit() else p
+                        for p in re.findall(r"[^.\[\]]+", where[len(prefix):]))
+        for end in range(len(rel), -1, -1):
+            line = self.lines.get((*step.at, *rel[:end]))
+            if line is not None:
+                return line
+        return step.line
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -98,7 +114,7 @@ def build_runbook(doc: Document) -> Runbook:
     return Runbook(
         name=meta["name"], description=meta.get("description", ""), path=doc.path,
         sha256=doc.sha256, params=params, vars=data.get("vars") or {}, steps=steps,
-        inventory=meta.get("inventory"))
+        inventory=meta.get("inventory"), lines=doc.lines)
 
 
 def _build_param(name: str, spec: Mapping[str, Any], doc: Document) -> Param:
@@ -137,7 +153,7 @@ def _build_step(raw: Mapping[str, Any], at: tuple[str | int, ...], doc: Document
                        for i, s in enumerate(raw.get("on_failure", ())))
     return Step(id=step_id, type=step_type, spec=raw[step_type], name=raw.get("name", step_id),
                 when=raw.get("when"), register=raw.get("register"), retries=raw.get("retries", 0),
-                delay=raw.get("delay", 5.0), on_failure=on_failure, line=line)
+                delay=raw.get("delay", 5.0), on_failure=on_failure, line=line, at=at)
 
 
 def _path(at: tuple[str | int, ...]) -> str:

@@ -146,7 +146,7 @@ def render_spec(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dic
         if key in skip:
             for cond in value if isinstance(value, list) else [value]:
                 with contextlib.suppress(Deferred):
-                    _checked(lambda c=cond, k=key: condition(c, {**context, "poll": {}},
+                    _checked(lambda c=cond, k=key: condition(c, {**context, "poll": Pending("poll")},
                                                              f"{where}.{k}"), runbook, step)
             out[key] = value
         else:
@@ -167,8 +167,8 @@ def _checked(fn: Any, runbook: Runbook, step: Step) -> Any:
     try:
         return fn()
     except InvalidInput as exc:
-        raise InvalidInput(exc.message, file=str(runbook.path), line=step.line,
-                           path=exc.path) from exc
+        raise InvalidInput(exc.message, file=str(runbook.path),
+                           line=runbook.line_of(step, exc.path), path=exc.path) from exc
 
 
 def _render_checked(value: Any, context: Mapping[str, Any], runbook: Runbook, where: str) -> Any:

@@ -1,0 +1,85 @@
+"""Shared fixtures: every test works in its own folder, and writing to the real home folder
+or to ./.runbook fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine import cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """cwd = a fresh folder whose ./.runbook and $HOME cannot be written to."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".runbook").write_text("tests must not write here\n")
+    blocker = tmp_path / "home-is-a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("HOME", str(blocker / "home"))
+    monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("RUNBOOK_USER", "tester")
+    monkeypatch.delenv("RUNBOOK_STATE", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.chdir(work)
+    yield work
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def runbook_cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the CLI in this process and capture what it printed."""
+
+    def invoke(*args: str) -> Result:
+        code = cli.main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.fixture
+def write_runbook(isolated: Path):  # type: ignore[no-untyped-def]
+    """Write a runbook YAML (dedented) into the test folder and return its path."""
+
+    def write(text: str, name: str = "book") -> Path:
+        path = isolated / f"{name}.yaml"
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+def runbook_process(*args: str, env: dict[str, str] | None = None,
+                    **kwargs: object) -> subprocess.Popen[str]:
+    """Start a real ``runbook`` process (``python -m engine``)."""
+    return subprocess.Popen([sys.executable, "-m", "engine", *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})}, **kwargs)  # type: ignore[call-overload]
+
+
+HEADER = """\
+apiVersion: runbook/v1
+kind: Runbook
+metadata: {name: book}
+"""

@@ -1,0 +1,50 @@
+import pytest
+
+from engine.errors import InvalidInput
+from engine.render import Deferred, Pending, condition, render_value
+
+CTX = {"params": {"env": "qa", "n": 3}, "vars": {}, "later": Pending("later")}
+
+
+def test_single_expression_keeps_its_type_and_text_renders_to_string():
+    assert render_value("{{ params.n + 1 }}", CTX) == 4
+    assert render_value("n={{ params.n }}", CTX) == "n=3"
+    assert render_value({"a": ["{{ params.env }}"]}, CTX) == {"a": ["qa"]}
+
+
+def test_params_are_data_not_templates():
+    ctx = {"params": {"x": "{{ 7 * 6 }}"}}
+    assert render_value("{{ params.x }}", ctx) == "{{ 7 * 6 }}"
+
+
+@pytest.mark.parametrize("template", [
+    "{{ nope }}", "{{ params.missing.deeper }}", "x {{ params.nothing }} y",
+])
+def test_undefined_names_are_invalid_input(template):
+    with pytest.raises(InvalidInput, match="undefined|has no attribute"):
+        render_value(template, CTX)
+
+
+@pytest.mark.parametrize("template", [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__ }}",
+    "{{ params.__init__.__globals__ }}",
+    "{{ lipsum.__globals__['os'] }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+])
+def test_sandbox_escapes_are_invalid_input(template):
+    with pytest.raises(InvalidInput, match="unsafe"):
+        render_value(template, CTX)
+
+
+def test_results_that_do_not_exist_yet_are_deferred():
+    with pytest.raises(Deferred):
+        render_value("{{ later.stdout }}", CTX)
+    assert condition("later is defined", CTX) is True
+
+
+def test_conditions():
+    assert condition("params.env == 'qa'", CTX) is True
+    assert condition("{{ params.n > 5 }}", CTX) is False
+    assert condition(False, CTX) is False
+    assert condition("params.tag is not defined", CTX) is True
