@@ -122,6 +122,8 @@ class Executor:
             return ""
         same = record is not None and record.fingerprint == fp and record.status not in DONE
         attempts = record.attempts if same and record else 0
+        if same and record and record.status == "waiting":
+            attempts -= 1  # waiting for a person is not a failed attempt
         started = iso(self.clock.now())
         t0 = time.monotonic()
         tries = 0

@@ -146,8 +146,9 @@ def render_spec(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dic
         if key in skip:
             for cond in value if isinstance(value, list) else [value]:
                 with contextlib.suppress(Deferred):
-                    _checked(lambda c=cond, k=key: condition(c, {**context, "poll": Pending("poll")},
-                                                             f"{where}.{k}"), runbook, step)
+                    polled = {**context, "poll": Pending("poll")}
+                    _checked(lambda c=cond, k=key, p=polled: condition(c, p, f"{where}.{k}"),
+                             runbook, step)
             out[key] = value
         else:
             out[key] = _checked(lambda v=value, k=key: render_value(v, context, f"{where}.{k}"),

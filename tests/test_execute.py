@@ -59,7 +59,8 @@ def test_retries_then_success(write_runbook, runbook_cli, isolated):
     flaky = ("import pathlib,sys; p=pathlib.Path('n'); n=int(p.read_text() or 0) if p.exists() "
              "else 0; p.write_text(str(n+1)); sys.exit(0 if n >= 2 else 1)")
     path = write_runbook(book(
-        f"  - id: flaky\n    retries: 2\n    delay: 0\n    command: {{argv: [python3, -c, \"{flaky}\"]}}\n"))
+        "  - id: flaky\n    retries: 2\n    delay: 0\n"
+        f"    command: {{argv: [python3, -c, \"{flaky}\"]}}\n"))
     result = runbook_cli("run", str(path), "--output", "json")
     assert result.code == 0
     step = result.json()["steps"][0]

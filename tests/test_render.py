@@ -21,7 +21,7 @@ def test_params_are_data_not_templates():
     "{{ nope }}", "{{ params.missing.deeper }}", "x {{ params.nothing }} y",
 ])
 def test_undefined_names_are_invalid_input(template):
-    with pytest.raises(InvalidInput, match="undefined|has no attribute"):
+    with pytest.raises(InvalidInput, match=r"undefined|has no attribute"):
         render_value(template, CTX)
 
 

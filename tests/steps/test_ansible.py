@@ -1,0 +1,71 @@
+"""The ansible step with real ansible-runner and ansible-core against localhost."""
+
+import os
+from pathlib import Path
+
+from tests.helpers import book
+
+PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+
+
+def write_book(dest: Path) -> str:
+    return book(
+        f"  - id: write\n    ansible:\n      playbook: {PLAYBOOKS / 'write.yml'}\n"
+        f"      extravars: {{dest: '{dest}', content: '{{{{ params.content }}}}'}}\n"
+        "    register: wrote\n",
+        "  - id: after\n    command: {argv: [echo, \"{{ wrote.results['Report'].msg }} "
+        "changed={{ wrote.changed }}\"]}\n",
+        params="params:\n  content: {type: string, default: hello}\n")
+
+
+def test_playbook_runs_streams_events_and_registers_results(write_runbook, runbook_cli,
+                                                            isolated):
+    dest = isolated / "out.txt"
+    path = write_runbook(write_book(dest))
+    result = runbook_cli("run", str(path), "--content", "v42")
+    assert result.code == 0, result.out
+    assert dest.read_text() == "v42\n"
+    assert "ok (changed): Write the file [localhost]" in result.out
+    assert "    wrote out.txt changed=True" in result.out
+    run_id = result.out.split()[1]
+    artifacts = Path(os.environ["RUNBOOK_HOME"]) / "runs" / run_id / "write" / "artifacts"
+    (ident,) = list(artifacts.iterdir())
+    assert (ident / "job_events").is_dir() and (ident / "rc").read_text() == "0"
+
+
+def test_plan_runs_the_playbook_in_check_mode_and_shows_the_diff(write_runbook, runbook_cli,
+                                                                 isolated):
+    dest = isolated / "out.txt"
+    path = write_runbook(write_book(dest))
+    result = runbook_cli("plan", str(path), "--content", "v43")
+    assert result.code == 0, result.out
+    assert not dest.exists()
+    assert "dry run checked" in result.out
+    dest.write_text("old\n")
+    data = runbook_cli("plan", str(path), "--content", "v43", "--output", "json").json()
+    write = data["steps"][0]["dry_run"]
+    assert write["status"] == "checked"
+    assert write["result"]["results"]["Write the file"]["changed"] is True
+    assert dest.read_text() == "old\n"
+
+
+def test_failing_playbook_fails_the_step_with_the_task_message(write_runbook, runbook_cli):
+    path = write_runbook(book(
+        f"  - id: fail\n    ansible: {{playbook: {PLAYBOOKS / 'fail.yml'}}}\n"))
+    result = runbook_cli("run", str(path))
+    assert result.code == 1
+    assert "failed: Refuse [localhost]" in result.out
+    assert "playbook fail.yml: Refuse: the environment is not ready" in result.out
+
+
+def test_playbook_paths_are_relative_to_the_runbook(isolated, runbook_cli, write_runbook):
+    (isolated / "playbooks").mkdir()
+    (isolated / "playbooks" / "w.yml").write_text((PLAYBOOKS / "write.yml").read_text())
+    path = write_runbook(book(
+        "  - id: w\n    ansible:\n      playbook: playbooks/w.yml\n"
+        f"      extravars: {{dest: '{isolated / 'x.txt'}', content: x}}\n"))
+    elsewhere = isolated / "elsewhere"
+    elsewhere.mkdir()
+    os.chdir(elsewhere)
+    assert runbook_cli("run", str(path)).code == 0
+    assert (isolated / "x.txt").read_text() == "x\n"
