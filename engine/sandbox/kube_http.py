@@ -1,0 +1,245 @@
+"""HTTP front of the Kubernetes emulator: discovery, routing, patch types, Status errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+from engine.sandbox.kube import RESOURCES, VERBS, ApiError, Cluster
+
+SHORT_NAMES = {"deployments": ["deploy"], "replicasets": ["rs"], "pods": ["po"],
+               "namespaces": ["ns"], "configmaps": ["cm"], "services": ["svc"]}
+_PATH = re.compile(
+    r"^/(?:api/(?P<cv>v1)|apis/(?P<group>[^/]+)/(?P<gv>[^/]+))"
+    r"(?:/namespaces/(?P<ns>[^/]+)(?=/))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?"
+    r"(?:/(?P<sub>status|scale))?$")
+
+
+def discovery(path: str) -> dict[str, Any] | None:
+    if path == "/version":
+        return {"major": "1", "minor": "30", "gitVersion": "v1.30.0-runbook-sandbox",
+                "platform": "linux/amd64"}
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+    groups = sorted({g for g, _, _ in RESOURCES if g})
+    if path == "/apis":
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": g, "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
+             "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}} for g in groups]}
+    for g in groups:
+        if path == f"/apis/{g}":
+            return {"kind": "APIGroup", "apiVersion": "v1", "name": g,
+                    "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
+                    "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}}
+    match = re.fullmatch(r"/api/(v1)|/apis/([^/]+)/(v1)", path)
+    if match:
+        group = match.group(2) or ""
+        version = "v1"
+        resources = []
+        for (g, v, plural), (kind, namespaced) in RESOURCES.items():
+            if g == group and v == version:
+                base = {"namespaced": namespaced, "kind": kind, "verbs": VERBS,
+                        "singularName": kind.lower()}
+                resources.append({"name": plural, **base,
+                                  "shortNames": SHORT_NAMES.get(plural, [])})
+                resources.append({"name": f"{plural}/status", **base,
+                                  "verbs": ["get", "patch", "update"]})
+        gv = f"{group}/{version}" if group else version
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                "resources": resources}
+    return None
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """Merge patch, except lists of named objects (containers, env, ports) merge by name."""
+    if isinstance(patch, list) and isinstance(target, list) and patch \
+            and all(isinstance(i, dict) and "name" in i for i in patch + target):
+        by_name = {i["name"]: copy.deepcopy(i) for i in target}
+        order = [i["name"] for i in target]
+        for item in patch:
+            if item.get("$patch") == "delete":
+                by_name.pop(item["name"], None)
+                continue
+            if item["name"] not in by_name:
+                order.append(item["name"])
+            by_name[item["name"]] = strategic_merge_patch(by_name.get(item["name"], {}), item)
+        return [by_name[n] for n in order if n in by_name]
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if key.startswith("$"):
+            continue
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = strategic_merge_patch(out.get(key), value)
+    return out
+
+
+def json_patch(target: Any, ops: list[dict[str, Any]]) -> Any:
+    doc = copy.deepcopy(target)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent = doc
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = parts[-1]
+        if op["op"] in ("add", "replace"):
+            if isinstance(parent, list):
+                idx = len(parent) if last == "-" else int(last)
+                if op["op"] == "add":
+                    parent.insert(idx, op["value"])
+                else:
+                    parent[idx] = op["value"]
+            else:
+                parent[last] = op["value"]
+        elif op["op"] == "remove":
+            if isinstance(parent, list):
+                parent.pop(int(last))
+            else:
+                parent.pop(last)
+        elif op["op"] == "test":
+            current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if current != op["value"]:
+                raise ApiError(422, "Invalid", f"test failed at {op['path']}")
+        else:
+            raise ApiError(422, "Invalid", f"unsupported JSON patch op {op['op']}")
+    return doc
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: KubeServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        url = urlparse(self.path)
+        try:
+            body = self._body()
+            found = discovery(url.path.rstrip("/")) if method == "GET" else None
+            if found is not None:
+                return self._send(200, found)
+            self._send(200, self._resource(method, url.path, parse_qs(url.query), body))
+        except ApiError as err:
+            self._send(err.code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                  "status": "Failure", "message": err.message,
+                                  "reason": err.reason, "code": err.code})
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            self._send(400, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                             "message": f"bad request: {exc}", "reason": "BadRequest",
+                             "code": 400})
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return None
+        raw = self.rfile.read(length)
+        if "yaml" in (self.headers.get("Content-Type") or ""):
+            return yaml.safe_load(raw)
+        return json.loads(raw)
+
+    def _resource(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Any:
+        match = _PATH.match(path)
+        if not match:
+            raise ApiError(404, "NotFound", f"the server could not find {path}")
+        group = match.group("group") or ""
+        version = match.group("cv") or match.group("gv")
+        plural, name, sub = match.group("plural"), match.group("name"), match.group("sub")
+        ns = match.group("ns")
+        if (group, version, plural) not in RESOURCES:
+            raise ApiError(404, "NotFound", f"the server could not find resource {plural}")
+        kind, namespaced = RESOURCES[(group, version, plural)]
+        cluster = self.server.cluster
+        scope_ns = (ns or "") if namespaced else ""
+        if method == "GET" and name is None:
+            selector = query.get("labelSelector", [None])[0]
+            items = cluster.list(group, plural, ns if namespaced else None, selector)
+            return {"kind": f"{kind}List", "apiVersion": f"{group}/{version}" if group
+                    else version, "metadata": {"resourceVersion": str(cluster.version)},
+                    "items": items}
+        if method == "GET":
+            return cluster.get(group, plural, scope_ns, name)
+        if method == "POST":
+            return cluster.create(group, version, plural, scope_ns, body or {})
+        if name is None:
+            raise ApiError(405, "MethodNotAllowed", f"{method} needs a name")
+        if method == "DELETE":
+            return cluster.delete(group, plural, scope_ns, name)
+        if method == "PUT":
+            return cluster.replace(group, version, plural, scope_ns, name, body or {},
+                                   subresource=sub)
+        # PATCH
+        with cluster.lock:
+            current = cluster.get(group, plural, scope_ns, name)
+            ctype = self.headers.get("Content-Type") or ""
+            if "json-patch" in ctype:
+                new = json_patch(current, body or [])
+            elif "strategic" in ctype or "apply-patch" in ctype:
+                new = strategic_merge_patch(current, body or {})
+            else:
+                new = merge_patch(current, body or {})
+            return cluster.replace(group, version, plural, scope_ns, name, new, subresource=sub)
+
+    def _send(self, code: int, data: Any) -> None:
+        raw = json.dumps(data).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+class KubeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], cluster: Cluster) -> None:
+        super().__init__(address, _Handler)
+        self.cluster = cluster
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, daemon=True)
+        thread.start()
+        return thread
