@@ -25,6 +25,7 @@ from engine.secrets import Redactor
 from engine.store import (
     ApprovalRecord,
     EventRecord,
+    HistoryRecord,
     RunRecord,
     StateStore,
     StepRecord,
@@ -59,7 +60,12 @@ def load_runbook(name_or_path: str) -> Runbook:
 
 
 def load_inventory(name: str | None, runbook: Runbook | None = None) -> Inventory:
-    name = name or (runbook.inventory if runbook else None)
+    """The inventory named, else ``$RUNBOOK_INVENTORY``, else the runbook's own."""
+    name = name or os.environ.get("RUNBOOK_INVENTORY") or (runbook.inventory if runbook else None)
+    return _inventory_at(name)
+
+
+def _inventory_at(name: str | None) -> Inventory:
     if not name:
         return Inventory(name="", path=None, sha256=hashlib.sha256(b"").hexdigest())
     doc = loader.load(loader.resolve(name, "inventories"))
@@ -130,19 +136,12 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
         if record.status not in RESUMABLE:
             raise InvalidInput(f"run {run_id} is {record.status}; only a run that is "
                                f"{', '.join(RESUMABLE)} can be resumed")
-        book = load_runbook(record.path)
-        inv = load_inventory(record.inventory) if record.inventory else load_inventory(None)
-        changed = [what for what, old, new in (("runbook", record.runbook_sha, book.sha256),
-                                               ("inventory", record.inventory_sha, inv.sha256))
-                   if old != new]
+        the_plan, changed = _replan(store, record)
         if changed and not force:
             raise InvalidInput(f"the {' and the '.join(changed)} changed since run {run_id} "
                                "started; resume with --force to go on with the new version")
-        values = params_mod.coerce(book, record.params)
-        redactor = _redactor(book, values)
-        info = {"id": record.id, "user": record.user, "started_at": record.started_at}
+        book, inv = the_plan.runbook, the_plan.inventory
         checkpoints = store.steps(run_id)
-        the_plan = build_plan(book, inv, values, info, checkpoints, redactor)
         if changed:
             store.add_event(EventRecord(run_id, iso(clock.now()), "force-resume",
                                         {"by": user or current_user(), "changed": changed,
@@ -152,6 +151,20 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
         return _execute(store, record, the_plan, checkpoints, reporter, clock, resumed=True)
     finally:
         store.close()
+
+
+def _replan(store: StateStore, record: RunRecord) -> tuple[Plan, list[str]]:
+    """The plan of a recorded run from its files as they are now, and what changed in them."""
+    book = load_runbook(record.path)
+    inv = _inventory_at(record.inventory)
+    changed = [what for what, old, new in (("runbook", record.runbook_sha, book.sha256),
+                                           ("inventory", record.inventory_sha, inv.sha256))
+               if old != new]
+    values = params_mod.coerce(book, record.params)
+    info = {"id": record.id, "user": record.user, "started_at": record.started_at}
+    the_plan = build_plan(book, inv, values, info, store.steps(record.id),
+                          _redactor(book, values))
+    return the_plan, changed
 
 
 def _execute(store: StateStore, record: RunRecord, the_plan: Plan,
@@ -174,27 +187,52 @@ def _execute(store: StateStore, record: RunRecord, the_plan: Plan,
         store.release_run(record.id, owner)
 
 
-def approve(*, run_id: str, step: str, by: str, note: str = "", clock: Clock | None = None,
-            state: str | None = None) -> ApprovalRecord:
+def approve(*, run_id: str, step: str, by: str, note: str = "", items: Sequence[str] = (),
+            clock: Clock | None = None, state: str | None = None) -> list[ApprovalRecord]:
+    """Record ``by``'s approval of a step, or of some of its checklist items."""
+    from engine.steps.approval import items_of
+
     clock = clock or SystemClock()
     store = open_store(state)
     try:
         record = _get_run(store, run_id)
         if record.status not in RESUMABLE:
             raise InvalidInput(f"run {run_id} is {record.status}: nothing to approve")
-        book = load_runbook(record.path)
-        target = next((s for s in book.all_steps() if s.id == step), None)
-        if target is None or target.type != "approval":
-            names = ", ".join(s.id for s in book.all_steps() if s.type == "approval") or "none"
+        the_plan, _ = _replan(store, record)
+        target = next((p for p in the_plan.steps if p.step.id == step), None)
+        if target is None or target.step.type != "approval":
+            names = ", ".join(p.step.id for p in the_plan.steps
+                              if p.step.type == "approval") or "none"
             raise InvalidInput(f"run {run_id} has no approval step {step!r} "
                                f"(approval steps: {names})")
         if by == record.user:
             raise InvalidInput(f"{by} started run {run_id} and cannot approve its steps: "
                                "another person must approve")
-        approval = ApprovalRecord(run_id=run_id, step_id=step, by=by, at=iso(clock.now()),
-                                  note=note)
-        store.add_approval(approval)
-        return approval
+        known = [i["id"] for i in items_of(target.rendered or {})]
+        if known and not items:
+            raise InvalidInput(f"step {step} is a checklist: attest items with --item "
+                               f"(one of: {', '.join(known)})")
+        if not known and items:
+            raise InvalidInput(f"step {step} has no checklist items")
+        unknown = [i for i in items if i not in known]
+        if unknown:
+            raise InvalidInput(f"step {step} has no checklist item {unknown[0]!r} "
+                               f"(items: {', '.join(known)})")
+        at = iso(clock.now())
+        approvals = [ApprovalRecord(run_id=run_id, step_id=step, by=by, at=at, note=note,
+                                    item=item) for item in (items or [""])]
+        for approval in approvals:
+            store.add_approval(approval)
+        return approvals
+    finally:
+        store.close()
+
+
+def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,
+            state: str | None = None) -> list[HistoryRecord]:
+    store = open_store(state)
+    try:
+        return store.history(env=env, kind=kind, limit=limit)
     finally:
         store.close()
 

@@ -68,9 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", required=True)
     p.add_argument("--by", required=True)
     p.add_argument("--note", default="")
+    p.add_argument("--item", action="append", default=[], dest="items",
+                   help="a checklist item to attest (repeat for several)")
     p = sub.add_parser("abort", parents=[out], help="stop a run for good")
     p.add_argument("run_id")
     p.add_argument("--by")
+    p = sub.add_parser("history", parents=[out], help="promotions, rollbacks and restores")
+    p.add_argument("--env")
+    p.add_argument("--kind")
+    p.add_argument("--limit", type=int, default=50)
+    p = sub.add_parser("sandbox", parents=[out],
+                       help="local emulated Kubernetes and AWS: up | down | status | env")
+    p.add_argument("action", choices=("up", "down", "status", "env"))
+    p.add_argument("--dir", help="sandbox folder (default $RUNBOOK_HOME/sandbox)")
+    p.add_argument("--rollout-delay", type=float, default=1.0,
+                   help="seconds a deployment takes to converge")
     p = sub.add_parser("schema", parents=[out], help="print a JSON schema")
     p.add_argument("kind", nargs="?", default="runbook", choices=("runbook", "inventory"))
     return parser
@@ -259,12 +271,61 @@ def cmd_approve(args: argparse.Namespace, extra: list[str]) -> int:
 
     from engine import api
 
-    approval = api.approve(run_id=args.run_id, step=args.step, by=args.by, note=args.note)
+    approvals = api.approve(run_id=args.run_id, step=args.step, by=args.by, note=args.note,
+                            items=args.items)
     if args.output == "json":
-        _emit(asdict(approval))
+        _emit([asdict(a) for a in approvals])
+        return EXIT_OK
+    what = f"items {', '.join(args.items)} of step" if args.items else "step"
+    print(f"{args.by} approved {what} {args.step} of run {args.run_id}; "
+          f"continue with: runbook resume {args.run_id}")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
+    from dataclasses import asdict
+
+    from engine import api
+
+    records = api.history(env=args.env, kind=args.kind, limit=args.limit)
+    if args.output == "json":
+        _emit([asdict(r) for r in records])
+        return EXIT_OK
+    if not records:
+        print("no history yet")
+    for r in records:
+        d = r.data
+        detail = " ".join(f"{k}={d[k]}" for k in sorted(d))
+        print(f"{r.at}  {r.kind:<10} {r.env:<8} by {r.user:<10} run {r.run_id}  {detail}")
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import sandbox
+
+    folder = sandbox.folder(args.dir)
+    if args.action == "up":
+        info = sandbox.up(folder, rollout_delay=args.rollout_delay)
+    elif args.action == "down":
+        stopped = sandbox.down(folder)
+        print("sandbox stopped" if stopped else "no sandbox was running", file=sys.stderr)
+        return EXIT_OK
     else:
-        print(f"approved step {approval.step_id} of run {approval.run_id} by {approval.by}; "
-              f"continue with: runbook resume {approval.run_id}")
+        info = sandbox.status(folder)
+        if info is None:
+            print("no sandbox is running", file=sys.stderr)
+            return EXIT_STEP_FAILED
+    if args.output == "json":
+        _emit(info)
+    elif args.action == "status":
+        for key, value in info.items():
+            print(f"{key}: {value}")
+    else:
+        print(sandbox.exports(info))
+        if args.action == "up":
+            print(f"# sandbox up: Kubernetes {info['kube_url']}, AWS {info['aws_url']}",
+                  file=sys.stderr)
+            print('# use it in this shell with: eval "$(runbook sandbox env)"', file=sys.stderr)
     return EXIT_OK
 
 
@@ -291,5 +352,5 @@ def cmd_schema(args: argparse.Namespace, extra: list[str]) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "list": cmd_list, "show": cmd_show, "validate": cmd_validate, "plan": cmd_plan,
     "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "approve": cmd_approve,
-    "abort": cmd_abort, "schema": cmd_schema,
+    "abort": cmd_abort, "schema": cmd_schema, "history": cmd_history, "sandbox": cmd_sandbox,
 }

@@ -135,7 +135,8 @@ class Executor:
             ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=self.context,
                               dry_run=self.dry_run, workdir=self.workdir / step.id,
                               clock=self.clock, runbook_dir=self.plan.runbook.path.parent,
-                              emit=self._emitter(step.id), approvals=self._approvals)
+                              emit=self._emitter(step.id), approvals=self._approvals,
+                              store=None if self.dry_run else self.store)
             base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
             try:
                 outcome = STEP_TYPES[step.type].run(ctx)

@@ -51,6 +51,13 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Check:
+    that: Any
+    message: str
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class Runbook:
     name: str
     description: str
@@ -60,6 +67,7 @@ class Runbook:
     vars: Mapping[str, Any]
     steps: tuple[Step, ...]
     inventory: str | None = None
+    checks: tuple[Check, ...] = ()
     lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False,
                                                        repr=False)
 
@@ -114,7 +122,9 @@ def build_runbook(doc: Document) -> Runbook:
     return Runbook(
         name=meta["name"], description=meta.get("description", ""), path=doc.path,
         sha256=doc.sha256, params=params, vars=data.get("vars") or {}, steps=steps,
-        inventory=meta.get("inventory"), lines=doc.lines)
+        inventory=meta.get("inventory"), lines=doc.lines,
+        checks=tuple(Check(c["that"], c["message"], doc.line_of(("checks", i)))
+                     for i, c in enumerate(data.get("checks", ()))))
 
 
 def _build_param(name: str, spec: Mapping[str, Any], doc: Document) -> Param:

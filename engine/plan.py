@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InvalidInput
-from engine.model import Inventory, Runbook, Step
-from engine.render import Deferred, Pending, condition, render_value
+from engine.model import Check, Inventory, Runbook, Step
+from engine.render import Deferred, Pending, condition, render_text, render_value
 from engine.secrets import Redactor
 from engine.store import StepRecord
 
@@ -72,6 +72,8 @@ def base_context(runbook: Runbook, inventory: Inventory, params: Mapping[str, An
                  run: Mapping[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {"params": dict(params), "inventory": dict(inventory.data),
                                "run": dict(run), "facts": {}}
+    for check in runbook.checks:
+        _check(check, context, runbook)
     rendered_vars: dict[str, Any] = {}
     context["vars"] = rendered_vars
     for key, value in runbook.vars.items():
@@ -170,6 +172,18 @@ def _checked(fn: Any, runbook: Runbook, step: Step) -> Any:
     except InvalidInput as exc:
         raise InvalidInput(exc.message, file=str(runbook.path),
                            line=runbook.line_of(step, exc.path), path=exc.path) from exc
+
+
+def _check(check: Check, context: Mapping[str, Any], runbook: Runbook) -> None:
+    """A runbook-level check: if it does not hold, its message is the invalid-input error."""
+    try:
+        holds = condition(check.that, context, "$.checks")
+        message = "" if holds else render_text(check.message, context, "$.checks")
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, file=str(runbook.path), line=check.line,
+                           path="$.checks") from exc
+    if not holds:
+        raise InvalidInput(message)
 
 
 def _render_checked(value: Any, context: Mapping[str, Any], runbook: Runbook, where: str) -> Any:

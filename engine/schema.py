@@ -16,7 +16,7 @@ from engine.errors import InvalidInput
 from engine.loader import PROJECT_ROOT, Document
 
 SCHEMA_DIR = PROJECT_ROOT / "schemas"
-STEP_TYPE_KEYS = ("command", "ansible", "assert", "set", "wait", "approval")
+STEP_TYPE_KEYS = ("command", "ansible", "assert", "set", "wait", "approval", "record")
 
 
 @cache

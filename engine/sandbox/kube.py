@@ -72,7 +72,7 @@ class Cluster:
                 raise ApiError(404, "NotFound", f'{kind_plural} "{name}" not found')
             return copy.deepcopy(obj)
 
-    def list(self, group: str, plural: str, ns: str | None,
+    def list_objects(self, group: str, plural: str, ns: str | None,
              selector: str | None = None) -> list[dict[str, Any]]:
         wanted = _parse_selector(selector)
         with self.lock:
@@ -156,7 +156,7 @@ class Cluster:
                 for key in [k for k in self.objects if k[2] == name]:
                     del self.objects[key]
             if plural == "deployments":
-                for rs in self.list("apps", "replicasets", ns):
+                for rs in self.list_objects("apps", "replicasets", ns):
                     if _owned_by(rs, obj):
                         self._delete_rs(ns, rs)
             return obj

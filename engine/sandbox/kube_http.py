@@ -132,22 +132,22 @@ class _Handler(BaseHTTPRequestHandler):
     server: KubeServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._dispatch("PUT")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._dispatch("PATCH")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
@@ -191,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         scope_ns = (ns or "") if namespaced else ""
         if method == "GET" and name is None:
             selector = query.get("labelSelector", [None])[0]
-            items = cluster.list(group, plural, ns if namespaced else None, selector)
+            items = cluster.list_objects(group, plural, ns if namespaced else None, selector)
             return {"kind": f"{kind}List", "apiVersion": f"{group}/{version}" if group
                     else version, "metadata": {"resourceVersion": str(cluster.version)},
                     "items": items}

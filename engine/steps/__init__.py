@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from engine.clock import Clock
 from engine.model import Outcome, Step
 from engine.render import condition
-from engine.steps import approval, assert_, command, set_, wait
-from engine.store import ApprovalRecord
+from engine.steps import approval, assert_, command, record, set_, wait
+from engine.store import ApprovalRecord, StateStore
 
 
 class StepType(Protocol):
@@ -35,6 +35,7 @@ class StepContext:
     runbook_dir: Path = field(default_factory=Path.cwd)
     emit: Callable[[str], None] = lambda line: None
     approvals: list[ApprovalRecord] = field(default_factory=list)
+    store: StateStore | None = None
 
     def condition(self, expr: Any, extra: Mapping[str, Any] | None = None) -> bool:
         return condition(expr, {**self.variables, **(extra or {})},
@@ -61,4 +62,5 @@ STEP_TYPES: dict[str, StepType | ModuleType] = {
     "set": set_,
     "wait": wait,
     "approval": approval,
+    "record": record,
 }

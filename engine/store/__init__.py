@@ -58,6 +58,19 @@ class ApprovalRecord:
     by: str
     at: str
     note: str = ""
+    item: str = ""  # a checklist item of the step, or "" for the step as a whole
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """Something a run did to an environment: a promotion, a rollback, a restore."""
+
+    at: str
+    run_id: str
+    user: str
+    kind: str
+    env: str
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,9 @@ class StateStore(Protocol):
     def approvals(self, run_id: str) -> list[ApprovalRecord]: ...
     def add_event(self, event: EventRecord) -> None: ...
     def events(self, run_id: str) -> list[EventRecord]: ...
+    def add_history(self, record: HistoryRecord) -> None: ...
+    def history(self, *, env: str | None = None, kind: str | None = None,
+                limit: int = 50) -> list[HistoryRecord]: ...
     def close(self) -> None: ...
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from engine.store import ApprovalRecord, EventRecord, RunRecord, StepRecord
+from engine.store import ApprovalRecord, EventRecord, HistoryRecord, RunRecord, StepRecord
 from engine.store.owner import is_alive
 
 _DDL = """
@@ -27,8 +27,12 @@ CREATE TABLE IF NOT EXISTS steps (
   fingerprint TEXT NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL,
   schema_version INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (run_id, step_id));
 CREATE TABLE IF NOT EXISTS approvals (
-  run_id TEXT NOT NULL REFERENCES runs(id), step_id TEXT NOT NULL, by_name TEXT NOT NULL,
-  at TEXT NOT NULL, note TEXT NOT NULL, PRIMARY KEY (run_id, step_id, by_name));
+  run_id TEXT NOT NULL REFERENCES runs(id), step_id TEXT NOT NULL, item TEXT NOT NULL,
+  by_name TEXT NOT NULL, at TEXT NOT NULL, note TEXT NOT NULL,
+  PRIMARY KEY (run_id, step_id, item, by_name));
+CREATE TABLE IF NOT EXISTS history (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, run_id TEXT NOT NULL,
+  user TEXT NOT NULL, kind TEXT NOT NULL, env TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at TEXT NOT NULL,
   kind TEXT NOT NULL, detail TEXT NOT NULL);
@@ -131,14 +135,15 @@ class SqliteStore:
     def add_approval(self, approval: ApprovalRecord) -> None:
         with self._tx():
             self._db.execute(
-                "INSERT OR REPLACE INTO approvals (run_id, step_id, by_name, at, note)"
-                " VALUES (?,?,?,?,?)",
-                (approval.run_id, approval.step_id, approval.by, approval.at, approval.note))
+                "INSERT OR REPLACE INTO approvals (run_id, step_id, item, by_name, at, note)"
+                " VALUES (?,?,?,?,?,?)",
+                (approval.run_id, approval.step_id, approval.item, approval.by, approval.at,
+                 approval.note))
 
     def approvals(self, run_id: str) -> list[ApprovalRecord]:
-        cur = self._db.execute("SELECT run_id, step_id, by_name, at, note FROM approvals"
+        cur = self._db.execute("SELECT run_id, step_id, by_name, at, note, item FROM approvals"
                                " WHERE run_id = ? ORDER BY at", (run_id,))
-        return [ApprovalRecord(run_id=r[0], step_id=r[1], by=r[2], at=r[3], note=r[4])
+        return [ApprovalRecord(run_id=r[0], step_id=r[1], by=r[2], at=r[3], note=r[4], item=r[5])
                 for r in cur.fetchall()]
 
     def add_event(self, event: EventRecord) -> None:
@@ -152,6 +157,23 @@ class SqliteStore:
                                " ORDER BY seq", (run_id,))
         return [EventRecord(run_id=r[0], at=r[1], kind=r[2], detail=json.loads(r[3]))
                 for r in cur.fetchall()]
+
+    # history
+    def add_history(self, record: HistoryRecord) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO history (at, run_id, user, kind, env, data) VALUES (?,?,?,?,?,?)",
+                (record.at, record.run_id, record.user, record.kind, record.env,
+                 json.dumps(record.data, sort_keys=True, default=str)))
+
+    def history(self, *, env: str | None = None, kind: str | None = None,
+                limit: int = 50) -> list[HistoryRecord]:
+        cur = self._db.execute(
+            "SELECT at, run_id, user, kind, env, data FROM history"
+            " WHERE (? IS NULL OR env = ?) AND (? IS NULL OR kind = ?)"
+            " ORDER BY seq DESC LIMIT ?", (env, env, kind, kind, limit))
+        return [HistoryRecord(at=r[0], run_id=r[1], user=r[2], kind=r[3], env=r[4],
+                              data=json.loads(r[5])) for r in cur.fetchall()]
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:

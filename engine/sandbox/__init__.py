@@ -1,0 +1,83 @@
+"""The local sandbox: moto's server (ECR, RDS) and the Kubernetes emulator in one background
+process, plus the kubeconfig, AWS settings and inventory that point runbooks at them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.errors import RunbookError
+from engine.store import home
+from engine.store.owner import is_alive
+
+STARTUP_TIMEOUT = 120.0
+
+
+def folder(given: str | None = None) -> Path:
+    return Path(given) if given else home() / "sandbox"
+
+
+def status(where: Path) -> dict[str, Any] | None:
+    """The running sandbox's settings, or None when none runs from this folder."""
+    info_file = where / "sandbox.json"
+    try:
+        info: dict[str, Any] = json.loads(info_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not is_alive(f"{os.uname().nodename}:{info['pid']}"):
+        return None
+    return info
+
+
+def up(where: Path, *, rollout_delay: float = 1.0) -> dict[str, Any]:
+    running = status(where)
+    if running:
+        return running
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "sandbox.json").unlink(missing_ok=True)
+    log = (where / "sandbox.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.sandbox.serve", "--dir", str(where.resolve()),
+         "--rollout-delay", str(rollout_delay)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        info = status(where)
+        if info and info["pid"] == proc.pid:
+            return info
+        if proc.poll() is not None:
+            tail = (where / "sandbox.log").read_text()[-2000:]
+            raise RunbookError(f"the sandbox failed to start:\n{tail}")
+        time.sleep(0.1)
+    proc.kill()
+    raise RunbookError(f"the sandbox did not start within {STARTUP_TIMEOUT:.0f} s")
+
+
+def down(where: Path) -> bool:
+    info = status(where)
+    if info is None:
+        return False
+    os.kill(info["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while status(where) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (where / "sandbox.json").unlink(missing_ok=True)
+    return True
+
+
+def environment(info: dict[str, Any]) -> dict[str, str]:
+    """The variables that point the engine, Ansible, boto3 and kubectl at the sandbox."""
+    return {"KUBECONFIG": info["kubeconfig"], "AWS_ENDPOINT_URL": info["aws_url"],
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": info["region"], "RUNBOOK_INVENTORY": info["inventory"]}
+
+
+def exports(info: dict[str, Any]) -> str:
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in environment(info).items())

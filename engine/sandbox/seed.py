@@ -1,0 +1,101 @@
+"""What the sandbox starts with: seven environments running realistic images, the ECR
+repository holding them, an RDS instance with a nightly snapshot per environment, and a git
+copy of the kustomize overlays."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.sandbox.kube import Cluster
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+REPOSITORY = "quikapp/api"
+MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+# environment -> (previous release, running release)
+RELEASES = {"dev": ("1.5.0", "1.5.1"), "qa": ("1.4.2", "1.5.0"), "uat1": ("1.4.1", "1.4.2"),
+            "uat2": ("1.4.1", "1.4.2"), "uat3": ("1.4.0", "1.4.1"),
+            "staging": ("1.4.0", "1.4.1"), "live": ("1.3.9", "1.4.0")}
+VERSIONS = ["1.3.9", "1.4.0", "1.4.1", "1.4.2", "1.4.3", "1.5.0", "1.5.1"]
+
+
+def manifest(version: str) -> dict[str, Any]:
+    """An image manifest like a Node.js service's: shared base layers, a per-release app layer."""
+    def layer(name: str, size: int) -> dict[str, Any]:
+        return {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": size,
+                "digest": "sha256:" + hashlib.sha256(name.encode()).hexdigest()}
+    app_size = 11_500_000 + VERSIONS.index(version) * 730_000 if version in VERSIONS \
+        else 12_000_000
+    return {"schemaVersion": 2, "mediaType": MEDIA_TYPE,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "size": 7_431, "digest": "sha256:" + hashlib.sha256(
+                           f"config-{version}".encode()).hexdigest()},
+            "layers": [layer("debian-bookworm-slim", 29_126_484),
+                       layer("node-20-runtime", 48_921_307),
+                       layer("npm-dependencies-1", 61_384_019),
+                       layer(f"app-{version}", app_size)]}
+
+
+def seed_aws(aws_url: str) -> None:
+    import boto3
+
+    kw: dict[str, Any] = {"endpoint_url": aws_url, "region_name": REGION,
+                          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    ecr = boto3.client("ecr", **kw)
+    ecr.create_repository(repositoryName=REPOSITORY,
+                          imageTagMutability="IMMUTABLE")
+    for version in VERSIONS:
+        body = json.dumps(manifest(version), indent=3)
+        tags = [version] + [f"{env}-{version}" for env, pair in RELEASES.items()
+                            if version in pair]
+        for tag in tags:
+            ecr.put_image(repositoryName=REPOSITORY, imageManifest=body, imageTag=tag,
+                          imageManifestMediaType=MEDIA_TYPE)
+    rds = boto3.client("rds", **kw)
+    for env in RELEASES:
+        rds.create_db_instance(DBInstanceIdentifier=f"quikapp-{env}", Engine="postgres",
+                               DBInstanceClass="db.t3.medium", AllocatedStorage=50,
+                               MasterUsername="quikapp", MasterUserPassword="sandbox-only-pw",
+                               DBName="quikapp")
+        rds.create_db_snapshot(DBInstanceIdentifier=f"quikapp-{env}",
+                               DBSnapshotIdentifier=f"quikapp-{env}-nightly")
+
+
+def seed_overlays(repo_k8s: Path, where: Path) -> Path:
+    """A git repository holding a copy of the k8s folder: promotions commit into it."""
+    target = where / "k8s"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(repo_k8s, target)
+    git = ["git", "-C", str(target), "-c", "user.name=sandbox",
+           "-c", "user.email=sandbox@localhost"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "Sandbox overlays"], check=True)
+    return target
+
+
+def seed_cluster(cluster: Cluster, overlays: Path) -> None:
+    for env, (previous, running) in RELEASES.items():
+        ns = f"quikapp-{env}"
+        cluster.create("", "v1", "namespaces", "", {"metadata": {"name": ns}})
+        rendered = subprocess.run(["kubectl", "kustomize", str(overlays / env)], check=True,
+                                  capture_output=True, text=True).stdout
+        for doc in yaml.safe_load_all(rendered):
+            if doc["kind"] != "Deployment":
+                continue
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            current_image = container["image"]
+            container["image"] = f"{REGISTRY}/{REPOSITORY}:{env}-{previous}"
+            cluster.create("apps", "v1", "deployments", ns, json.loads(json.dumps(doc)))
+            container["image"] = current_image
+            name = doc["metadata"]["name"]
+            cluster.replace("apps", "v1", "deployments", ns, name, doc)
