@@ -310,7 +310,7 @@ def _interrupt(owner: str) -> None:
 
 
 def _check_template_syntax(runbook: Runbook) -> None:
-    from jinja2 import TemplateSyntaxError
+    from jinja2 import TemplateError
 
     from engine.render import syntax_check
 
@@ -327,7 +327,7 @@ def _check_template_syntax(runbook: Runbook) -> None:
         for text in strings([step.name, step.when, dict(step.spec)]):
             try:
                 syntax_check(text)
-            except TemplateSyntaxError as exc:
-                raise InvalidInput(f"template syntax error in {text!r}: {exc.message}",
+            except TemplateError as exc:
+                raise InvalidInput(f"template error in {text!r}: {exc.message}",
                                    file=str(runbook.path), line=step.line,
                                    path=f"$.steps[{step.id}]") from exc

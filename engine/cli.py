@@ -242,7 +242,7 @@ def _finish(output: str, result: Any) -> int:
         _emit({**present.result_dict(result), "exit_code": code})
     elif result.status == "waiting":
         print(f"approve with: runbook approve {result.run_id} --step {result.waiting_for} "
-              f"--by NAME, then: runbook resume {result.run_id}")
+              f"--by NAME [--item ITEM ...], then: runbook resume {result.run_id}")
     elif result.status in ("failed", "interrupted"):
         print(f"resume with: runbook resume {result.run_id}")
     return code
@@ -311,10 +311,11 @@ def cmd_sandbox(args: argparse.Namespace, extra: list[str]) -> int:
         print("sandbox stopped" if stopped else "no sandbox was running", file=sys.stderr)
         return EXIT_OK
     else:
-        info = sandbox.status(folder)
-        if info is None:
+        found = sandbox.status(folder)
+        if found is None:
             print("no sandbox is running", file=sys.stderr)
             return EXIT_STEP_FAILED
+        info = found
     if args.output == "json":
         _emit(info)
     elif args.action == "status":

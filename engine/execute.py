@@ -33,6 +33,7 @@ class StepReport:
     attempts: int = 0
     result: Mapping[str, Any] | None = None
     rendered: Mapping[str, Any] | None = None
+    needs: str | None = None  # a dry run could not render it without this result
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,8 @@ class Executor:
             return self._failed_early(step, f"result {needs!r} is not available")
         self._pending(step)
         self._report(StepReport(step.id, step.name, "would-run",
-                                f"decided at run time (needs the result of {needs!r})"))
+                                f"decided at run time (needs the result of {needs!r})",
+                                needs=needs))
         return ""
 
     def _emitter(self, step_id: str) -> Callable[[str], None]:

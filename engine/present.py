@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import shlex
 from dataclasses import asdict
@@ -20,12 +21,12 @@ def plan_dict(report: PlanReport) -> dict[str, Any]:
     for p in plan.steps:
         outcome = dry.get(p.step.id)
         steps.append({
-            "id": p.step.id, "type": p.step.type, "name": p.name,
-            "on_failure_of": None if p.depth == 0 else "…",
+            "id": p.step.id, "type": p.step.type,
+            "name": outcome.name if outcome is not None else p.name,
             "depth": p.depth,
             "when": p.when if p.step.when is not None else True,
             "rendered": _rendered(p, outcome, plan),
-            "deferred_on": p.deferred_on,
+            "deferred_on": outcome.needs if outcome is not None else p.deferred_on,
             "dry_run": None if outcome is None else {
                 "status": outcome.status, "message": outcome.message,
                 "result": outcome.result},
@@ -106,6 +107,26 @@ def _details(step: dict[str, Any], *, with_dry_run: bool = True) -> list[str]:
     dry = step["dry_run"]
     if with_dry_run and dry is not None and dry["status"] in ("checked", "failed"):
         out.append(f"dry run {dry['status']}" + (f": {dry['message']}" if dry["message"] else ""))
+    if dry is not None and step["type"] == "ansible":
+        out.extend(_ansible_changes(dry.get("result") or {}))
+    return out
+
+
+def _ansible_changes(result: dict[str, Any]) -> list[str]:
+    """What a check-mode playbook run says it would change, with file diffs."""
+    out: list[str] = []
+    for task, res in (result.get("results") or {}).items():
+        if not isinstance(res, dict) or not res.get("changed"):
+            continue
+        out.append(f"would change: {task}")
+        diffs = res.get("diff") or []
+        for diff in diffs if isinstance(diffs, list) else [diffs]:
+            if isinstance(diff, dict) and "before" in diff and "after" in diff:
+                lines = difflib.unified_diff(
+                    str(diff["before"]).splitlines(), str(diff["after"]).splitlines(),
+                    str(diff.get("before_header", "before")),
+                    str(diff.get("after_header", "after")), lineterm="", n=1)
+                out.extend(f"  {line}" for line in lines)
     return out
 
 

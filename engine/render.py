@@ -8,6 +8,7 @@ value at run time instead of failing.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -21,6 +22,21 @@ from engine.errors import InvalidInput
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
                             keep_trailing_newline=True)
+
+
+def _regex_replace(value: Any, pattern: str, replacement: str = "") -> str:
+    return re.sub(pattern, replacement, str(value))
+
+
+def _regex_search(value: Any, pattern: str) -> str | None:
+    found = re.search(pattern, str(value))
+    return found.group(0) if found else None
+
+
+_ENV.filters.update(
+    regex_replace=_regex_replace, regex_search=_regex_search,
+    to_json=lambda v: json.dumps(v, sort_keys=True, default=str), from_json=json.loads,
+    basename=lambda v: str(v).rstrip("/").rsplit("/", 1)[-1])
 
 
 class Deferred(Exception):
@@ -111,4 +127,4 @@ def _touch(result: Any) -> None:
 def syntax_check(source: str) -> None:
     """Parse a template (or a bare condition) without rendering it."""
     if "{{" in source or "{%" in source:
-        _ENV.parse(source)
+        _compile_template(source)  # compiling also finds unknown filters and tests

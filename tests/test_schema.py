@@ -70,7 +70,7 @@ def test_param_default_must_match_its_type(write_runbook):
 
 def test_template_syntax_error_is_caught_at_validation(write_runbook):
     err = error_of(write_runbook, "steps:\n  - id: a\n    command: {argv: ['{{ oops ']}\n")
-    assert "template syntax error" in err.message
+    assert "template error in" in err.message
 
 
 def test_every_step_type_in_the_schema_has_a_module():

@@ -197,13 +197,21 @@ class _Handler(BaseHTTPRequestHandler):
                     "items": items}
         if method == "GET":
             return cluster.get(group, plural, scope_ns, name)
+        dry_run = "dryRun" in query  # validate and answer, store nothing
         if method == "POST":
+            if dry_run:
+                return body or {}
             return cluster.create(group, version, plural, scope_ns, body or {})
         if name is None:
             raise ApiError(405, "MethodNotAllowed", f"{method} needs a name")
         if method == "DELETE":
+            if dry_run:
+                return cluster.get(group, plural, scope_ns, name)
             return cluster.delete(group, plural, scope_ns, name)
         if method == "PUT":
+            if dry_run:
+                cluster.get(group, plural, scope_ns, name)
+                return body or {}
             return cluster.replace(group, version, plural, scope_ns, name, body or {},
                                    subresource=sub)
         # PATCH
@@ -216,6 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
                 new = strategic_merge_patch(current, body or {})
             else:
                 new = merge_patch(current, body or {})
+            if dry_run:
+                return new
             return cluster.replace(group, version, plural, scope_ns, name, new, subresource=sub)
 
     def _send(self, code: int, data: Any) -> None:

@@ -84,7 +84,7 @@ def seed_overlays(repo_k8s: Path, where: Path) -> Path:
 
 
 def seed_cluster(cluster: Cluster, overlays: Path) -> None:
-    for env, (previous, running) in RELEASES.items():
+    for env, (previous, _running) in RELEASES.items():
         ns = f"quikapp-{env}"
         cluster.create("", "v1", "namespaces", "", {"metadata": {"name": ns}})
         rendered = subprocess.run(["kubectl", "kustomize", str(overlays / env)], check=True,
