@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
-# The quick-start demo: a run that stops for a second person's sign-off, is approved,
-# and resumes from its checkpoint.
+# The quick-start demo: start the local sandbox (emulated Kubernetes and AWS), then promote
+# uat1 → staging in it: the run stops for the UAT → Staging checklist, two people attest it,
+# the run resumes from its checkpoint and promotes.
 set -euo pipefail
 export RUNBOOK_USER="${RUNBOOK_USER:-operator}"
-release="demo-$(date +%H%M%S)"
 
-echo "\$ runbook plan demo --release $release"
-runbook plan demo --release "$release"
+echo "\$ runbook sandbox up"
+eval "$(runbook sandbox up)"
 echo
-echo "\$ runbook run demo --release $release"
+
+echo "\$ runbook plan promote --from uat1 --to staging"
+runbook plan promote --from uat1 --to staging
+echo
+
+echo "\$ runbook run promote --from uat1 --to staging"
 set +e
-runbook run demo --release "$release"
+runbook run promote --from uat1 --to staging
 code=$?
 set -e
-echo "(exit code $code: waiting for an approval)"
+echo "(exit code $code: waiting for the checklist to be attested)"
 run_id=$(runbook status --output json --limit 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 echo
-echo "\$ runbook approve $run_id --step sign-off --by alice --note 'release checked'"
-runbook approve "$run_id" --step sign-off --by alice --note "release checked"
+
+echo "\$ runbook approve $run_id --step checklist --by alice --item uat-signoff --item acceptance-criteria --item release-notes"
+runbook approve "$run_id" --step checklist --by alice \
+  --item uat-signoff --item acceptance-criteria --item release-notes
+echo "\$ runbook approve $run_id --step checklist --by bob --item documentation --item runbook-reviewed --item rollback-plan"
+runbook approve "$run_id" --step checklist --by bob \
+  --item documentation --item runbook-reviewed --item rollback-plan --note "rollback plan in CHG-1042"
 echo
+
 echo "\$ runbook resume $run_id"
 runbook resume "$run_id"
 echo
-echo "\$ runbook status $run_id"
-runbook status "$run_id"
+
+echo "\$ runbook history --env staging"
+runbook history --env staging
+echo
+echo "The sandbox keeps running; stop it with: uv run runbook sandbox down"

@@ -83,3 +83,44 @@ apiVersion: runbook/v1
 kind: Runbook
 metadata: {name: book}
 """
+
+
+def _start_sandbox(where: Path) -> dict[str, str]:
+    from engine import sandbox
+
+    return sandbox.up(where, rollout_delay=0.3)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A fresh sandbox (moto + Kubernetes emulator) for this test; the environment points
+    the engine, Ansible and boto3 at it, exactly as `eval "$(runbook sandbox env)"` does."""
+    from engine import sandbox as sb
+
+    where = tmp_path / "sandbox"
+    info = _start_sandbox(where)
+    for key, value in sb.environment(info).items():
+        monkeypatch.setenv(key, value)
+    yield info
+    sb.down(where)
+
+
+@pytest.fixture(scope="module")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One sandbox for a module whose tests must not change anything in it."""
+    from engine import sandbox as sb
+
+    where = tmp_path_factory.mktemp("shared") / "sandbox"
+    info = _start_sandbox(where)
+    yield info
+    sb.down(where)
+
+
+@pytest.fixture
+def in_shared_sandbox(shared_sandbox: dict[str, str],
+                      monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    from engine import sandbox as sb
+
+    for key, value in sb.environment(shared_sandbox).items():
+        monkeypatch.setenv(key, value)
+    return shared_sandbox

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS approvals (
   PRIMARY KEY (run_id, step_id, item, by_name));
 CREATE TABLE IF NOT EXISTS history (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, run_id TEXT NOT NULL,
-  user TEXT NOT NULL, kind TEXT NOT NULL, env TEXT NOT NULL, data TEXT NOT NULL);
+  user TEXT NOT NULL, kind TEXT NOT NULL, env TEXT NOT NULL, data TEXT NOT NULL,
+  UNIQUE (run_id, kind, env));
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at TEXT NOT NULL,
   kind TEXT NOT NULL, detail TEXT NOT NULL);
@@ -162,7 +163,8 @@ class SqliteStore:
     def add_history(self, record: HistoryRecord) -> None:
         with self._tx():
             self._db.execute(
-                "INSERT INTO history (at, run_id, user, kind, env, data) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO history (at, run_id, user, kind, env, data) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT (run_id, kind, env) DO NOTHING",
                 (record.at, record.run_id, record.user, record.kind, record.env,
                  json.dumps(record.data, sort_keys=True, default=str)))
 

@@ -89,3 +89,17 @@ def test_sqlite_file_is_created_with_its_folder(tmp_path):
     with sqlite3.connect(location) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "steps", "approvals", "events"} <= tables
+
+
+def test_history_is_recorded_once_per_run_kind_and_env(store):
+    from engine.store import HistoryRecord
+
+    rec = HistoryRecord(at="t1", run_id="r1", user="ann", kind="promotion", env="qa",
+                        data={"digest": "sha256:x"})
+    store.add_history(rec)
+    store.add_history(rec)  # a re-run after a crash
+    store.add_history(HistoryRecord(at="t2", run_id="r2", user="bob", kind="promotion",
+                                    env="live", data={}))
+    assert [h.run_id for h in store.history()] == ["r2", "r1"]
+    assert store.history(env="qa") == [rec]
+    assert store.history(kind="rollback") == []

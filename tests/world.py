@@ -1,0 +1,65 @@
+"""Read the state of the cluster, ECR and the overlays the way a user would check them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from typing import Any
+
+import boto3
+import yaml
+
+ENVS = ["dev", "qa", "uat1", "uat2", "uat3", "staging", "live"]
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def ecr_tags() -> dict[str, str]:
+    ecr = boto3.client("ecr")
+    out: dict[str, str] = {}
+    for page in ecr.get_paginator("describe_images").paginate(repositoryName="quikapp/api"):
+        for image in page["imageDetails"]:
+            for tag in image.get("imageTags", []):
+                out[tag] = image["imageDigest"]
+    return out
+
+
+KUBECTL_HOME = tempfile.mkdtemp(prefix="kubectl-home-")
+
+
+def kubectl_json(*args: str) -> Any:
+    # kubectl insists on a usable $HOME (tests make the real one unwritable).
+    env = {**os.environ, "HOME": KUBECTL_HOME}
+    out = subprocess.run(["kubectl", *args, "-o", "yaml"], check=True, capture_output=True,
+                         text=True, env=env).stdout
+    return yaml.safe_load(out)
+
+
+def deployment(env: str) -> dict[str, Any]:
+    dep = kubectl_json("get", "deployment", f"{env}-quikapp-api", "-n", f"quikapp-{env}")
+    return {"image": dep["spec"]["template"]["spec"]["containers"][0]["image"],
+            "generation": dep["metadata"]["generation"],
+            "revision": dep["metadata"]["annotations"][REVISION],
+            "available": dep["status"].get("availableReplicas")}
+
+
+def replicasets(env: str) -> dict[str, str]:
+    """revision -> image of each ReplicaSet of the environment's deployment."""
+    items = kubectl_json("get", "replicasets", "-n", f"quikapp-{env}")["items"]
+    return {rs["metadata"]["annotations"][REVISION]:
+            rs["spec"]["template"]["spec"]["containers"][0]["image"] for rs in items}
+
+
+def overlay_commits(sandbox: dict[str, str]) -> list[str]:
+    out = subprocess.run(["git", "-C", sandbox["overlays"], "log", "--format=%s"],
+                         check=True, capture_output=True, text=True).stdout
+    return out.splitlines()
+
+
+def snapshot(sandbox: dict[str, str]) -> dict[str, Any]:
+    return {"ecr": ecr_tags(), "deployments": {e: deployment(e) for e in ENVS},
+            "commits": overlay_commits(sandbox)}
+
+
+def image(tag: str) -> str:
+    return f"123456789012.dkr.ecr.us-east-1.amazonaws.com/quikapp/api:{tag}"
