@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, config, dynamic
+from kubernetes import config, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from engine.sandbox.kube import Cluster
