@@ -17,6 +17,11 @@ import pytest
 from engine import cli
 
 REPO = Path(__file__).resolve().parent.parent
+# The environment the tests were started with, before each test is isolated from it.
+OUTER_ENV = dict(os.environ)
+POINTERS = ("RUNBOOK_INVENTORY", "KUBECONFIG", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION",
+            "RUNBOOK_STATE", "RUNBOOK_RUNBOOKS_PATH", "RUNBOOK_INVENTORIES_PATH")
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +35,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(blocker / "home"))
     monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("RUNBOOK_USER", "tester")
-    monkeypatch.delenv("RUNBOOK_STATE", raising=False)
+    for name in POINTERS:  # a test points at a sandbox or cluster only when it asks to
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.chdir(work)
     yield work
