@@ -1,0 +1,123 @@
+#!/usr/bin/python
+"""Ansible module: a deployment's rollout history, and undo to a chosen ReplicaSet.
+
+Undo targets a ReplicaSet by its pod-template-hash, not by revision number: a rollback gives
+the old ReplicaSet the next revision, so a re-run after a crash must not look for the old
+number again. Undoing to the template the deployment already runs changes nothing.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: k8s_rollout
+short_description: Read rollout history (action=history) or undo to a ReplicaSet (action=undo)
+options:
+  action: {type: str, choices: [history, undo], required: true}
+  kubeconfig: {type: path}
+  context: {type: str}
+  namespace: {type: str, required: true}
+  deployment: {type: str, required: true}
+  to_revision: {type: int, default: 0, description: "history: 0 means the previous revision"}
+  to_hash: {type: str, description: "undo: pod-template-hash of the ReplicaSet to go back to"}
+"""
+
+REVISION = "deployment.kubernetes.io/revision"
+HASH = "pod-template-hash"
+
+
+def _clients(p):
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=p["kubeconfig"] or None,
+                                        context=p["context"] or None)
+    return client.AppsV1Api(api)
+
+
+def _revisions(apps, p):
+    dep = apps.read_namespaced_deployment(p["deployment"], p["namespace"])
+    rss = apps.list_namespaced_replica_set(p["namespace"]).items
+    mine = [rs for rs in rss if any(ref.uid == dep.metadata.uid
+                                    for ref in (rs.metadata.owner_references or []))]
+    current = int((dep.metadata.annotations or {}).get(REVISION, 0))
+    out = []
+    for rs in mine:
+        rev = int((rs.metadata.annotations or {}).get(REVISION, 0))
+        containers = rs.spec.template.spec.containers
+        out.append({"revision": rev, "hash": (rs.metadata.labels or {}).get(HASH, ""),
+                    "image": containers[0].image if containers else "",
+                    "created": rs.metadata.creation_timestamp.isoformat()
+                    if rs.metadata.creation_timestamp else "",
+                    "current": rev == current, "name": rs.metadata.name})
+    out.sort(key=lambda r: r["revision"], reverse=True)
+    return dep, current, out
+
+
+def history(module, apps):
+    p = module.params
+    _, current, revs = _revisions(apps, p)
+    wanted = p["to_revision"]
+    cur = next((r for r in revs if r["current"]), None)
+    if wanted:
+        target = next((r for r in revs if r["revision"] == wanted), None)
+        problem = None
+        if target is None:
+            known = ", ".join(str(r["revision"]) for r in revs)
+            problem = f"revision {wanted} does not exist (revisions: {known})"
+        elif target["current"]:
+            problem = f"revision {wanted} is the one running now"
+    else:
+        older = [r for r in revs if r["revision"] < current]
+        target = older[0] if older else None
+        problem = None if target else "there is no previous revision to go back to"
+    lines = [f"{'*' if r['current'] else ' '} {r['revision']:>3}  {r['image']}  {r['created']}"
+             for r in revs]
+    summary = "rollout history (* = running):\n" + "\n".join(lines)
+    if target and not problem:
+        summary += f"\nwill go back to revision {target['revision']} ({target['image']})"
+    module.exit_json(changed=False, current=cur, revisions=revs,
+                     target=None if problem else target, problem=problem, summary=summary)
+
+
+def undo(module, apps):
+    p = module.params
+    dep, current, revs = _revisions(apps, p)
+    cur = next((r for r in revs if r["current"]), None)
+    target = next((r for r in revs if r["hash"] == p["to_hash"]), None)
+    if target is None:
+        module.fail_json(msg=f"no ReplicaSet of {p['deployment']} with template hash "
+                             f"{p['to_hash']}")
+    if cur and cur["hash"] == target["hash"]:
+        module.exit_json(changed=False, revision=current, image=target["image"])
+    rs = apps.read_namespaced_replica_set(target["name"], p["namespace"])
+    template = apps.api_client.sanitize_for_serialization(rs.spec.template)
+    template.get("metadata", {}).get("labels", {}).pop(HASH, None)
+    if not module.check_mode:
+        apps.patch_namespaced_deployment(
+            p["deployment"], p["namespace"],
+            [{"op": "replace", "path": "/spec/template", "value": template}])
+    module.exit_json(changed=True, from_revision=current, to_image=target["image"],
+                     to_hash=target["hash"])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={"action": {"type": "str", "choices": ["history", "undo"],
+                                  "required": True},
+                       "kubeconfig": {"type": "path"}, "context": {"type": "str"},
+                       "namespace": {"type": "str", "required": True},
+                       "deployment": {"type": "str", "required": True},
+                       "to_revision": {"type": "int", "default": 0},
+                       "to_hash": {"type": "str"}},
+        required_if=[("action", "undo", ["to_hash"])],
+        supports_check_mode=True)
+    apps = _clients(module.params)
+    if module.params["action"] == "history":
+        history(module, apps)
+    else:
+        undo(module, apps)
+
+
+if __name__ == "__main__":
+    main()

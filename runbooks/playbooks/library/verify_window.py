@@ -1,0 +1,97 @@
+#!/usr/bin/python
+"""Ansible module: watch a deployment for a verification window.
+
+Every ``interval`` seconds for ``seconds``: the rollout must be complete and available, no pod
+of the deployment may restart, and every HTTP check must answer with its expected status.
+The first sample that fails ends the window with what was seen.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: verify_window
+short_description: Verify a deployment stays healthy for a time window
+options:
+  kubeconfig: {type: path}
+  context: {type: str}
+  namespace: {type: str, required: true}
+  deployment: {type: str, required: true}
+  seconds: {type: float, required: true}
+  interval: {type: float, default: 5}
+  checks: {type: list, elements: dict, default: []}
+"""
+
+
+def _sample(apps, core, p, baseline):
+    dep = apps.read_namespaced_deployment(p["deployment"], p["namespace"])
+    st, want = dep.status, dep.spec.replicas or 0
+    problems = []
+    if st.observed_generation != dep.metadata.generation:
+        problems.append("rollout not observed yet")
+    if (st.updated_replicas or 0) != want or (st.available_replicas or 0) != want \
+            or st.unavailable_replicas:
+        problems.append(f"{st.available_replicas or 0}/{want} replicas available")
+    selector = ",".join(f"{k}={v}" for k, v in (dep.spec.selector.match_labels or {}).items())
+    restarts = {}
+    for pod in core.list_namespaced_pod(p["namespace"], label_selector=selector).items:
+        for cs in pod.status.container_statuses or []:
+            restarts[f"{pod.metadata.name}/{cs.name}"] = cs.restart_count or 0
+    for key, count in restarts.items():
+        if count > baseline.setdefault(key, count):
+            problems.append(f"{key} restarted ({count} restarts)")
+    for check in p["checks"]:
+        expected = int(check.get("status", 200))
+        try:
+            with urllib.request.urlopen(check["url"], timeout=5) as resp:  # noqa: S310
+                got = resp.status
+        except urllib.error.HTTPError as err:
+            got = err.code
+        except OSError as err:
+            got = f"unreachable ({err})"
+        if got != expected:
+            problems.append(f"check {check['name']}: {check['url']} answered {got}, "
+                            f"expected {expected}")
+    return problems
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={"kubeconfig": {"type": "path"}, "context": {"type": "str"},
+                       "namespace": {"type": "str", "required": True},
+                       "deployment": {"type": "str", "required": True},
+                       "seconds": {"type": "float", "required": True},
+                       "interval": {"type": "float", "default": 5},
+                       "checks": {"type": "list", "elements": "dict", "default": []}},
+        supports_check_mode=True)
+    from kubernetes import client, config
+
+    p = module.params
+    api = config.new_client_from_config(config_file=p["kubeconfig"] or None,
+                                        context=p["context"] or None)
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    baseline = {}
+    start = time.monotonic()
+    samples = 0
+    while True:
+        samples += 1
+        problems = _sample(apps, core, p, baseline)
+        elapsed = round(time.monotonic() - start, 1)
+        if problems:
+            module.fail_json(msg=f"verification failed after {elapsed} s: "
+                                 + "; ".join(problems), samples=samples, problems=problems)
+        if module.check_mode or elapsed + p["interval"] > p["seconds"]:
+            break
+        time.sleep(p["interval"])
+    module.exit_json(changed=False, samples=samples, seconds=elapsed,
+                     summary=f"healthy for {elapsed} s ({samples} samples, no restarts, "
+                             f"{len(p['checks'])} checks passing)")
+
+
+if __name__ == "__main__":
+    main()
