@@ -10,6 +10,7 @@ import secrets
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from engine import loader, schema
@@ -54,9 +55,15 @@ class RunDetail:
 def load_runbook(name_or_path: str) -> Runbook:
     doc = loader.load(loader.resolve(name_or_path, "runbooks"))
     schema.validate(doc, "runbook")
-    runbook = build_runbook(doc)
+    runbook = build_runbook(doc, _load_fragment)
     _check_template_syntax(runbook)
     return runbook
+
+
+def _load_fragment(path: Path) -> loader.Document:
+    doc = loader.load(path)
+    schema.validate(doc, "fragment")
+    return doc
 
 
 def load_inventory(name: str | None, runbook: Runbook | None = None) -> Inventory:
@@ -324,10 +331,10 @@ def _check_template_syntax(runbook: Runbook) -> None:
         return []
 
     for step in runbook.all_steps():
-        for text in strings([step.name, step.when, dict(step.spec)]):
+        for text in strings([step.name, step.when, dict(step.spec), dict(step.args or {})]):
             try:
                 syntax_check(text)
             except TemplateError as exc:
                 raise InvalidInput(f"template error in {text!r}: {exc.message}",
-                                   file=str(runbook.path), line=step.line,
+                                   file=step.file, line=step.line,
                                    path=f"$.steps[{step.id}]") from exc

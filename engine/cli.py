@@ -24,6 +24,7 @@ from engine.errors import (
 )
 
 RESULT_EXIT = {"done": EXIT_OK, "planned": EXIT_OK, "failed": EXIT_STEP_FAILED,
+               "refused": EXIT_INVALID,
                "aborted": EXIT_STEP_FAILED, "waiting": EXIT_WAITING,
                "interrupted": EXIT_INTERRUPTED}
 

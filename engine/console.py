@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-SYMBOLS = {"ok": "✓", "done": "✓", "checked": "✓", "skipped": "-", "failed": "✗",
+SYMBOLS = {"ok": "✓", "done": "✓", "checked": "✓", "skipped": "-", "failed": "✗", "refused": "✗",
            "waiting": "⏸", "interrupted": "!", "would-run": "·"}
 
 

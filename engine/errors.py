@@ -73,6 +73,11 @@ class StepRetryable(Exception):
         return self.message
 
 
+class StepRefused(Exception):
+    """A step found the run's input invalid (for example a revision that does not exist):
+    the run stops as refused, exit code 2, before anything changed."""
+
+
 class WaitingForApproval(Exception):
     """An approval step has no recorded approval yet; the run stops with exit code 3."""
 

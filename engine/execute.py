@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.clock import Clock, iso
-from engine.errors import InvalidInput, StepFailed, StepRetryable, WaitingForApproval
+from engine.errors import (
+    InvalidInput,
+    StepFailed,
+    StepRefused,
+    StepRetryable,
+    WaitingForApproval,
+)
 from engine.model import Outcome, Step
-from engine.plan import DONE, Plan, fingerprint, is_done, remember, render_spec
+from engine.plan import DONE, Plan, fingerprint, is_done, remember, render_spec, step_context
 from engine.render import Deferred, Pending, condition, render_text
 from engine.report import Reporter
 from engine.steps import STEP_TYPES, StepContext
@@ -39,7 +45,7 @@ class StepReport:
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
-    status: str  # done | failed | waiting | interrupted | aborted | planned
+    status: str  # done | failed | refused | waiting | interrupted | aborted | planned
     message: str
     steps: tuple[StepReport, ...]
     waiting_for: str | None = None
@@ -73,6 +79,8 @@ class Executor:
                                 f"{wait.prompt}", waiting_for=wait.step_id)
         except Aborted:
             return self._finish("aborted", "the run was aborted")
+        except StepRefused as refused:
+            return self._finish("refused", str(refused))
         except KeyboardInterrupt:
             if self._aborted():
                 return self._finish("aborted", "the run was aborted")
@@ -104,12 +112,12 @@ class Executor:
         record = self.checkpoints.get(step.id)
         where = f"$.steps[{step.id}]"
         try:
-            when = True if step.when is None else condition(step.when, self.context,
-                                                            where + ".when")
+            seen = step_context(step, self.context, self.plan.runbook)
+            when = True if step.when is None else condition(step.when, seen, where + ".when")
             if not when:
                 return self._skipped(step)
-            name = render_text(step.name, self.context, where + ".name")
-            spec = render_spec(step, self.context, self.plan.runbook)
+            name = render_text(step.name, seen, where + ".name")
+            spec = render_spec(step, seen, self.plan.runbook)
         except Deferred as exc:
             return self._deferred(step, exc.name)
         except InvalidInput as exc:
@@ -133,7 +141,7 @@ class Executor:
             tries += 1
             self._save(StepRecord(self.run_id, step.id, "running", attempts, started, fp))
             self.reporter.step_started(step.id, name, attempts)
-            ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=self.context,
+            ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=seen,
                               dry_run=self.dry_run, workdir=self.workdir / step.id,
                               clock=self.clock, runbook_dir=self.plan.runbook.path.parent,
                               emit=self._emitter(step.id), approvals=self._approvals,
@@ -152,6 +160,11 @@ class Executor:
                 return self._end(base, name, "failed", str(exc), result, t0)
             except WaitingForApproval:
                 self._end(base, name, "waiting", "waiting for approval", {}, t0)
+                raise
+            except StepRefused as exc:
+                self._end(base, name, "refused", str(exc), {}, t0)
+                if self.dry_run:
+                    return str(exc)
                 raise
             except KeyboardInterrupt:
                 self._end(base, name, "interrupted", "interrupted", {}, t0)
@@ -177,7 +190,7 @@ class Executor:
                            error=message if status == "failed" else ""))
         self._report(StepReport(base.step_id, name, status, message,
                                 round(time.monotonic() - t0, 3), base.attempts, shown, rendered))
-        return message if status == "failed" else ""
+        return message if status in ("failed", "refused") else ""
 
     def _skipped(self, step: Step) -> str:
         if step.register:

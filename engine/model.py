@@ -5,8 +5,9 @@ Raw dicts stop at the schema: from here on, code reads these types.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from engine.loader import Document
 from engine.schema import STEP_TYPE_KEYS
 
 SCHEMA_VERSION = 1
-PARAM_TYPES: dict[str, type] = {"string": str, "integer": int, "boolean": bool}
+PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool}
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,25 @@ class Step:
     on_failure: tuple[Step, ...] = ()
     line: int | None = None
     at: tuple[str | int, ...] = ()  # where the step sits in its file
+    file: str = ""
+    lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False,
+                                                       repr=False)
+    group: str | None = None  # the include that brought this step in from a fragment
+    args: Mapping[str, Any] | None = None  # that include's `with:`, seen as `args`
+    local_register: str | None = None  # the name a fragment's own steps use for its result
+
+    def line_of(self, where: str | None) -> int | None:
+        """The line of a field of this step from a path like ``$.steps[id].command.argv[1]``."""
+        rel: tuple[str | int, ...] = ()
+        prefix = f"$.steps[{self.id}]"
+        if where and where.startswith(prefix):
+            rel = tuple(int(p) if p.isdigit() else p
+                        for p in re.findall(r"[^.\[\]]+", where[len(prefix):]))
+        for end in range(len(rel), -1, -1):
+            line = self.lines.get((*self.at, *rel[:end]))
+            if line is not None:
+                return line
+        return self.line
 
 
 @dataclass(frozen=True)
@@ -68,22 +89,6 @@ class Runbook:
     steps: tuple[Step, ...]
     inventory: str | None = None
     checks: tuple[Check, ...] = ()
-    lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False,
-                                                       repr=False)
-
-    def line_of(self, step: Step, where: str | None) -> int | None:
-        """The line of a field of ``step`` from a path like ``$.steps[id].command.argv[1]``."""
-        rel: tuple[str | int, ...] = ()
-        prefix = f"$.steps[{step.id}]"
-        if where and where.startswith(prefix):
-            rel = tuple(int(p) if p.isdigit() else p
-                        for p in re.findall(r"[^.\[\]]+", where[len(prefix):]))
-        for end in range(len(rel), -1, -1):
-            line = self.lines.get((*step.at, *rel[:end]))
-            if line is not None:
-                return line
-        return step.line
-
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
 
@@ -112,17 +117,24 @@ class Outcome:
     message: str = ""
 
 
-def build_runbook(doc: Document) -> Runbook:
+FragmentLoader = Callable[[Path], Document]
+
+
+def build_runbook(doc: Document, load_fragment: FragmentLoader) -> Runbook:
+    """Frozen records from a validated runbook; ``include`` steps are expanded here."""
     data = doc.data
     meta = data["metadata"]
     raw_params = (data.get("params") or {}).items()
     params = tuple(_build_param(name, spec, doc) for name, spec in raw_params)
-    seen: dict[str, int | None] = {}
-    steps = tuple(_build_step(s, ("steps", i), doc, seen) for i, s in enumerate(data["steps"]))
+    builder = _StepBuilder(load_fragment)
+    steps = builder.steps(data["steps"], ("steps",), doc)
+    digest = hashlib.sha256(doc.sha256.encode())
+    for sha in sorted(builder.fragment_shas):
+        digest.update(sha.encode())
     return Runbook(
         name=meta["name"], description=meta.get("description", ""), path=doc.path,
-        sha256=doc.sha256, params=params, vars=data.get("vars") or {}, steps=steps,
-        inventory=meta.get("inventory"), lines=doc.lines,
+        sha256=digest.hexdigest() if builder.fragment_shas else doc.sha256, params=params,
+        vars=data.get("vars") or {}, steps=steps, inventory=meta.get("inventory"),
         checks=tuple(Check(c["that"], c["message"], doc.line_of(("checks", i)))
                      for i, c in enumerate(data.get("checks", ()))))
 
@@ -144,26 +156,85 @@ def _build_param(name: str, spec: Mapping[str, Any], doc: Document) -> Param:
                   pattern=pattern, description=spec.get("description", ""),
                   secret=spec.get("secret", False))
     for value in ([param.default] if param.default is not None else []) + list(param.enum):
-        if type(value) is not PARAM_TYPES[ptype]:
+        if isinstance(value, bool) != (ptype == "boolean") or \
+                not isinstance(value, PARAM_TYPES[ptype]):
             raise invalid(f"{value!r} is not of the param's type {ptype}")
     return param
 
 
-def _build_step(raw: Mapping[str, Any], at: tuple[str | int, ...], doc: Document,
-                seen: dict[str, int | None]) -> Step:
-    line = doc.line_of(at)
-    step_id = raw["id"]
-    if step_id in seen:
-        raise InvalidInput(f"duplicate step id {step_id!r} (first defined on line {seen[step_id]})",
-                           file=str(doc.path), line=doc.line_of((*at, "id")),
-                           path=_path(at) + ".id")
-    seen[step_id] = line
-    step_type = next(k for k in STEP_TYPE_KEYS if k in raw)
-    on_failure = tuple(_build_step(s, (*at, "on_failure", i), doc, seen)
-                       for i, s in enumerate(raw.get("on_failure", ())))
-    return Step(id=step_id, type=step_type, spec=raw[step_type], name=raw.get("name", step_id),
-                when=raw.get("when"), register=raw.get("register"), retries=raw.get("retries", 0),
-                delay=raw.get("delay", 5.0), on_failure=on_failure, line=line, at=at)
+@dataclass(frozen=True)
+class _Include:
+    id: str
+    args: Mapping[str, Any]
+
+
+class _StepBuilder:
+    def __init__(self, load_fragment: FragmentLoader) -> None:
+        self.load_fragment = load_fragment
+        self.seen: dict[str, str] = {}
+        self.fragment_shas: set[str] = set()
+
+    def steps(self, raws: list[Any], at: tuple[str | int, ...], doc: Document,
+              include: _Include | None = None) -> tuple[Step, ...]:
+        out: list[Step] = []
+        for i, raw in enumerate(raws):
+            if "include" in raw:
+                out.extend(self._include(raw, (*at, i), doc, include))
+            else:
+                out.append(self._step(raw, (*at, i), doc, include))
+        return tuple(out)
+
+    def _claim(self, step_id: str, doc: Document, at: tuple[str | int, ...]) -> None:
+        where = f"{doc.path.name}:{doc.line_of(at)}"
+        if step_id in self.seen:
+            raise InvalidInput(f"duplicate step id {step_id!r} (first defined at "
+                               f"{self.seen[step_id]})", file=str(doc.path),
+                               line=doc.line_of((*at, "id")), path=_path(at) + ".id")
+        self.seen[step_id] = where
+
+    def _step(self, raw: Mapping[str, Any], at: tuple[str | int, ...], doc: Document,
+              include: _Include | None) -> Step:
+        step_id = raw["id"] if include is None else f"{include.id}-{raw['id']}"
+        self._claim(step_id, doc, at)
+        step_type = next(k for k in STEP_TYPE_KEYS if k in raw)
+        register = raw.get("register")
+        on_failure = self.steps(list(raw.get("on_failure", ())), (*at, "on_failure"), doc,
+                                include)
+        return Step(
+            id=step_id, type=step_type, spec=raw[step_type], name=raw.get("name", step_id),
+            when=raw.get("when"),
+            register=f"{include.id.replace('-', '_')}_{register}" if include and register
+            else register,
+            retries=raw.get("retries", 0), delay=raw.get("delay", 5.0), on_failure=on_failure,
+            line=doc.line_of(at), at=at, file=str(doc.path), lines=doc.lines,
+            group=include.id if include else None, args=include.args if include else None,
+            local_register=register if include else None)
+
+    def _include(self, raw: Mapping[str, Any], at: tuple[str | int, ...], doc: Document,
+                 outer: _Include | None) -> tuple[Step, ...]:
+        def invalid(message: str) -> InvalidInput:
+            return InvalidInput(message, file=str(doc.path), line=doc.line_of(at),
+                                path=_path(at) + ".include")
+
+        if outer is not None:
+            raise invalid("a fragment cannot include another fragment")
+        self._claim(raw["id"], doc, at)
+        target = (doc.path.parent / raw["include"]).resolve()
+        if not target.is_file():
+            raise invalid(f"fragment not found: {raw['include']}")
+        fragment = self.load_fragment(target)
+        self.fragment_shas.add(fragment.sha256)
+        declared = fragment.data.get("args") or {}
+        given = dict(raw.get("with") or {})
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise invalid(f"{raw['include']} takes no arg {unknown[0]!r} "
+                          f"(args: {', '.join(declared) or 'none'})")
+        missing = [a for a, spec in declared.items() if spec.get("required") and a not in given]
+        if missing:
+            raise invalid(f"{raw['include']} needs the arg {missing[0]!r}")
+        return self.steps(fragment.data["steps"], ("steps",), fragment,
+                          _Include(raw["id"], given))
 
 
 def _path(at: tuple[str | int, ...]) -> str:

@@ -68,6 +68,14 @@ def _typed(param: Param, raw: Any, src: str) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             raise InvalidInput(f"{param.flag} expects an integer, got {raw!r}", file=src) from None
+    if param.type == "number":
+        if isinstance(raw, bool):
+            raise InvalidInput(f"{param.flag} expects a number", file=src)
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{param.flag} expects a number, got {raw!r}", file=src) from None
+        return int(number) if number.is_integer() else number
     if param.type == "boolean":
         if isinstance(raw, bool):
             return raw

@@ -69,9 +69,9 @@ def is_done(record: StepRecord | None, step_fingerprint: str | None) -> bool:
 
 
 def base_context(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
-                 run: Mapping[str, Any]) -> dict[str, Any]:
+                 run: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
     context: dict[str, Any] = {"params": dict(params), "inventory": dict(inventory.data),
-                               "run": dict(run), "facts": {}}
+                               "run": dict(run), "facts": {}, "secret_env": redactor.secret_env}
     for check in runbook.checks:
         _check(check, context, runbook)
     rendered_vars: dict[str, Any] = {}
@@ -84,7 +84,7 @@ def base_context(runbook: Runbook, inventory: Inventory, params: Mapping[str, An
 def build(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
           run: Mapping[str, Any], checkpoints: Mapping[str, StepRecord],
           redactor: Redactor) -> Plan:
-    variables = base_context(runbook, inventory, params, run)
+    variables = base_context(runbook, inventory, params, run, redactor)
     context = dict(variables)
     context["facts"] = {}
     for step in runbook.all_steps():
@@ -108,20 +108,22 @@ def _plan_step(step: Step, depth: int, context: dict[str, Any],
                redactor: Redactor) -> PlannedStep:
     where = f"$.steps[{step.id}]"
     when: bool | None = True
-    if step.when is not None:
-        try:
-            when = _checked(lambda: condition(step.when, context, where + ".when"), runbook, step)
-        except Deferred:
-            when = None
     name = step.name
     rendered: Mapping[str, Any] | None = None
     deferred_on: str | None = None
     try:
-        name = str(_checked(lambda: render_value(step.name, context, where + ".name"),
-                            runbook, step))
-        rendered = render_spec(step, context, runbook)
+        seen = step_context(step, context, runbook)
+        if step.when is not None:
+            when = _checked(lambda: condition(step.when, seen, where + ".when"), runbook, step)
     except Deferred as exc:
-        deferred_on = exc.name
+        when, deferred_on = None, exc.name
+    if when is not False and deferred_on is None:
+        try:  # a skipped step's templates may use what its condition says is missing
+            name = str(_checked(lambda: render_value(step.name, seen, where + ".name"),
+                                runbook, step))
+            rendered = render_spec(step, seen, runbook)
+        except Deferred as exc:
+            deferred_on = exc.name
     fp = fingerprint(step, redactor.value(rendered), name) if rendered is not None else None
     record = checkpoints.get(step.id)
     done = when is not None and is_done(record, fp)
@@ -170,8 +172,23 @@ def _checked(fn: Any, runbook: Runbook, step: Step) -> Any:
     try:
         return fn()
     except InvalidInput as exc:
-        raise InvalidInput(exc.message, file=str(runbook.path),
-                           line=runbook.line_of(step, exc.path), path=exc.path) from exc
+        raise InvalidInput(exc.message, file=step.file or str(runbook.path),
+                           line=step.line_of(exc.path), path=exc.path) from exc
+
+
+def step_context(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dict[str, Any]:
+    """What a step's templates see: for a fragment's step, also its ``args`` and ``local``
+    (the results its fragment's own steps registered, by their names in the fragment)."""
+    if step.group is None:
+        return dict(context)
+    args = _checked(lambda: render_value(dict(step.args or {}), context,
+                                         f"$.steps[{step.id}].with"), runbook, step)
+    local: dict[str, Any] = {}
+    for other in runbook.all_steps():
+        same_group = other.group == step.group and other.local_register
+        if same_group and other.register and other.register in context:
+            local[str(other.local_register)] = context[other.register]
+    return {**context, "args": args, "local": local}
 
 
 def _check(check: Check, context: Mapping[str, Any], runbook: Runbook) -> None:

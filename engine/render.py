@@ -97,6 +97,8 @@ def render_string(source: str, context: Mapping[str, Any], where: str = "") -> A
         return _compile_template(source).render(**context)
     except Deferred:
         raise
+    except InvalidInput as exc:  # raised by a template function such as secret_env
+        raise InvalidInput(f"template {source!r}: {exc.message}", path=where or None) from exc
     except TemplateError as exc:
         raise InvalidInput(f"template {source!r}: {exc.message or exc}",
                            path=where or None) from exc

@@ -28,7 +28,13 @@ def schema(kind: str) -> dict[str, Any]:
 
 @cache
 def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(schema(kind))
+    from referencing import Registry, Resource
+
+    resources = [Resource.from_contents(schema(p.name.removesuffix(".schema.json")))
+                 for p in SCHEMA_DIR.glob("*.schema.json")]
+    registry: Registry[Any] = Registry().with_resources(
+        (str(r.contents["$id"]), r) for r in resources)
+    return Draft202012Validator(schema(kind), registry=registry)
 
 
 def validate(doc: Document, kind: str) -> None:
@@ -61,6 +67,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
                 f"expected one of: {', '.join(sorted(allowed))}")
     if error.validator == "oneOf" and _looks_like_step(error):
         present = [k for k in STEP_TYPE_KEYS if isinstance(instance, dict) and k in instance]
+        if isinstance(instance, dict) and "include" in instance and present:
+            return "a step either includes a fragment or has a step type, not both"
         if present:
             return f"a step has exactly one step type, this one has {', '.join(present)}"
         return f"a step needs a step type, one of: {', '.join(STEP_TYPE_KEYS)}"

@@ -5,8 +5,11 @@ Secrets are replaced by ``***`` wherever they appear in a string before it leave
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from engine.errors import InvalidInput
 
 MASK = "***"
 
@@ -16,6 +19,18 @@ class Redactor:
         # Longest first, so a secret that contains another is masked whole.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._params = set(secret_params)
+
+    def add(self, secret: str) -> None:
+        if secret and secret not in self._secrets:
+            self._secrets = sorted({*self._secrets, secret}, key=len, reverse=True)
+
+    def secret_env(self, name: str) -> str:
+        """Template function: a secret from the environment, masked wherever it shows up."""
+        value = os.environ.get(str(name))
+        if value is None:
+            raise InvalidInput(f"the environment variable {name} is not set")
+        self.add(value)
+        return value
 
     def text(self, text: str) -> str:
         for secret in self._secrets:

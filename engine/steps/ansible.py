@@ -75,7 +75,9 @@ def run(ctx: StepContext) -> Outcome:
     if runner.rc != 0:
         why = failures[-1] if failures else f"ansible-playbook exited with {runner.rc}"
         raise StepFailed(f"playbook {playbook.name}: {why}", result)
-    return Outcome("checked" if ctx.dry_run else "ok", result)
+    summary = (results.get("Summary") or {}).get("msg")
+    return Outcome("checked" if ctx.dry_run else "ok", result,
+                   message=summary if isinstance(summary, str) else "")
 
 
 def _inventory(ctx: StepContext, spec: Any) -> str:

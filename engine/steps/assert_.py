@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.errors import StepFailed
+from engine.errors import StepFailed, StepRefused
 from engine.model import Outcome
 
 if TYPE_CHECKING:
@@ -14,5 +14,6 @@ if TYPE_CHECKING:
 def run(ctx: StepContext) -> Outcome:
     for cond in ctx.spec["that"]:
         if not ctx.condition(cond):
-            raise StepFailed(str(ctx.spec.get("message") or f"assertion failed: {cond}"))
+            message = str(ctx.spec.get("message") or f"assertion failed: {cond}")
+            raise StepRefused(message) if ctx.spec.get("refuse") else StepFailed(message)
     return Outcome("ok", {"passed": len(ctx.spec["that"])})
