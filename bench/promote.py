@@ -41,7 +41,7 @@ class Timer(NullReporter):
 def waiting_seconds(run_dir: Path) -> float:
     """Time ansible spent in the rollout wait task, from ansible-runner's job events."""
     total = 0.0
-    for event in run_dir.glob("wait-rollout/artifacts/*/job_events/*.json"):
+    for event in run_dir.glob("release-wait-rollout/artifacts/*/job_events/*.json"):
         data = json.loads(event.read_text())
         if data.get("event") == "runner_on_ok" and \
                 data["event_data"].get("task") == WAIT_TASK:
@@ -60,10 +60,10 @@ def one_promotion(items: list[str]) -> dict[str, float]:
     total = time.perf_counter() - t0
     assert done.status == "done", done.message
     run_dir = Path(os.environ["RUNBOOK_HOME"]) / "runs" / first.run_id
-    ansible_steps = ("read-source", "retag", "deploy", "wait-rollout")
+    ansible_steps = ("read-source", "release-retag", "release-deploy", "release-wait-rollout")
     in_ansible = sum(timer.took.get(s, 0.0) for s in ansible_steps)
     waiting = waiting_seconds(run_dir)
-    retag = next(s for s in done.steps if s.step_id == "retag").result or {}
+    retag = next(s for s in done.steps if s.step_id == "release-retag").result or {}
     copy = retag["results"]["Copy the manifest"]
     return {"total": total, "waiting": waiting, "ansible": in_ansible - waiting,
             "engine": total - in_ansible, "image_bytes": copy["image_bytes"],

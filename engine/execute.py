@@ -22,7 +22,17 @@ from engine.errors import (
     WaitingForApproval,
 )
 from engine.model import Outcome, Step
-from engine.plan import DONE, Plan, fingerprint, is_done, remember, render_spec, step_context
+from engine.plan import (
+    DONE,
+    Plan,
+    fingerprint,
+    is_done,
+    note_step,
+    pending_steps,
+    remember,
+    render_spec,
+    step_context,
+)
 from engine.render import Deferred, Pending, condition, render_text
 from engine.report import Reporter
 from engine.steps import STEP_TYPES, StepContext
@@ -68,7 +78,8 @@ class Executor:
         self.checkpoints = dict(checkpoints)
         self.dry_run = dry_run
         self.reports: list[StepReport] = []
-        self.context: dict[str, Any] = {**plan.variables, "facts": {}}
+        self.context: dict[str, Any] = {**plan.variables, "facts": {},
+                                        "steps": pending_steps(plan.runbook)}
         self._approvals = store.approvals(run_id) if store and not dry_run else []
 
     def run(self) -> RunResult:
@@ -126,6 +137,7 @@ class Executor:
         fp = fingerprint(step, shown, name)
         if allow_done and record is not None and is_done(record, fp):
             remember(step, record.result, self.context)
+            note_step(self.context, record)
             self._report(StepReport(step.id, name, "done", "done in an earlier attempt of this run",
                                     attempts=record.attempts, result=record.result))
             return ""
@@ -143,7 +155,9 @@ class Executor:
             self.reporter.step_started(step.id, name, attempts)
             ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=seen,
                               dry_run=self.dry_run, workdir=self.workdir / step.id,
-                              clock=self.clock, runbook_dir=self.plan.runbook.path.parent,
+                              clock=self.clock,
+                              runbook_dir=Path(step.file).parent if step.file
+                              else self.plan.runbook.path.parent,
                               emit=self._emitter(step.id), approvals=self._approvals,
                               store=None if self.dry_run else self.store)
             base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
@@ -163,8 +177,6 @@ class Executor:
                 raise
             except StepRefused as exc:
                 self._end(base, name, "refused", str(exc), {}, t0)
-                if self.dry_run:
-                    return str(exc)
                 raise
             except KeyboardInterrupt:
                 self._end(base, name, "interrupted", "interrupted", {}, t0)
@@ -186,8 +198,10 @@ class Executor:
         redactor = self.plan.redactor
         message = redactor.text(message)
         shown = redactor.value(dict(result))
-        self._save(replace(base, status=status, ended_at=iso(self.clock.now()), result=shown,
-                           error=message if status == "failed" else ""))
+        final = replace(base, status=status, ended_at=iso(self.clock.now()), result=shown,
+                        error=message if status == "failed" else "")
+        self._save(final)
+        note_step(self.context, final)
         self._report(StepReport(base.step_id, name, status, message,
                                 round(time.monotonic() - t0, 3), base.attempts, shown, rendered))
         return message if status in ("failed", "refused") else ""

@@ -87,6 +87,7 @@ def build(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
     variables = base_context(runbook, inventory, params, run, redactor)
     context = dict(variables)
     context["facts"] = {}
+    context["steps"] = pending_steps(runbook)
     for step in runbook.all_steps():
         if step.register:
             context[step.register] = Pending(step.register)
@@ -129,6 +130,7 @@ def _plan_step(step: Step, depth: int, context: dict[str, Any],
     done = when is not None and is_done(record, fp)
     if done and record is not None:
         remember(step, record.result, context)
+        note_step(context, record)
     elif when is False and step.register:
         context[step.register] = {"skipped": True}
     elif step.type == "set" and when is not False:
@@ -158,6 +160,17 @@ def render_spec(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dic
             out[key] = _checked(lambda v=value, k=key: render_value(v, context, f"{where}.{k}"),
                                 runbook, step)
     return out
+
+
+def pending_steps(runbook: Runbook) -> dict[str, Any]:
+    """``steps.ID`` in templates: status and times of a finished step (pending before)."""
+    return {s.id: Pending(f"steps.{s.id}") for s in runbook.all_steps()}
+
+
+def note_step(context: dict[str, Any], record: StepRecord) -> None:
+    context["steps"][record.step_id] = {"status": record.status,
+                                        "started_at": record.started_at,
+                                        "ended_at": record.ended_at}
 
 
 def remember(step: Step, result: Mapping[str, Any], context: dict[str, Any]) -> None:

@@ -59,8 +59,8 @@ def plan_text(report: PlanReport) -> str:
             label = "on failure:"
         lines.append(f"{indent}{label} [{step['type']}] {step['id']}: {step['name']}")
         lines.extend(f"{indent}     {d}" for d in _details(step))
-    if data["status"] == "failed":
-        lines.append(f"the dry run failed: {data['message']}")
+    if data["status"] in ("failed", "refused"):
+        lines.append(f"the dry run {data['status']}: {data['message']}")
     return "\n".join(lines)
 
 
@@ -105,8 +105,9 @@ def _details(step: dict[str, Any], *, with_dry_run: bool = True) -> list[str]:
     else:
         out.extend(_describe(step["type"], spec))
     dry = step["dry_run"]
-    if with_dry_run and dry is not None and dry["status"] in ("checked", "failed"):
-        out.append(f"dry run {dry['status']}" + (f": {dry['message']}" if dry["message"] else ""))
+    if with_dry_run and dry is not None and dry["status"] in ("checked", "failed", "refused"):
+        text = f"dry run {dry['status']}" + (f": {dry['message']}" if dry["message"] else "")
+        out.extend(text.splitlines())
     if dry is not None and step["type"] == "ansible":
         out.extend(_ansible_changes(dry.get("result") or {}))
     return out
@@ -157,7 +158,7 @@ def _params(params: dict[str, Any]) -> str:
 
 
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return str(text).replace("|", "\\|").replace("\n", "<br>")
 
 
 def result_dict(result: RunResult) -> dict[str, Any]:

@@ -157,6 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
             found = discovery(url.path.rstrip("/")) if method == "GET" else None
             if found is not None:
                 return self._send(200, found)
+            if url.path.startswith("/sandbox/health/"):
+                return self._health(url.path.removeprefix("/sandbox/health/"))
             self._send(200, self._resource(method, url.path, parse_qs(url.query), body))
         except ApiError as err:
             self._send(err.code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -166,6 +168,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                              "message": f"bad request: {exc}", "reason": "BadRequest",
                              "code": 400})
+
+    def _health(self, where: str) -> None:
+        """The service's health endpoint, as the sandbox plays it: up while the deployment
+        has all its replicas available."""
+        ns, _, name = where.partition("/")
+        dep = self.server.cluster.get("apps", "deployments", ns, name)
+        want = dep.get("spec", {}).get("replicas", 1)
+        ok = dep.get("status", {}).get("availableReplicas") == want
+        self._send(200 if ok else 503, {"status": "ok" if ok else "unavailable"})
 
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)

@@ -40,7 +40,7 @@ def main() -> int:
     seed.seed_aws(aws_url)
     seed.seed_cluster(cluster, overlays / "overlays")
     kubeconfig = write_kubeconfig(where, kube.url)
-    inventory = write_inventory(where, kubeconfig, aws_url, overlays / "overlays")
+    inventory = write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url)
     # Wait for the seeded rollouts to settle before saying we are up.
     time.sleep(args.rollout_delay + 0.2)
     info = {"pid": os.getpid(), "kube_url": kube.url, "aws_url": aws_url,
@@ -77,7 +77,8 @@ def write_kubeconfig(where: Path, url: str) -> Path:
     return path
 
 
-def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path) -> Path:
+def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
+                    kube_url: str) -> Path:
     """The shipped inventory, pointed at the sandbox's cluster, AWS endpoint and overlays."""
     data = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
     data["metadata"]["description"] = "The quikapp inventory, pointed at the local sandbox"
@@ -87,6 +88,8 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path)
         settings["context"] = "sandbox"
         settings["overlay"] = str(overlays / env)
         settings["rollout_timeout"] = 60
+        health = f"{kube_url}/sandbox/health/{settings['namespace']}/{settings['deployment']}"
+        settings["verify"] = [{"name": "health", "url": health, "status": 200}]
     path = where / "quikapp.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

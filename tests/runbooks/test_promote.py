@@ -139,7 +139,7 @@ def test_promoting_twice_changes_nothing_the_second_time(sandbox, runbook_cli):
     second_run = promote(runbook_cli, "uat1", "staging")
     assert snapshot(sandbox) == first
     detail = runbook_cli("status", second_run, "--output", "json").json()
-    retag = next(s for s in detail["steps"] if s["step_id"] == "retag")
+    retag = next(s for s in detail["steps"] if s["step_id"] == "release-retag")
     assert retag["result"]["changed"] is False
 
 
@@ -172,7 +172,8 @@ def test_a_tag_that_points_elsewhere_is_never_moved(sandbox, runbook_cli):
     assert deployment("staging")["image"] == image("staging-1.4.1")
 
 
-STEPS = ["read-source", "choose-tags", "retag", "deploy", "wait-rollout", "record"]
+STEPS = ["read-source", "choose-tags", "release-retag", "release-deploy",
+         "release-wait-rollout", "record"]
 
 
 def step_status(run_id: str, step: str) -> str | None:
@@ -191,7 +192,7 @@ def wait_until(predicate, proc, timeout: float = 120) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("killed_after", [*STEPS[:4], "wait-rollout-before-checkpoint"])
+@pytest.mark.parametrize("killed_after", [*STEPS[:4], "rollout-done-before-checkpoint"])
 def test_sigkill_after_each_step_then_resume_ends_in_the_same_state(killed_after, sandbox,
                                                                     runbook_cli):
     run_id = start(runbook_cli, "uat1", "staging")
@@ -205,16 +206,16 @@ def test_sigkill_after_each_step_then_resume_ends_in_the_same_state(killed_after
         # The rollout is done and verified but its checkpoint not yet written: hold the state
         # file's write lock so the engine blocks there, then kill it.
         home = Path(os.environ["RUNBOOK_HOME"])
-        wait_until(lambda: step_status(run_id, "wait-rollout") == "running", proc)
+        wait_until(lambda: step_status(run_id, "release-wait-rollout") == "running", proc)
         lock = sqlite3.connect(home / "state.db", isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")
-        rc_files = home / "runs" / run_id / "wait-rollout" / "artifacts"
+        rc_files = home / "runs" / run_id / "release-wait-rollout" / "artifacts"
         wait_until(lambda: any(rc_files.glob("*/rc")), proc)
         time.sleep(0.2)
         proc.send_signal(signal.SIGKILL)
         lock.execute("ROLLBACK")
         lock.close()
-        assert step_status(run_id, "wait-rollout") == "running"
+        assert step_status(run_id, "release-wait-rollout") == "running"
     proc.communicate(timeout=10)
     done = runbook_cli("resume", run_id)
     assert done.code == 0, done.out

@@ -25,6 +25,7 @@ options:
   seconds: {type: float, required: true}
   interval: {type: float, default: 5}
   checks: {type: list, elements: dict, default: []}
+  image: {type: str, description: the image the deployment must keep running}
 """
 
 
@@ -32,6 +33,9 @@ def _sample(apps, core, p, baseline):
     dep = apps.read_namespaced_deployment(p["deployment"], p["namespace"])
     st, want = dep.status, dep.spec.replicas or 0
     problems = []
+    running = dep.spec.template.spec.containers[0].image
+    if p["image"] and running != p["image"]:
+        problems.append(f"runs {running}, not {p['image']}")
     if st.observed_generation != dep.metadata.generation:
         problems.append("rollout not observed yet")
     if (st.updated_replicas or 0) != want or (st.available_replicas or 0) != want \
@@ -67,7 +71,8 @@ def main():
                        "deployment": {"type": "str", "required": True},
                        "seconds": {"type": "float", "required": True},
                        "interval": {"type": "float", "default": 5},
-                       "checks": {"type": "list", "elements": "dict", "default": []}},
+                       "checks": {"type": "list", "elements": "dict", "default": []},
+                       "image": {"type": "str"}},
         supports_check_mode=True)
     from kubernetes import client, config
 
