@@ -185,6 +185,9 @@ class Executor:
                 return self._deferred(step, exc.name)
             except InvalidInput as exc:
                 return self._end(base, name, "failed", exc.render(), {}, t0)
+            except Exception as exc:  # a bug in a step type must still leave a clean record
+                return self._end(base, name, "failed",
+                                 f"unexpected error: {type(exc).__name__}: {exc}", {}, t0)
             self._end(base, name, outcome.status, outcome.message, outcome.result, t0, shown)
             if outcome.status == "would-run":
                 self._pending(step)

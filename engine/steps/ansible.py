@@ -19,6 +19,7 @@ from engine.model import Outcome
 if TYPE_CHECKING:
     from engine.steps import StepContext
 
+MAX_MESSAGE = 400
 _TASK_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed",
                 "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable"}
 
@@ -74,6 +75,8 @@ def run(ctx: StepContext) -> Outcome:
         raise StepFailed(f"playbook {playbook.name} timed out after {spec['timeout']} s", result)
     if runner.rc != 0:
         why = failures[-1] if failures else f"ansible-playbook exited with {runner.rc}"
+        if len(why) > MAX_MESSAGE:  # the whole text stays in the result and the artifacts
+            why = why[:MAX_MESSAGE] + "…"
         raise StepFailed(f"playbook {playbook.name}: {why}", result)
     summary = (results.get("Summary") or {}).get("msg")
     return Outcome("checked" if ctx.dry_run else "ok", result,
