@@ -242,8 +242,9 @@ def _finish(output: str, result: Any) -> int:
     if output == "json":
         _emit({**present.result_dict(result), "exit_code": code})
     elif result.status == "waiting":
+        items = " --item ITEM ..." if "not attested" in result.message else ""
         print(f"approve with: runbook approve {result.run_id} --step {result.waiting_for} "
-              f"--by NAME [--item ITEM ...], then: runbook resume {result.run_id}")
+              f"--by NAME{items}, then: runbook resume {result.run_id}")
     elif result.status in ("failed", "interrupted"):
         print(f"resume with: runbook resume {result.run_id}")
     return code

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +93,15 @@ class Runbook:
         return next((p for p in self.params if p.name == name), None)
 
     def all_steps(self) -> Iterator[Step]:
+        """Every step once, on_failure steps after the first step that uses them."""
+        seen: set[str] = set()
+
         def walk(steps: tuple[Step, ...]) -> Iterator[Step]:
             for step in steps:
-                yield step
-                yield from walk(step.on_failure)
+                if step.id not in seen:
+                    seen.add(step.id)
+                    yield step
+                    yield from walk(step.on_failure)
         return walk(self.steps)
 
 
@@ -172,17 +177,27 @@ class _StepBuilder:
     def __init__(self, load_fragment: FragmentLoader) -> None:
         self.load_fragment = load_fragment
         self.seen: dict[str, str] = {}
+        self.built: dict[str, tuple[Mapping[str, Any], Step]] = {}
         self.fragment_shas: set[str] = set()
 
     def steps(self, raws: list[Any], at: tuple[str | int, ...], doc: Document,
-              include: _Include | None = None) -> tuple[Step, ...]:
+              include: _Include | None = None, *, handlers: bool = False) -> tuple[Step, ...]:
         out: list[Step] = []
         for i, raw in enumerate(raws):
-            if "include" in raw:
+            shared = self._shared(raw, raw.get("id", "")) if handlers and include is None \
+                else None
+            if shared is not None:
+                out.append(shared)
+            elif "include" in raw:
                 out.extend(self._include(raw, (*at, i), doc, include))
             else:
                 out.append(self._step(raw, (*at, i), doc, include))
         return tuple(out)
+
+    def _shared(self, raw: Mapping[str, Any], step_id: str) -> Step | None:
+        """An on_failure step written once and used again through a YAML anchor."""
+        known = self.built.get(step_id)
+        return known[1] if known and known[0] == raw else None
 
     def _claim(self, step_id: str, doc: Document, at: tuple[str | int, ...]) -> None:
         where = f"{doc.path.name}:{doc.line_of(at)}"
@@ -199,8 +214,8 @@ class _StepBuilder:
         step_type = next(k for k in STEP_TYPE_KEYS if k in raw)
         register = raw.get("register")
         on_failure = self.steps(list(raw.get("on_failure", ())), (*at, "on_failure"), doc,
-                                include)
-        return Step(
+                                include, handlers=True)
+        step = Step(
             id=step_id, type=step_type, spec=raw[step_type], name=raw.get("name", step_id),
             when=raw.get("when"),
             register=f"{include.id.replace('-', '_')}_{register}" if include and register
@@ -209,6 +224,8 @@ class _StepBuilder:
             line=doc.line_of(at), at=at, file=str(doc.path), lines=doc.lines,
             group=include.id if include else None, args=include.args if include else None,
             local_register=register if include else None)
+        self.built[step_id] = (raw, step)
+        return step
 
     def _include(self, raw: Mapping[str, Any], at: tuple[str | int, ...], doc: Document,
                  outer: _Include | None) -> tuple[Step, ...]:
@@ -233,8 +250,12 @@ class _StepBuilder:
         missing = [a for a, spec in declared.items() if spec.get("required") and a not in given]
         if missing:
             raise invalid(f"{raw['include']} needs the arg {missing[0]!r}")
-        return self.steps(fragment.data["steps"], ("steps",), fragment,
-                          _Include(raw["id"], given))
+        steps = self.steps(fragment.data["steps"], ("steps",), fragment,
+                           _Include(raw["id"], given))
+        # The include's on_failure steps run when any of the fragment's steps fails.
+        handlers = self.steps(list(raw.get("on_failure", ())), (*at, "on_failure"), doc,
+                              handlers=True)
+        return tuple(replace(s, on_failure=s.on_failure + handlers) for s in steps)
 
 
 def _path(at: tuple[str | int, ...]) -> str:

@@ -92,9 +92,13 @@ def build(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
         if step.register:
             context[step.register] = Pending(step.register)
     planned: list[PlannedStep] = []
+    seen: set[str] = set()
 
     def walk(steps: tuple[Step, ...], depth: int) -> None:
         for step in steps:
+            if step.id in seen:  # an on_failure step shared by several steps
+                continue
+            seen.add(step.id)
             planned.append(_plan_step(step, depth, context, checkpoints, runbook, redactor))
             walk(step.on_failure, depth + 1)
 

@@ -52,11 +52,12 @@ def _now() -> str:
 class Cluster:
     """The emulated cluster state and its deployment controller."""
 
-    def __init__(self, rollout_delay: float = 1.0) -> None:
+    def __init__(self, rollout_delay: float = 1.0, crash_after: float = 3.0) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.lock = threading.RLock()
         self.version = 0
         self.rollout_delay = rollout_delay
+        self.crash_after = crash_after  # how long a crashing release looks healthy
         self._timers: list[threading.Timer] = []
 
     # -- storage ---------------------------------------------------------------------------
@@ -244,32 +245,33 @@ class Cluster:
             if dep is None or rs is None or dep["metadata"]["generation"] != generation:
                 return  # superseded by a newer change
             replicas = int(dep["spec"].get("replicas", 1))
-            image = _image(dep["spec"]["template"])
-            healthy = "crashloop" not in image
-            self._sync_pods(ns, rs, replicas, healthy)
-            ready = replicas if healthy else 0
-            rs["status"] = {"replicas": replicas, "readyReplicas": ready,
-                            "availableReplicas": ready, "observedGeneration": 1}
-            self._bump(rs)
+            self._sync_pods(ns, rs, replicas)
             for other_key, other in list(self.objects.items()):
                 if other_key[1] == "replicasets" and other is not rs and _owned_by(other, dep):
                     other["status"] = {"replicas": 0}
-            dep["status"] = {
-                "observedGeneration": generation, "replicas": replicas,
-                "updatedReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
-                **({} if healthy else {"unavailableReplicas": replicas}),
-                "conditions": [
-                    {"type": "Available", "status": "True" if healthy else "False",
-                     "reason": "MinimumReplicasAvailable" if healthy
-                     else "MinimumReplicasUnavailable", "lastUpdateTime": _now()},
-                    {"type": "Progressing", "status": "True",
-                     "reason": "NewReplicaSetAvailable" if healthy else "ReplicaSetUpdated",
-                     "lastUpdateTime": _now()}]}
-            self._bump(dep)
-            if not healthy:
-                self._later(self.rollout_delay, self._crash, ns, rs_name)
+            self._set_available(dep, rs, replicas, available=True)
+            if "crashloop" in _image(dep["spec"]["template"]):
+                self._later(self.crash_after, self._crash, ns, name, generation, rs_name)
 
-    def _sync_pods(self, ns: str, rs: dict[str, Any], replicas: int, healthy: bool) -> None:
+    def _set_available(self, dep: dict[str, Any], rs: dict[str, Any], replicas: int, *,
+                       available: bool) -> None:
+        ready = replicas if available else 0
+        rs["status"] = {"replicas": replicas, "readyReplicas": ready,
+                        "availableReplicas": ready, "observedGeneration": 1}
+        self._bump(rs)
+        dep["status"] = {
+            "observedGeneration": dep["metadata"]["generation"], "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
+            **({} if available else {"unavailableReplicas": replicas}),
+            "conditions": [
+                {"type": "Available", "status": "True" if available else "False",
+                 "reason": "MinimumReplicasAvailable" if available
+                 else "MinimumReplicasUnavailable", "lastUpdateTime": _now()},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                 "lastUpdateTime": _now()}]}
+        self._bump(dep)
+
+    def _sync_pods(self, ns: str, rs: dict[str, Any], replicas: int) -> None:
         for key, pod in list(self.objects.items()):
             if key[1] == "pods" and key[2] == ns:
                 owner = pod["metadata"].get("ownerReferences", [{}])[0]
@@ -292,26 +294,34 @@ class Cluster:
                                                      "uid": rs["metadata"]["uid"],
                                                      "controller": True}]},
                    "spec": copy.deepcopy(rs["spec"]["template"].get("spec", {})),
-                   "status": {"phase": "Running" if healthy else "CrashLoopBackOff",
+                   "status": {"phase": "Running",
                               "containerStatuses": [
                                   {"name": c.get("name"), "image": c.get("image"),
-                                   "ready": healthy, "restartCount": 0}
+                                   "imageID": f"{c.get('image')}@sha256:"
+                                              + hashlib.sha256(str(c.get("image")).encode())
+                                              .hexdigest(),
+                                   "containerID": f"containerd://{secrets.token_hex(16)}",
+                                   "ready": True, "started": True, "restartCount": 0,
+                                   "state": {"running": {"startedAt": _now()}}}
                                   for c in containers]}}
             self._bump(pod)
             self.objects[("", "pods", ns, name)] = pod
 
-    def _crash(self, ns: str, rs_name: str) -> None:
-        """Pods of a crashing image restart again and again."""
-        with self.lock:
-            rs = self.objects.get(("apps", "replicasets", ns, rs_name))
-            if rs is None or not rs["spec"].get("replicas"):
-                return
-            for key, pod in self.objects.items():
-                if key[1] == "pods" and key[2] == ns and _owned_by(pod, rs):
-                    for cs in pod["status"]["containerStatuses"]:
-                        cs["restartCount"] += 1
-                    self._bump(pod)
-        self._later(self.rollout_delay, self._crash, ns, rs_name)
+    def _crash(self, ns: str, name: str, generation: int, rs_name: str) -> None:
+        """A bad release: its pods start, pass readiness once, then crash and restart again
+        and again, and the deployment loses its available replicas."""
+        dep = self.objects.get(("apps", "deployments", ns, name))
+        rs = self.objects.get(("apps", "replicasets", ns, rs_name))
+        if dep is None or rs is None or dep["metadata"]["generation"] != generation:
+            return  # rolled back or changed since
+        for key, pod in self.objects.items():
+            if key[1] == "pods" and key[2] == ns and _owned_by(pod, rs):
+                for cs in pod["status"]["containerStatuses"]:
+                    cs.update(restartCount=cs["restartCount"] + 1, ready=False,
+                              state={"waiting": {"reason": "CrashLoopBackOff"}})
+                self._bump(pod)
+        self._set_available(dep, rs, int(dep["spec"].get("replicas", 1)), available=False)
+        self._later(self.crash_after, self._crash, ns, name, generation, rs_name)
 
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
         timer = threading.Timer(delay, self._locked, (fn, *args))

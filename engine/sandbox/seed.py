@@ -25,6 +25,8 @@ RELEASES = {"dev": ("1.5.0", "1.5.1"), "qa": ("1.4.2", "1.5.0"), "uat1": ("1.4.1
             "uat2": ("1.4.1", "1.4.2"), "uat3": ("1.4.0", "1.4.1"),
             "staging": ("1.4.0", "1.4.1"), "live": ("1.3.9", "1.4.0")}
 VERSIONS = ["1.3.9", "1.4.0", "1.4.1", "1.4.2", "1.4.3", "1.5.0", "1.5.1"]
+# In the sandbox an image whose tag contains "crashloop" never becomes ready: a bad release.
+BROKEN = ["1.4.4-crashloop"]
 
 
 def manifest(version: str) -> dict[str, Any]:
@@ -52,7 +54,7 @@ def seed_aws(aws_url: str) -> None:
     ecr = boto3.client("ecr", **kw)
     ecr.create_repository(repositoryName=REPOSITORY,
                           imageTagMutability="IMMUTABLE")
-    for version in VERSIONS:
+    for version in VERSIONS + BROKEN:
         body = json.dumps(manifest(version), indent=3)
         tags = [version] + [f"{env}-{version}" for env, pair in RELEASES.items()
                             if version in pair]

@@ -22,7 +22,7 @@ DELAY = 0.2
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[dynamic.DynamicClient]:
-    cluster = Cluster(rollout_delay=DELAY)
+    cluster = Cluster(rollout_delay=DELAY, crash_after=DELAY * 3)
     server = KubeServer(("127.0.0.1", 0), cluster)
     server.start()
     kubeconfig = tmp_path / "kubeconfig"
@@ -115,9 +115,11 @@ def test_errors_are_kubernetes_status_objects(api):
     assert dup.value.status == 409
 
 
-def test_crashing_image_never_becomes_available_and_restarts(api):
+def test_a_crashing_release_comes_up_then_restarts_and_loses_availability(api):
     deps = api.resources.get(api_version="apps/v1", kind="Deployment")
     deps.create(body=deployment_body("img:1.0-crashloop"), namespace="app")
+    time.sleep(DELAY * 2)
+    assert deps.get(name="api", namespace="app").status.availableReplicas == 2
     time.sleep(DELAY * 4)
     dep = deps.get(name="api", namespace="app")
     assert dep.status.availableReplicas == 0 and dep.status.unavailableReplicas == 2
