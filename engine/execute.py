@@ -135,7 +135,7 @@ class Executor:
             return self._failed_early(step, exc.render())
         shown = self.plan.redactor.value(spec)
         fp = fingerprint(step, shown, name)
-        if allow_done and record is not None and is_done(record, fp):
+        if allow_done and record is not None and is_done(step, record, fp):
             remember(step, record.result, self.context)
             note_step(self.context, record)
             self._report(StepReport(step.id, name, "done", "done in an earlier attempt of this run",

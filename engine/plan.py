@@ -62,10 +62,10 @@ def fingerprint(step: Step, rendered: Mapping[str, Any], name: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def is_done(record: StepRecord | None, step_fingerprint: str | None) -> bool:
+def is_done(step: Step, record: StepRecord | None, step_fingerprint: str | None) -> bool:
     """A checkpoint counts only if it finished and was made from the same rendered step."""
-    return (record is not None and record.status in DONE and step_fingerprint is not None
-            and record.fingerprint == step_fingerprint)
+    return (not step.fresh and record is not None and record.status in DONE
+            and step_fingerprint is not None and record.fingerprint == step_fingerprint)
 
 
 def base_context(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
@@ -131,7 +131,7 @@ def _plan_step(step: Step, depth: int, context: dict[str, Any],
             deferred_on = exc.name
     fp = fingerprint(step, redactor.value(rendered), name) if rendered is not None else None
     record = checkpoints.get(step.id)
-    done = when is not None and is_done(record, fp)
+    done = when is not None and is_done(step, record, fp)
     if done and record is not None:
         remember(step, record.result, context)
         note_step(context, record)

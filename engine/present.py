@@ -133,7 +133,8 @@ def _ansible_changes(result: dict[str, Any]) -> list[str]:
 
 def _describe(kind: str, spec: dict[str, Any]) -> list[str]:
     if kind == "command":
-        text = "$ " + shlex.join(str(a) for a in spec["argv"])
+        argv = spec["argv"] if isinstance(spec["argv"], list) else [str(spec["argv"])]
+        text = "$ " + shlex.join(str(a) for a in argv)
         if spec.get("check_mode") == "safe":
             text += "   (read-only: runs during the plan)"
         return [text]

@@ -6,6 +6,7 @@ Secrets are replaced by ``***`` wherever they appear in a string before it leave
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ class Redactor:
         if value is None:
             raise InvalidInput(f"the environment variable {name} is not set")
         self.add(value)
+        self.add(urllib.parse.quote(value, safe=""))  # as it appears inside a URL
         return value
 
     def text(self, text: str) -> str:

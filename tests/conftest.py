@@ -130,3 +130,46 @@ def in_shared_sandbox(shared_sandbox: dict[str, str],
     for key, value in sb.environment(shared_sandbox).items():
         monkeypatch.setenv(key, value)
     return shared_sandbox
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server: the one .ci/run started (RUNBOOK_TEST_POSTGRES_DSN), or one
+    started here with scripts/postgres.sh."""
+    given = OUTER_ENV.get("RUNBOOK_TEST_POSTGRES_DSN")
+    if given:
+        yield given
+        return
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="runbook-pg-", dir="/tmp")
+    script = str(REPO / "scripts" / "postgres.sh")
+    dsn = subprocess.run([script, "start", folder], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    yield dsn
+    subprocess.run([script, "stop", folder], check=False)
+
+
+@pytest.fixture
+def database(postgres_dsn: str) -> Iterator[dict[str, str]]:
+    """A fresh database and its owner, whose password needs quoting in a URL."""
+    import secrets as pysecrets
+
+    import psycopg
+    from psycopg import sql
+
+    name = f"quikapp_{pysecrets.token_hex(4)}"
+    password = f"p@ss:w/rd%{pysecrets.token_hex(4)}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(name), sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(name)))
+    host_port = postgres_dsn.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    yield {"name": name, "user": name, "password": password, "host": host, "port": port,
+           "admin_dsn": postgres_dsn}
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

@@ -1,4 +1,5 @@
-"""``assert``: every condition must hold, or the step fails with the message."""
+"""``assert``: every condition must hold, or the step fails with the message (or, with
+``refuse: true``, the run is refused as invalid input)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ if TYPE_CHECKING:
 
 
 def run(ctx: StepContext) -> Outcome:
+    if ctx.dry_run and not ctx.spec.get("refuse"):
+        # It checks what earlier steps did, and a dry run did not do it. A refusing assert
+        # checks a precondition: that one is evaluated in the plan too.
+        return Outcome("would-run", message="checks: " + "; ".join(map(str, ctx.spec["that"])))
     for cond in ctx.spec["that"]:
         if not ctx.condition(cond):
             message = str(ctx.spec.get("message") or f"assertion failed: {cond}")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shlex
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from engine import proc
 from engine.errors import StepFailed
@@ -15,10 +16,13 @@ if TYPE_CHECKING:
 
 def run(ctx: StepContext) -> Outcome:
     spec = ctx.spec
-    argv = [str(a) for a in spec["argv"]]
+    argv = argv_of(spec["argv"])
     if ctx.dry_run and spec.get("check_mode") != "safe":
         return Outcome("would-run", message=shlex.join(argv))
-    env = {k: _env_value(v) for k, v in (spec.get("env") or {}).items()}
+    env_spec = spec.get("env") or {}
+    if not isinstance(env_spec, Mapping):
+        raise StepFailed(f"env must render to a mapping, got {type(env_spec).__name__}")
+    env = {str(k): _env_value(v) for k, v in env_spec.items()}
     done = proc.run(argv, cwd=spec.get("cwd"), env=env, timeout=spec.get("timeout"),
                     stdin=spec.get("stdin"), emit=ctx.emit)
     result = {"rc": done.rc, "stdout": done.stdout, "stderr": done.stderr,
@@ -31,6 +35,13 @@ def run(ctx: StepContext) -> Outcome:
         raise StepFailed(f"{argv[0]} exited with {done.rc}{detail}", result)
     status = "checked" if ctx.dry_run else "ok"
     return Outcome(status, result)
+
+
+def argv_of(value: Any) -> list[str]:
+    """An argv list; a template must render to a list, a string is never split."""
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise StepFailed(f"argv must be a non-empty list, got {value!r}")
+    return [str(a) for a in value]
 
 
 def _env_value(value: object) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from engine import proc
 from engine.errors import StepFailed
 from engine.model import Outcome
+from engine.steps.command import argv_of
 
 if TYPE_CHECKING:
     from engine.steps import StepContext
@@ -29,7 +30,7 @@ def run(ctx: StepContext) -> Outcome:
         polls += 1
         poll: dict[str, Any] = {}
         if "argv" in spec:
-            done = proc.run([str(a) for a in spec["argv"]], timeout=spec["timeout"])
+            done = proc.run(argv_of(spec["argv"]), timeout=spec["timeout"])
             poll = {"rc": done.rc, "stdout": done.stdout, "stderr": done.stderr}
         if ctx.condition(spec["until"], {"poll": poll}):
             waited = round(ctx.clock.monotonic() - start, 3)

@@ -14,6 +14,7 @@ import yaml
 
 from engine.loader import PROJECT_ROOT
 from tests.conftest import runbook_process
+from tests.runbooks.killing import step_status, wait_until
 from tests.world import ENVS, deployment, ecr_tags, image, overlay_commits, snapshot
 
 INVENTORY = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
@@ -174,22 +175,6 @@ def test_a_tag_that_points_elsewhere_is_never_moved(sandbox, runbook_cli):
 
 STEPS = ["read-source", "choose-tags", "release-retag", "release-deploy",
          "release-wait-rollout", "record"]
-
-
-def step_status(run_id: str, step: str) -> str | None:
-    db = Path(os.environ["RUNBOOK_HOME"]) / "state.db"
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT status FROM steps WHERE run_id = ? AND step_id = ?",
-                           (run_id, step)).fetchone()
-    return row[0] if row else None
-
-
-def wait_until(predicate, proc, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("killed_after", [*STEPS[:4], "rollout-done-before-checkpoint"])

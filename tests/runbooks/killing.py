@@ -1,0 +1,47 @@
+"""Start a real ``runbook`` process and kill it with SIGKILL at a chosen step."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import runbook_process
+
+
+def state_db() -> Path:
+    return Path(os.environ["RUNBOOK_HOME"]) / "state.db"
+
+
+def step_status(run_id: str, step: str) -> str | None:
+    with sqlite3.connect(state_db()) as conn:
+        row = conn.execute("SELECT status FROM steps WHERE run_id = ? AND step_id = ?",
+                           (run_id, step)).fetchone()
+    return row[0] if row else None
+
+
+def wait_until(predicate: Callable[[], bool], proc: subprocess.Popen[str],
+               timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def kill_during(step: str, *args: str) -> str:
+    """Run ``runbook ARGS`` and SIGKILL it while ``step`` runs; return the run id."""
+    proc = runbook_process(*args)
+    assert proc.stdout is not None
+    first = proc.stdout.readline().split()
+    run_id = first[2] if first[0] == "resuming" else first[1]
+    wait_until(lambda: step_status(run_id, step) == "running", proc)
+    time.sleep(0.3)  # into the step's work
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert step_status(run_id, step) == "running"
+    return run_id
