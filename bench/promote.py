@@ -1,5 +1,6 @@
-"""Benchmark: a sandbox promotion (uat1 → staging) split into engine, Ansible and waiting,
-and the bytes its manifest-copy retag moves against the guide's docker pull/tag/push.
+"""Benchmark: a sandbox promotion (uat1 → staging) and a rollback of live, each split into
+engine, Ansible and waiting, and the bytes the promotion's manifest-copy retag moves against
+the guide's docker pull/tag/push.
 
 Run: uv run python bench/promote.py [--runs N]
 """
@@ -38,10 +39,10 @@ class Timer(NullReporter):
             self.took[step_id] = time.perf_counter() - self.started[step_id]
 
 
-def waiting_seconds(run_dir: Path) -> float:
+def waiting_seconds(run_dir: Path, step: str) -> float:
     """Time ansible spent in the rollout wait task, from ansible-runner's job events."""
     total = 0.0
-    for event in run_dir.glob("release-wait-rollout/artifacts/*/job_events/*.json"):
+    for event in run_dir.glob(f"{step}/artifacts/*/job_events/*.json"):
         data = json.loads(event.read_text())
         if data.get("event") == "runner_on_ok" and \
                 data["event_data"].get("task") == WAIT_TASK:
@@ -59,15 +60,39 @@ def one_promotion(items: list[str]) -> dict[str, float]:
     done = api.resume(run_id=first.run_id, reporter=timer)
     total = time.perf_counter() - t0
     assert done.status == "done", done.message
-    run_dir = Path(os.environ["RUNBOOK_HOME"]) / "runs" / first.run_id
-    ansible_steps = ("read-source", "release-retag", "release-deploy", "release-wait-rollout")
-    in_ansible = sum(timer.took.get(s, 0.0) for s in ansible_steps)
-    waiting = waiting_seconds(run_dir)
+    parts = split(first.run_id, timer, total, "release-wait-rollout")
     retag = next(s for s in done.steps if s.step_id == "release-retag").result or {}
     copy = retag["results"]["Copy the manifest"]
-    return {"total": total, "waiting": waiting, "ansible": in_ansible - waiting,
-            "engine": total - in_ansible, "image_bytes": copy["image_bytes"],
+    return {**parts, "image_bytes": copy["image_bytes"],
             "manifest_bytes": copy["manifest_bytes"], "layers": copy["layers"]}
+
+
+def split(run_id: str, timer: Timer, total: float, wait_step: str) -> dict[str, float]:
+    run_dir = Path(os.environ["RUNBOOK_HOME"]) / "runs" / run_id
+    in_ansible = sum(took for step, took in timer.took.items()
+                     if (run_dir / step / "artifacts").is_dir())
+    waiting = waiting_seconds(run_dir, wait_step)
+    return {"total": total, "waiting": waiting, "ansible": in_ansible - waiting,
+            "engine": total - in_ansible}
+
+
+def one_rollback() -> dict[str, float]:
+    timer = Timer()
+    t0 = time.perf_counter()
+    done = api.run(runbook="rollback", params={"env": "live"}, user="operator",
+                   reporter=timer)
+    total = time.perf_counter() - t0
+    assert done.status == "done", done.message
+    return split(done.run_id, timer, total, "wait-rollout")
+
+
+def table(title: str, samples: list[dict[str, float]]) -> None:
+    med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+    print(f"{title}, median of {len(samples)} (rollout convergence delay 1.0 s):\n")
+    print("| part | seconds | share |\n|---|---|---|")
+    for part in ("engine", "ansible", "waiting"):
+        print(f"| {part} | {med[part]:.2f} | {med[part] / med['total']:.0%} |")
+    print(f"| total | {med['total']:.2f} | 100% |\n")
 
 
 def main() -> None:
@@ -77,7 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["RUNBOOK_HOME"] = str(Path(tmp) / "state")
         os.chdir(tmp)
-        samples = []
+        samples, rollbacks = [], []
         for _ in range(args.runs):
             where = Path(tmp) / f"sandbox-{len(samples)}"
             info = sandbox.up(where, rollout_delay=1.0)
@@ -86,17 +111,13 @@ def main() -> None:
             items = [i["id"] for i in inv.data["checklists"]["uat-staging"]]
             try:
                 samples.append(one_promotion(items))
+                rollbacks.append(one_rollback())
             finally:
                 sandbox.down(where)
-    med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+    table("promote uat1 → staging in the sandbox (after its checklist)", samples)
+    table("rollback --env live in the sandbox, to the verified previous image", rollbacks)
     s = samples[0]
     pulled = s["image_bytes"] + s["manifest_bytes"]
-    print(f"promote uat1 → staging in the sandbox, median of {args.runs} "
-          "(rollout convergence delay 1.0 s):\n")
-    print("| part | seconds | share |\n|---|---|---|")
-    for part in ("engine", "ansible", "waiting"):
-        print(f"| {part} | {med[part]:.2f} | {med[part] / med['total']:.0%} |")
-    print(f"| total | {med['total']:.2f} | 100% |\n")
     print("| retag method | bytes over the network |\n|---|---|")
     print(f"| manifest copy (batch_get_image + put_image) | {2 * s['manifest_bytes']:,} |")
     print(f"| docker pull + tag + push ({int(s['layers'])} layers, layers already in the "

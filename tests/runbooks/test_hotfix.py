@@ -1,0 +1,70 @@
+"""The hotfix runbook in the sandbox."""
+
+from __future__ import annotations
+
+from tests.runbooks.killing import kill_during
+from tests.world import deployment, ecr_tags, image, overlay_commits, snapshot
+
+REASON = "CVE-2026-1234 in session handling"
+
+
+def start(runbook_cli, tag: str, *extra: str) -> str:
+    first = runbook_cli("run", "hotfix", "--tag", tag, "--reason", REASON,
+                        "--verify-minutes", "0.1", *extra)
+    assert first.code == 3, first.out
+    return first.out.split()[1]
+
+
+def test_nothing_is_deployed_before_the_emergency_cab_approval(sandbox, runbook_cli):
+    before = snapshot(sandbox)
+    run_id = start(runbook_cli, "1.4.3")
+    assert runbook_cli("resume", run_id).code == 3
+    own = runbook_cli("approve", run_id, "--step", "cab", "--by", "tester")
+    assert own.code == 2
+    assert snapshot(sandbox) == before
+
+
+def test_a_hotfix_that_passes_verification_reaches_live(sandbox, runbook_cli):
+    run_id = start(runbook_cli, "1.4.3")
+    assert runbook_cli("approve", run_id, "--step", "cab", "--by", "carol",
+                       "--note", "EC-77").code == 0
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert deployment("staging")["image"] == image("staging-1.4.3")
+    assert deployment("live")["image"] == image("live-1.4.3")
+    tags = ecr_tags()
+    assert tags["live-1.4.3"] == tags["staging-1.4.3"] == tags["1.4.3"]
+    assert "healthy for" in done.out and "1 checks passing" in done.out
+    assert "    git checkout develop\n    git merge hotfix/1.4.3\n" in done.out
+    commits = overlay_commits(sandbox)
+    assert commits[0].startswith(f"Hotfix 1.4.3 to live: {REASON}")
+    assert commits[1].startswith(f"Hotfix 1.4.3 to staging: {REASON}")
+    record = runbook_cli("history", "--kind", "hotfix", "--output", "json").json()[0]
+    data = record["data"]
+    assert (data["tag"], data["reason"], data["approved_by"]) == ("1.4.3", REASON, "carol")
+    assert data["started_at"] < data["approved_at"] <= data["staging_at"] < \
+        data["verified_at"] < data["live_at"]
+
+
+def test_a_failed_verification_rolls_staging_back_and_leaves_live_alone(sandbox, runbook_cli):
+    run_id = start(runbook_cli, "1.4.4-crashloop")
+    runbook_cli("approve", run_id, "--step", "cab", "--by", "carol")
+    failed = runbook_cli("resume", run_id)
+    assert failed.code == 1, failed.out
+    assert "verification failed" in failed.out
+    assert "✓ staging-rollback ok" in failed.out
+    assert deployment("staging")["image"] == image("staging-1.4.1")
+    assert deployment("live")["image"] == image("live-1.4.0")
+    assert "live-1.4.4-crashloop" not in ecr_tags()
+    again = runbook_cli("resume", run_id)  # resuming cannot sneak it into live
+    assert again.code == 1
+    assert deployment("live")["image"] == image("live-1.4.0")
+
+
+def test_sigkill_during_verification_then_resume(sandbox, runbook_cli):
+    run_id = start(runbook_cli, "1.4.3")
+    runbook_cli("approve", run_id, "--step", "cab", "--by", "carol")
+    kill_during("verify", "resume", run_id)
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert deployment("live")["image"] == image("live-1.4.3")

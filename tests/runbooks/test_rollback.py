@@ -1,0 +1,57 @@
+"""The rollback runbook in the sandbox."""
+
+from __future__ import annotations
+
+from tests.runbooks.killing import kill_during
+from tests.world import deployment, image, replicasets, snapshot
+
+
+def test_plan_shows_the_history_and_the_target(sandbox, runbook_cli):
+    before = snapshot(sandbox)
+    plan = runbook_cli("plan", "rollback", "--env", "live")
+    assert plan.code == 0, plan.out
+    assert f"*   2  {image('live-1.4.0')}" in plan.out
+    assert f"    1  {image('live-1.3.9')}" in plan.out
+    assert f"will go back to revision 1 ({image('live-1.3.9')})" in plan.out
+    assert snapshot(sandbox) == before
+
+
+def test_rollback_to_the_previous_revision(sandbox, runbook_cli):
+    result = runbook_cli("run", "rollback", "--env", "live")
+    assert result.code == 0, result.out
+    dep = deployment("live")
+    assert dep["image"] == image("live-1.3.9") and dep["revision"] == "3"
+    assert replicasets("live") == {"2": image("live-1.4.0"), "3": image("live-1.3.9")}
+    history = runbook_cli("history", "--env", "live", "--output", "json").json()
+    assert history[0]["kind"] == "rollback"
+    assert history[0]["data"]["from_image"] == image("live-1.4.0")
+    assert history[0]["data"]["image"] == image("live-1.3.9")
+
+
+def test_rollback_to_a_given_revision(sandbox, runbook_cli):
+    assert runbook_cli("run", "rollback", "--env", "qa").code == 0  # now at revision 3
+    result = runbook_cli("run", "rollback", "--env", "qa", "--to-revision", "2")
+    assert result.code == 0, result.out
+    dep = deployment("qa")
+    assert dep["image"] == image("qa-1.5.0") and dep["revision"] == "4"
+
+
+def test_a_revision_that_does_not_exist_is_refused(sandbox, runbook_cli):
+    before = snapshot(sandbox)
+    for args in (["--to-revision", "7"], ["--to-revision", "2"]):
+        result = runbook_cli("run", "rollback", "--env", "staging", *args)
+        assert result.code == 2
+    assert "staging: revision 7 does not exist (revisions: 2, 1)" in \
+        runbook_cli("run", "rollback", "--env", "staging", "--to-revision", "7").out
+    assert "revision 2 is the one running now" in \
+        runbook_cli("plan", "rollback", "--env", "staging", "--to-revision", "2").out
+    assert snapshot(sandbox) == before
+
+
+def test_sigkill_during_the_undo_then_resume(sandbox, runbook_cli):
+    run_id = kill_during("undo", "run", "rollback", "--env", "uat1")
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    dep = deployment("uat1")
+    assert dep["image"] == image("uat1-1.4.1") and dep["revision"] == "3"
+    assert len(replicasets("uat1")) == 2
