@@ -27,6 +27,8 @@ from engine.store import (
     ApprovalRecord,
     EventRecord,
     HistoryRecord,
+    LockRecord,
+    PlanRecord,
     RunRecord,
     StateStore,
     StepRecord,
@@ -95,7 +97,7 @@ def validate(paths: Sequence[str]) -> list[tuple[str, InvalidInput | None]]:
 
 def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None,
          user: str | None = None, clock: Clock | None = None,
-         reporter: Reporter | None = None) -> PlanReport:
+         reporter: Reporter | None = None, state: str | None = None) -> PlanReport:
     """Render every step, run the read-only parts (check mode), change nothing."""
     clock = clock or SystemClock()
     book, inv, values, redactor = _prepare(runbook, params, inventory)
@@ -103,8 +105,18 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
     info = {"id": run_id, "user": user or current_user(), "started_at": iso(clock.now())}
     the_plan = build_plan(book, inv, values, info, {}, redactor)
     workdir = home() / "plans" / run_id
-    result = Executor(the_plan, run_id=run_id, store=None, reporter=reporter or NullReporter(),
-                      clock=clock, workdir=workdir, checkpoints={}, dry_run=True).run()
+    store = open_store(state)
+    try:
+        # Recorded so that approvals can be given to this plan's hash before a run exists.
+        store.save_plan(PlanRecord(hash=the_plan.hash, runbook=book.name,
+                                   runbook_sha=book.sha256, inventory_sha=inv.sha256,
+                                   params=dict(the_plan.params), created_at=info["started_at"],
+                                   created_by=info["user"]))
+        result = Executor(the_plan, run_id=run_id, store=store,
+                          reporter=reporter or NullReporter(), clock=clock, workdir=workdir,
+                          checkpoints={}, dry_run=True).run()
+    finally:
+        store.close()
     return PlanReport(plan=the_plan, dry_run=result)
 
 
@@ -125,8 +137,10 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
                            runbook_sha=book.sha256, inventory=str(inv.path.resolve())
                            if inv.path else None, inventory_sha=inv.sha256,
                            params=dict(the_plan.params), user=user, started_at=started,
-                           plan_hash=the_plan.hash)
-        store.create_run(record)
+                           plan_hash=the_plan.hash, lock_env=the_plan.lock_env)
+        holder = store.create_run(record)
+        if holder is not None:
+            raise _locked(holder)
         return _execute(store, record, the_plan, {}, reporter, clock, resumed=False)
     finally:
         store.close()
@@ -155,9 +169,19 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
                                          "runbook_sha": book.sha256,
                                          "inventory_sha": inv.sha256}))
             record = replace(record, runbook_sha=book.sha256, inventory_sha=inv.sha256)
+        if record.lock_env:  # kept while it waited or failed, unless someone released it
+            holder = store.acquire_lock(LockRecord(record.lock_env, record.id, record.user,
+                                                   iso(clock.now())))
+            if holder is not None:
+                raise _locked(holder)
         return _execute(store, record, the_plan, checkpoints, reporter, clock, resumed=True)
     finally:
         store.close()
+
+
+def _locked(holder: LockRecord) -> LockHeld:
+    return LockHeld(f"{holder.env} is locked by run {holder.run_id}, started by {holder.user} "
+                    f"since {holder.since}; wait for it to end, or abort it")
 
 
 def _replan(store: StateStore, record: RunRecord) -> tuple[Plan, list[str]]:
@@ -194,47 +218,6 @@ def _execute(store: StateStore, record: RunRecord, the_plan: Plan,
         store.release_run(record.id, owner)
 
 
-def approve(*, run_id: str, step: str, by: str, note: str = "", items: Sequence[str] = (),
-            clock: Clock | None = None, state: str | None = None) -> list[ApprovalRecord]:
-    """Record ``by``'s approval of a step, or of some of its checklist items."""
-    from engine.steps.approval import items_of
-
-    clock = clock or SystemClock()
-    store = open_store(state)
-    try:
-        record = _get_run(store, run_id)
-        if record.status not in RESUMABLE:
-            raise InvalidInput(f"run {run_id} is {record.status}: nothing to approve")
-        the_plan, _ = _replan(store, record)
-        target = next((p for p in the_plan.steps if p.step.id == step), None)
-        if target is None or target.step.type != "approval":
-            names = ", ".join(p.step.id for p in the_plan.steps
-                              if p.step.type == "approval") or "none"
-            raise InvalidInput(f"run {run_id} has no approval step {step!r} "
-                               f"(approval steps: {names})")
-        if by == record.user:
-            raise InvalidInput(f"{by} started run {run_id} and cannot approve its steps: "
-                               "another person must approve")
-        known = [i["id"] for i in items_of(target.rendered or {})]
-        if known and not items:
-            raise InvalidInput(f"step {step} is a checklist: attest items with --item "
-                               f"(one of: {', '.join(known)})")
-        if not known and items:
-            raise InvalidInput(f"step {step} has no checklist items")
-        unknown = [i for i in items if i not in known]
-        if unknown:
-            raise InvalidInput(f"step {step} has no checklist item {unknown[0]!r} "
-                               f"(items: {', '.join(known)})")
-        at = iso(clock.now())
-        approvals = [ApprovalRecord(run_id=run_id, step_id=step, by=by, at=at, note=note,
-                                    item=item) for item in (items or [""])]
-        for approval in approvals:
-            store.add_approval(approval)
-        return approvals
-    finally:
-        store.close()
-
-
 def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,
             state: str | None = None) -> list[HistoryRecord]:
     store = open_store(state)
@@ -254,6 +237,9 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
             raise InvalidInput(f"run {run_id} is {record.status}: it cannot be aborted")
         store.set_run_status(run_id, "aborted", ended_at=iso(clock.now()),
                              message=f"aborted by {by or current_user()}")
+        if record.lock_env:
+            store.release_lock(record.lock_env, run_id=run_id, by=by or current_user(),
+                               reason="run aborted", at=iso(clock.now()))
         store.add_event(EventRecord(run_id, iso(clock.now()), "abort",
                                     {"by": by or current_user()}))
         holder = store.claim_run(run_id, this_process())
@@ -279,6 +265,48 @@ def status(*, run_id: str | None = None, limit: int = 20,
                          store.events(run_id))
     finally:
         store.close()
+
+
+def locks(*, state: str | None = None) -> list[LockRecord]:
+    store = open_store(state)
+    try:
+        return store.locks()
+    finally:
+        store.close()
+
+
+def release_lock(*, env: str, reason: str, by: str | None = None, clock: Clock | None = None,
+                 state: str | None = None) -> None:
+    """Release an environment's lock by hand (recorded in the journal with the reason)."""
+    clock = clock or SystemClock()
+    store = open_store(state)
+    try:
+        if not store.release_lock(env, by=by or current_user(), reason=reason,
+                                  at=iso(clock.now())):
+            raise InvalidInput(f"{env} is not locked")
+    finally:
+        store.close()
+
+
+def change_record(*, run_id: str, state: str | None = None) -> str:
+    """The markdown change record of a run, for the CAB ticket."""
+    from engine import audit, present
+
+    store = open_store(state)
+    try:
+        record = _get_run(store, run_id)
+        detail = RunDetail(record, store.steps(run_id), store.approvals(run_id),
+                           store.events(run_id))
+        journal = store.journal(run_id)
+        try:
+            the_plan, _ = _replan(store, record)
+            static = PlanReport(the_plan, RunResult(record.id, "planned", "", ()))
+            plan_text = present.plan_text(static)
+        except InvalidInput:
+            plan_text = None  # the runbook is gone or changed: the journal still tells
+    finally:
+        store.close()
+    return audit.change_record(detail, journal, plan_text)
 
 
 def current_user() -> str:

@@ -64,13 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", parents=[out], help="recent runs, or one run in detail")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--limit", type=int, default=20)
-    p = sub.add_parser("approve", parents=[out], help="record an approval for a waiting run")
-    p.add_argument("run_id")
-    p.add_argument("--step", required=True)
-    p.add_argument("--by", required=True)
-    p.add_argument("--note", default="")
+    p = sub.add_parser("approve", parents=[out],
+                       help="approve a run's step, checklist items or gate, or a plan's gate")
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--plan", dest="plan_hash", help="approve this plan hash instead of a run")
+    p.add_argument("--step")
     p.add_argument("--item", action="append", default=[], dest="items",
                    help="a checklist item to attest (repeat for several)")
+    p.add_argument("--gate", help="a gate to approve, such as cab")
+    p.add_argument("--by", required=True)
+    p.add_argument("--ticket", default="", help="the change ticket, such as CHG-123")
+    p.add_argument("--note", default="")
     p = sub.add_parser("abort", parents=[out], help="stop a run for good")
     p.add_argument("run_id")
     p.add_argument("--by")
@@ -84,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="sandbox folder (default $RUNBOOK_HOME/sandbox)")
     p.add_argument("--rollout-delay", type=float, default=1.0,
                    help="seconds a deployment takes to converge")
+    p = sub.add_parser("lock", parents=[out], help="environment locks: list | release")
+    p.add_argument("action", choices=("list", "release"))
+    p.add_argument("--env")
+    p.add_argument("--reason")
+    p.add_argument("--by")
+    p = sub.add_parser("audit", parents=[out],
+                       help="the hash-chained journal: verify | export --run RUN_ID")
+    p.add_argument("action", choices=("verify", "export"))
+    p.add_argument("--run")
+    p.add_argument("--file", help="write the change record here instead of printing it")
     p = sub.add_parser("schema", parents=[out], help="print a JSON schema")
     p.add_argument("kind", nargs="?", default="runbook", choices=("runbook", "inventory"))
     return parser
@@ -271,16 +285,27 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_approve(args: argparse.Namespace, extra: list[str]) -> int:
     from dataclasses import asdict
 
-    from engine import api
+    from engine import approvals as approvals_mod
 
-    approvals = api.approve(run_id=args.run_id, step=args.step, by=args.by, note=args.note,
-                            items=args.items)
+    if not args.gate and not args.step:
+        raise InvalidInput("say what is approved: --step STEP [--item ITEM ...] or --gate NAME")
+    approvals = approvals_mod.approve(
+        by=args.by, run_id=args.run_id, plan_hash=args.plan_hash, step=args.step,
+        items=args.items, gate=args.gate, note=args.note, ticket=args.ticket)
     if args.output == "json":
         _emit([asdict(a) for a in approvals])
         return EXIT_OK
-    what = f"items {', '.join(args.items)} of step" if args.items else "step"
-    print(f"{args.by} approved {what} {args.step} of run {args.run_id}; "
-          f"continue with: runbook resume {args.run_id}")
+    if args.gate:
+        what = f"the {args.gate} gate of"
+    else:
+        what = f"items {', '.join(args.items)} of step {args.step} of" if args.items \
+            else f"step {args.step} of"
+    if args.plan_hash:
+        print(f"{args.by} approved {what} plan {approvals[0].plan_hash[:16]}; it counts for "
+              "a run whose own plan has the same hash")
+    else:
+        print(f"{args.by} approved {what} run {args.run_id}; "
+              f"continue with: runbook resume {args.run_id}")
     return EXIT_OK
 
 
@@ -357,3 +382,59 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "approve": cmd_approve,
     "abort": cmd_abort, "schema": cmd_schema, "history": cmd_history, "sandbox": cmd_sandbox,
 }
+
+
+def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
+    from dataclasses import asdict
+
+    from engine import api
+
+    if args.action == "release":
+        if not args.env or not args.reason:
+            raise InvalidInput("runbook lock release needs --env ENV and --reason TEXT")
+        api.release_lock(env=args.env, reason=args.reason, by=args.by)
+        print(f"released the lock on {args.env} (recorded in the journal)")
+        return EXIT_OK
+    held = api.locks()
+    if args.output == "json":
+        _emit([asdict(lock) for lock in held])
+    elif not held:
+        print("no environment is locked")
+    for lock in held if args.output != "json" else []:
+        print(f"{lock.env:<10} run {lock.run_id}  by {lock.user}  since {lock.since}")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api, audit
+    from engine.store import open_store
+
+    if args.action == "verify":
+        store = open_store()
+        try:
+            records = store.journal()
+        finally:
+            store.close()
+        problems = audit.verify(records)
+        if args.output == "json":
+            _emit({"records": len(records), "intact": not problems, "problems": problems})
+        elif problems:
+            for problem in problems:
+                print(f"journal: {problem}")
+        else:
+            print(f"journal intact: {len(records)} records, "
+                  f"head {records[-1].hash[:16] if records else '-'}")
+        return EXIT_STEP_FAILED if problems else EXIT_OK
+    if not args.run:
+        raise InvalidInput("runbook audit export needs --run RUN_ID")
+    text = api.change_record(run_id=args.run)
+    if args.file:
+        with open(args.file, "w") as fh:
+            fh.write(text)
+        print(f"wrote {args.file}")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
+COMMANDS.update({"lock": cmd_lock, "audit": cmd_audit})

@@ -5,7 +5,9 @@ Library code raises these; only ``cli.py`` turns them into exit codes and text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 EXIT_OK = 0
 EXIT_STEP_FAILED = 1
@@ -57,9 +59,9 @@ class RunNotFound(InvalidInput):
 class StepFailed(Exception):
     """A step failed for good; the executor may still retry it if the step allows retries."""
 
-    def __init__(self, message: str, result: dict[str, object] | None = None) -> None:
+    def __init__(self, message: str, result: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.result = result or {}
+        self.result = dict(result or {})
 
 
 @dataclass

@@ -61,6 +61,11 @@ class RunResult:
     waiting_for: str | None = None
 
 
+# A run in these states is over: its environment lock is released. A failed, waiting or
+# interrupted run can be resumed and keeps its lock until it ends or is aborted.
+ENDED = ("done", "aborted", "refused")
+
+
 class Aborted(Exception):
     pass
 
@@ -81,6 +86,9 @@ class Executor:
         self.context: dict[str, Any] = {**plan.variables, "facts": {},
                                         "steps": pending_steps(plan.runbook)}
         self._approvals = store.approvals(run_id) if store and not dry_run else []
+        self._gate_inputs = {"plan_hash": plan.hash, "runbook": plan.runbook.name,
+                             "runbook_sha": plan.runbook.sha256,
+                             "inventory_sha": plan.inventory.sha256, "params": dict(plan.params)}
 
     def run(self) -> RunResult:
         try:
@@ -105,6 +113,9 @@ class Executor:
         if self.store and not self.dry_run:
             ended = None if status == "waiting" else iso(self.clock.now())
             self.store.set_run_status(self.run_id, status, ended_at=ended, message=message)
+            if status in ENDED and self.plan.lock_env:
+                self.store.release_lock(self.plan.lock_env, run_id=self.run_id,
+                                        at=iso(self.clock.now()), reason=f"run {status}")
         self.reporter.run_finished(self.run_id, status, message)
         return RunResult(self.run_id, status, message, tuple(self.reports), waiting_for)
 
@@ -159,7 +170,7 @@ class Executor:
                               runbook_dir=Path(step.file).parent if step.file
                               else self.plan.runbook.path.parent,
                               emit=self._emitter(step.id), approvals=self._approvals,
-                              store=None if self.dry_run else self.store)
+                              store=self.store, gate_inputs=self._gate_inputs)
             base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
             try:
                 outcome = STEP_TYPES[step.type].run(ctx)

@@ -90,6 +90,8 @@ class Runbook:
     steps: tuple[Step, ...]
     inventory: str | None = None
     checks: tuple[Check, ...] = ()
+    lock: str | None = None  # template: the environment a run holds the lock of
+    gated: bool = False
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
 
@@ -141,6 +143,7 @@ def build_runbook(doc: Document, load_fragment: FragmentLoader) -> Runbook:
         name=meta["name"], description=meta.get("description", ""), path=doc.path,
         sha256=digest.hexdigest() if builder.fragment_shas else doc.sha256, params=params,
         vars=data.get("vars") or {}, steps=steps, inventory=meta.get("inventory"),
+        lock=meta.get("lock"), gated=meta.get("gated", False),
         checks=tuple(Check(c["that"], c["message"], doc.line_of(("checks", i)))
                      for i, c in enumerate(data.get("checks", ()))))
 

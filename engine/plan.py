@@ -46,6 +46,7 @@ class Plan:
     variables: Mapping[str, Any]  # template context before any step has run
     steps: tuple[PlannedStep, ...]  # flattened: on_failure steps follow their step
     redactor: Redactor
+    lock_env: str | None = None
 
     def step(self, step_id: str) -> PlannedStep:
         return next(p for p in self.steps if p.step.id == step_id)
@@ -103,9 +104,14 @@ def build(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
             walk(step.on_failure, depth + 1)
 
     walk(runbook.steps, 0)
+    lock_env = None
+    if runbook.lock:
+        lock_env = str(_render_checked(runbook.lock, variables, runbook, "$.metadata.lock"))
+    if runbook.gated:
+        _check_required_gates(runbook, inventory, lock_env, planned)
     return Plan(runbook=runbook, inventory=inventory, params=redactor.params(params),
                 hash=plan_hash(runbook, inventory, redactor.params(params)), variables=variables,
-                steps=tuple(planned), redactor=redactor)
+                steps=tuple(planned), redactor=redactor, lock_env=lock_env)
 
 
 def _plan_step(step: Step, depth: int, context: dict[str, Any],
@@ -206,6 +212,23 @@ def step_context(step: Step, context: Mapping[str, Any], runbook: Runbook) -> di
         if same_group and other.register and other.register in context:
             local[str(other.local_register)] = context[other.register]
     return {**context, "args": args, "local": local}
+
+
+def _check_required_gates(runbook: Runbook, inventory: Inventory, lock_env: str | None,
+                          planned: list[PlannedStep]) -> None:
+    """A gated runbook into an environment with required gates (live: cab) must have them."""
+    from engine.gates import items_of
+
+    present = {str(i.spec.get("gate")) for p in planned if p.step.type == "approval"
+               for i in items_of((p.rendered or {}).get("items")) if i.kind == "approval"}
+    environments = inventory.data.get("environments") or {}
+    for env in (lock_env or "").split(","):
+        required = (environments.get(env.strip()) or {}).get("required_gates") or []
+        missing = [g for g in required if g not in present]
+        if missing:
+            raise InvalidInput(f"a run into {env.strip()} needs the {', '.join(missing)} gate, "
+                               f"and runbook {runbook.name} has none for it",
+                               file=str(runbook.path))
 
 
 def _check(check: Check, context: Mapping[str, Any], runbook: Runbook) -> None:

@@ -36,6 +36,8 @@ class StepContext:
     emit: Callable[[str], None] = lambda line: None
     approvals: list[ApprovalRecord] = field(default_factory=list)
     store: StateStore | None = None
+    # What a gate compares approvals given to a plan with: this run's plan and its inputs.
+    gate_inputs: Mapping[str, Any] = field(default_factory=dict)
 
     def condition(self, expr: Any, extra: Mapping[str, Any] | None = None) -> bool:
         return condition(expr, {**self.variables, **(extra or {})},

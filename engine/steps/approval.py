@@ -1,55 +1,103 @@
-"""``approval``: the run stops (exit 3) until ``runbook approve`` records a person's approval.
+"""``approval``: the run stops (exit 3) until people approve it.
 
-With ``items`` (a checklist), every item must be attested, each on its own.
+Without ``items``, one approval of the step by someone other than the person who started the
+run. With ``items`` (a checklist), each item must be satisfied: attested by a person, passed
+as an automated check, or approved by a gate's quorum. Checks are evaluated again each time;
+a failing check fails the step (exit 1) with its evidence, and a resume evaluates it anew.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import urllib.error
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import WaitingForApproval
+from engine import gates, proc
+from engine.errors import StepFailed, WaitingForApproval
 from engine.model import Outcome
 
 if TYPE_CHECKING:
     from engine.steps import StepContext
 
 
-def items_of(spec: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The checklist items as ``{id, text}``; a plain string is its own id."""
-    raw = spec.get("items") or []
-    if not isinstance(raw, list):
-        raise TypeError("approval items must render to a list")
-    return [{"id": str(i), "text": str(i)} if not isinstance(i, Mapping)
-            else {"id": str(i["id"]), "text": str(i["text"])} for i in raw]
+def items_of(spec: Any) -> list[gates.Item]:
+    return gates.items_of(spec.get("items") if hasattr(spec, "get") else None)
 
 
 def run(ctx: StepContext) -> Outcome:
     prompt = str(ctx.spec["prompt"])
     items = items_of(ctx.spec)
-    if ctx.dry_run:
-        listed = "".join(f"\n  [ ] {i['id']}: {i['text']}" for i in items)
-        return Outcome("would-run", message=f"waits for approval: {prompt}{listed}")
-    mine = [a for a in ctx.approvals if a.step_id == ctx.step.id]
+    mine = [a for a in ctx.approvals if a.step_id == ctx.step.id or not a.step_id]
     if not items:
-        if not mine:
+        if ctx.dry_run:
+            return Outcome("would-run", message=f"waits for approval: {prompt}")
+        first = next((a for a in mine if a.step_id == ctx.step.id and not a.item), None)
+        if first is None:
             raise WaitingForApproval(ctx.step.id, prompt)
-        first = mine[0]
         return Outcome("ok", {"by": first.by, "at": first.at, "note": first.note},
                        message=f"approved by {first.by}")
-    attested = {a.item: a for a in mine if a.item}
-    missing = [i for i in items if i["id"] not in attested]
-    for item in items:
-        got = attested.get(item["id"])
-        mark = f"✓ {got.by}" if got else "waiting"
-        ctx.emit(f"[{mark}] {item['id']}: {item['text']}")
+    evidence = [_evaluate(item, ctx, mine) for item in items]
+    lines = [f"[{'✓' if e.satisfied else ' '}] {e.item.id}: {e.item.text} — {e.detail}"
+             for e in evidence]
+    result: dict[str, Any] = {"items": {e.item.id: e.as_dict() for e in evidence},
+              "by": sorted({a.by for a in mine})}
+    if ctx.dry_run:
+        done = sum(e.satisfied for e in evidence)
+        return Outcome("would-run", result, message=f"{prompt}: {done} of {len(items)} "
+                       "items satisfied now\n" + "\n".join(lines))
+    for line in lines:
+        ctx.emit(line)
+    failed = [e for e in evidence if e.item.kind == "check" and not e.satisfied]
+    if failed:
+        raise StepFailed("checks not passing: " + "; ".join(
+            f"{e.item.id}: {e.detail}" for e in failed), result)
+    missing = [e for e in evidence if not e.satisfied]
     if missing:
         raise WaitingForApproval(
-            ctx.step.id, f"{prompt}: {len(missing)} of {len(items)} items not attested "
-            f"({', '.join(i['id'] for i in missing)})")
-    evidence = {i["id"]: {"text": i["text"], "by": attested[i["id"]].by,
-                          "at": attested[i["id"]].at, "note": attested[i["id"]].note}
-                for i in items}
-    people = sorted({a.by for a in attested.values()})
-    return Outcome("ok", {"items": evidence, "by": people},
-                   message=f"{len(items)} items attested by {', '.join(people)}")
+            ctx.step.id, f"{prompt}: {len(missing)} of {len(items)} items not satisfied "
+            f"({', '.join(e.item.id for e in missing)})")
+    return Outcome("ok", result, message=f"{len(items)} items satisfied")
+
+
+def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates.Evidence:
+    inventory = ctx.variables.get("inventory") or {}
+    now = ctx.clock.now()
+    if item.kind == "attest":
+        return gates.attest(item, [a for a in approvals if a.step_id == ctx.step.id])
+    if item.kind == "approval":
+        facts = ctx.gate_inputs
+        context = gates.GateContext(
+            starter=str(ctx.variables["run"]["user"]), plan_hash=facts.get("plan_hash", ""),
+            runbook_sha=facts.get("runbook_sha", ""),
+            inventory_sha=facts.get("inventory_sha", ""), params=facts.get("params", {}),
+            people=inventory.get("people") or {},
+            expiry_hours=float((inventory.get("approvals") or {}).get(
+                "expiry_hours", gates.DEFAULT_EXPIRY_HOURS)), now=now)
+        offered = ctx.store.plan_approvals(facts.get("runbook", "")) if ctx.store else []
+        return gates.gate(item, [a for a in approvals if not a.plan_hash], offered, context)
+    if "soak" in item.spec:
+        history = ctx.store.history(env=str(item.spec["soak"]["env"]), limit=20) \
+            if ctx.store else []
+        return gates.soak(gates.Item(item.id, item.text, item.kind, item.spec["soak"]),
+                          history, now)
+    if "window" in item.spec:
+        env = str(item.spec["window"]["env"])
+        windows = (inventory.get("maintenance_windows") or {}).get(env, [])
+        return gates.window(gates.Item(item.id, item.text, item.kind, item.spec["window"]),
+                            windows, now)
+    return gates.probe(item, _run_command, _fetch)
+
+
+def _run_command(argv: list[str], timeout: float) -> tuple[int, str]:
+    done = proc.run(argv, timeout=timeout)
+    return done.rc, done.stdout + done.stderr
+
+
+def _fetch(url: str) -> int | str:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except OSError as err:
+        return f"unreachable ({err})"

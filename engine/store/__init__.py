@@ -1,7 +1,9 @@
-"""Where runs, step checkpoints and approvals are kept between processes.
+"""Where runs, step checkpoints, approvals, locks, history and the audit journal are kept.
 
 Records are JSON-native and versioned. Only ``plan.py`` reads checkpoints to decide what is
-left to do; only ``execute.py`` writes them.
+left to do; only ``execute.py`` writes them. Every write that matters to an audit (a run's
+start, a step's result, an approval, a lock, a forced resume) appends to the hash-chained
+journal in the same transaction.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ class RunRecord:
     user: str
     started_at: str
     plan_hash: str
-    status: str = "running"  # running | waiting | failed | interrupted | done | aborted
+    status: str = "running"  # running | waiting | failed | refused | interrupted | done | aborted
     ended_at: str | None = None
     message: str = ""
+    lock_env: str | None = None  # the environment this run holds the lock of
     schema_version: int = SCHEMA_VERSION
 
 
@@ -41,7 +44,7 @@ class RunRecord:
 class StepRecord:
     run_id: str
     step_id: str
-    status: str  # running | ok | skipped | failed | interrupted | waiting
+    status: str  # running | ok | skipped | failed | refused | interrupted | waiting
     attempts: int
     started_at: str
     fingerprint: str
@@ -53,12 +56,25 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class ApprovalRecord:
-    run_id: str
+    """A person's approval: of a run's step or checklist item, or of a gate (``cab``) for a run
+    or for a plan (``plan_hash``) before any run exists."""
+
+    run_id: str  # "" for an approval given to a plan
     step_id: str
     by: str
     at: str
     note: str = ""
-    item: str = ""  # a checklist item of the step, or "" for the step as a whole
+    item: str = ""  # a checklist item or a gate name; "" for the step as a whole
+    ticket: str = ""
+    plan_hash: str = ""
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    run_id: str
+    at: str
+    kind: str
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,15 +90,40 @@ class HistoryRecord:
 
 
 @dataclass(frozen=True)
-class EventRecord:
+class PlanRecord:
+    """The inputs of a plan, so that approvals given to its hash can be checked later."""
+
+    hash: str
+    runbook: str
+    runbook_sha: str
+    inventory_sha: str
+    params: dict[str, Any]
+    created_at: str
+    created_by: str
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    env: str
     run_id: str
+    user: str
+    since: str
+
+
+@dataclass(frozen=True)
+class JournalRecord:
+    seq: int
     at: str
+    run_id: str
     kind: str
-    detail: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
 
 
 class StateStore(Protocol):
-    def create_run(self, run: RunRecord) -> None: ...
+    def create_run(self, run: RunRecord) -> LockRecord | None:
+        """Record a new run and take its lock; return the holder instead if it is taken."""
     def get_run(self, run_id: str) -> RunRecord | None: ...
     def list_runs(self, limit: int = 20) -> list[RunRecord]: ...
     def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
@@ -94,12 +135,21 @@ class StateStore(Protocol):
     def steps(self, run_id: str) -> dict[str, StepRecord]: ...
     def add_approval(self, approval: ApprovalRecord) -> None: ...
     def approvals(self, run_id: str) -> list[ApprovalRecord]: ...
+    def plan_approvals(self, runbook: str) -> list[tuple[ApprovalRecord, PlanRecord]]: ...
+    def save_plan(self, plan: PlanRecord) -> None: ...
+    def find_plan(self, hash_prefix: str) -> list[PlanRecord]: ...
     def add_event(self, event: EventRecord) -> None: ...
     def events(self, run_id: str) -> list[EventRecord]: ...
     def add_history(self, record: HistoryRecord) -> None:
         """Once per (run, kind, env): a step re-run after a crash does not record twice."""
     def history(self, *, env: str | None = None, kind: str | None = None,
                 limit: int = 50) -> list[HistoryRecord]: ...
+    def acquire_lock(self, lock: LockRecord) -> LockRecord | None:
+        """Take the environment's lock; return the holder instead if another run has it."""
+    def release_lock(self, env: str, *, run_id: str | None = None, by: str = "",
+                     reason: str = "", at: str = "") -> bool: ...
+    def locks(self) -> list[LockRecord]: ...
+    def journal(self, run_id: str | None = None) -> list[JournalRecord]: ...
     def close(self) -> None: ...
 
 
@@ -109,5 +159,8 @@ def state_location() -> str:
 
 def open_store(location: str | None = None) -> StateStore:
     location = location or state_location()
+    if location.startswith(("postgresql://", "postgres://")):
+        from engine.store.postgres import PostgresStore
+        return PostgresStore(location)
     from engine.store.sqlite import SqliteStore
     return SqliteStore(Path(location))

@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from engine.store import ApprovalRecord, EventRecord, RunRecord, StateStore, StepRecord, open_store
+from engine.store import (
+    ApprovalRecord,
+    EventRecord,
+    LockRecord,
+    PlanRecord,
+    RunRecord,
+    StateStore,
+    StepRecord,
+    open_store,
+)
 from engine.store.owner import this_process
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
+
+
+def store_location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return str(tmp_path / "state.db")
+    from urllib.parse import quote
+
+    db = request.getfixturevalue("database")
+    return (f"postgresql://{db['user']}:{quote(db['password'], safe='')}@{db['host']}:"
+            f"{db['port']}/{db['name']}")
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    location = str(tmp_path / "state.db")
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return store_location(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def store(location: str) -> Iterator[StateStore]:
     s = open_store(location)
     yield s
     s.close()
@@ -60,9 +84,59 @@ def test_step_records_upsert_in_order(store):
 def test_approvals_and_events(store):
     store.create_run(a_run())
     store.add_approval(ApprovalRecord("r1", "gate", "bob", "t1", "CHG-1"))
+    store.add_approval(ApprovalRecord("r1", "gate", "bob", "t3", "again"))  # replaces
     store.add_event(EventRecord("r1", "t2", "force-resume", {"by": "ann"}))
-    assert store.approvals("r1") == [ApprovalRecord("r1", "gate", "bob", "t1", "CHG-1")]
+    assert store.approvals("r1") == [ApprovalRecord("r1", "gate", "bob", "t3", "again")]
     assert store.events("r1") == [EventRecord("r1", "t2", "force-resume", {"by": "ann"})]
+
+
+def test_plans_and_their_approvals(store):
+    plan = PlanRecord(hash="ab" * 32, runbook="promote", runbook_sha="s", inventory_sha="i",
+                      params={"to": "live"}, created_at="t0", created_by="ann")
+    store.save_plan(plan)
+    store.save_plan(plan)  # the same plan twice is one plan
+    assert store.find_plan("abab") == [plan]
+    assert store.find_plan("ff") == []
+    given = ApprovalRecord(run_id="", step_id="", by="bob", at="t1", item="cab",
+                           ticket="CHG-9", plan_hash=plan.hash)
+    store.add_approval(given)
+    assert store.plan_approvals("promote") == [(given, plan)]
+    assert store.plan_approvals("rollback") == []
+
+
+def test_a_lock_is_held_by_one_run_at_a_time(store):
+    store.create_run(a_run("r1"))
+    assert store.acquire_lock(LockRecord("live", "r1", "ann", "t1")) is None
+    assert store.acquire_lock(LockRecord("live", "r1", "ann", "t1")) is None  # re-entrant
+    holder = store.acquire_lock(LockRecord("live", "r2", "bob", "t2"))
+    assert holder == LockRecord("live", "r1", "ann", "t1")
+    assert store.acquire_lock(LockRecord("qa", "r2", "bob", "t2")) is None
+    assert store.locks() == [LockRecord("live", "r1", "ann", "t1"),
+                             LockRecord("qa", "r2", "bob", "t2")]
+    assert store.release_lock("live", run_id="r2") is False  # not r2's lock
+    assert store.release_lock("live", run_id="r1", at="t3") is True
+    assert store.acquire_lock(LockRecord("live", "r2", "bob", "t4")) is None
+
+
+def test_create_run_takes_the_lock_or_records_nothing(store):
+    first = RunRecord(**{**a_run("r1").__dict__, "lock_env": "staging"})
+    second = RunRecord(**{**a_run("r2").__dict__, "lock_env": "staging"})
+    assert store.create_run(first) is None
+    assert store.create_run(second) == LockRecord("staging", "r1", "ann", first.started_at)
+    assert store.get_run("r2") is None
+
+
+def test_the_journal_chains_every_record(store):
+    store.create_run(a_run())
+    store.save_step(StepRecord("r1", "a", "running", 1, "t0", "fp"))  # not journaled
+    store.save_step(StepRecord("r1", "a", "ok", 1, "t0", "fp", ended_at="t1"))
+    store.add_approval(ApprovalRecord("r1", "gate", "bob", "t2"))
+    records = store.journal()
+    assert [r.kind for r in records] == ["run-start", "step", "approval"]
+    assert [r.seq for r in records] == [1, 2, 3]
+    assert records[0].prev_hash == "0" * 64
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
+    assert [r.kind for r in store.journal("r1")] == ["run-start", "step", "approval"]
 
 
 def test_claim_is_exclusive_while_the_holder_lives(store):
@@ -88,7 +162,14 @@ def test_sqlite_file_is_created_with_its_folder(tmp_path):
     open_store(str(location)).close()
     with sqlite3.connect(location) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"runs", "steps", "approvals", "events"} <= tables
+    assert {"runs", "steps", "approvals", "plans", "locks", "history", "journal"} <= tables
+
+
+def test_an_unreachable_postgres_is_a_clear_error():
+    from engine.errors import RunbookError
+
+    with pytest.raises(RunbookError, match="cannot reach the PostgreSQL state store"):
+        open_store("postgresql://nobody:x@127.0.0.1:1/none")
 
 
 def test_history_is_recorded_once_per_run_kind_and_env(store):

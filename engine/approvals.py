@@ -1,0 +1,126 @@
+"""``runbook approve``: record a person's approval of a run's step, checklist items or gate,
+or of a gate for a plan before the run exists. Four-eyes: the person who started a run never
+approves it; a gate counts distinct, eligible people; only known people approve."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine import api, gates, params
+from engine.clock import Clock, SystemClock, iso
+from engine.errors import InvalidInput
+from engine.plan import Plan
+from engine.plan import build as build_plan
+from engine.store import ApprovalRecord, PlanRecord, RunRecord, StateStore, open_store
+
+
+def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
+            step: str | None = None, items: Sequence[str] = (), gate: str | None = None,
+            note: str = "", ticket: str = "", clock: Clock | None = None,
+            state: str | None = None) -> list[ApprovalRecord]:
+    if (run_id is None) == (plan_hash is None):
+        raise InvalidInput("approve a run (RUN_ID) or a plan (--plan HASH), not both")
+    clock = clock or SystemClock()
+    at = iso(clock.now())
+    store = open_store(state)
+    try:
+        if plan_hash is not None:
+            if not gate:
+                raise InvalidInput("a plan is approved for a gate: give --gate NAME")
+            record = _plan_record(store, plan_hash)
+            the_plan = _plan_of(record)
+            _check_gate(the_plan, gate, by)
+            approvals = [ApprovalRecord(run_id="", step_id="", by=by, at=at, note=note,
+                                        item=gate, ticket=ticket, plan_hash=record.hash)]
+        else:
+            assert run_id is not None
+            run = api._get_run(store, run_id)
+            if run.status not in api.RESUMABLE:
+                raise InvalidInput(f"run {run_id} is {run.status}: nothing to approve")
+            if by == run.user:
+                raise InvalidInput(f"{by} started run {run_id} and cannot approve it: "
+                                   "another person must")
+            the_plan, _ = api._replan(store, run)
+            approvals = _for_run(the_plan, run, by, at, step, items, gate, note, ticket)
+        for approval in approvals:
+            store.add_approval(approval)
+        return approvals
+    finally:
+        store.close()
+
+
+def _for_run(the_plan: Plan, run: RunRecord, by: str, at: str, step: str | None,
+             items: Sequence[str], gate: str | None, note: str,
+             ticket: str) -> list[ApprovalRecord]:
+    if gate:
+        _check_gate(the_plan, gate, by)
+        return [ApprovalRecord(run_id=run.id, step_id="", by=by, at=at, note=note, item=gate,
+                               ticket=ticket)]
+    _check_person(the_plan, by)
+    steps = [p for p in the_plan.steps if p.step.type == "approval"]
+    target = next((p for p in steps if p.step.id == step), None)
+    if target is None:
+        names = ", ".join(p.step.id for p in steps) or "none"
+        raise InvalidInput(f"run {run.id} has no approval step {step!r} "
+                           f"(approval steps: {names})")
+    checklist = gates.items_of((target.rendered or {}).get("items"))
+    attestable = [i.id for i in checklist if i.kind == "attest"]
+    if checklist and not items:
+        raise InvalidInput(f"step {step} is a checklist: attest its items with --item "
+                           f"(one of: {', '.join(attestable)})")
+    if not checklist and items:
+        raise InvalidInput(f"step {step} has no checklist items")
+    for item in items:
+        found = next((i for i in checklist if i.id == item), None)
+        if found is None:
+            raise InvalidInput(f"step {step} has no checklist item {item!r} "
+                               f"(items: {', '.join(i.id for i in checklist)})")
+        if found.kind == "check":
+            raise InvalidInput(f"{item} is an automated check: it passes by itself, "
+                               "nobody attests it")
+        if found.kind == "approval":
+            raise InvalidInput(f"{item} is the {found.spec['gate']} gate: approve it with "
+                               f"--gate {found.spec['gate']}")
+    return [ApprovalRecord(run_id=run.id, step_id=str(step), by=by, at=at, note=note,
+                           item=item, ticket=ticket) for item in (items or [""])]
+
+
+def _check_person(the_plan: Plan, by: str) -> None:
+    people = the_plan.inventory.data.get("people") or {}
+    if people and by not in people:
+        raise InvalidInput(f"{by} is not among the inventory's people "
+                           f"({', '.join(sorted(people))})")
+
+
+def _check_gate(the_plan: Plan, gate: str, by: str) -> None:
+    _check_person(the_plan, by)
+    found = [i for p in the_plan.steps if p.step.type == "approval"
+             for i in gates.items_of((p.rendered or {}).get("items"))
+             if i.kind == "approval" and i.spec.get("gate") == gate]
+    if not found:
+        raise InvalidInput(f"runbook {the_plan.runbook.name} has no {gate} gate "
+                           "for these inputs")
+    why = gates.eligible(by, found[0], the_plan.inventory.data.get("people") or {})
+    if why:
+        raise InvalidInput(why)
+
+
+def _plan_record(store: StateStore, prefix: str) -> PlanRecord:
+    found = store.find_plan(prefix) if len(prefix) >= 8 else []
+    if len(found) != 1:
+        what = "no plan" if not found else f"{len(found)} plans"
+        raise InvalidInput(f"{what} with hash {prefix!r}: give the hash `runbook plan` "
+                           "printed (at least 8 characters)")
+    return found[0]
+
+
+def _plan_of(record: PlanRecord) -> Plan:
+    """The plan an approval is given to, rebuilt to find its gates."""
+    book = api.load_runbook(record.runbook)
+    inv = api.load_inventory(None, book)
+    if (book.sha256, inv.sha256) != (record.runbook_sha, record.inventory_sha):
+        raise InvalidInput(f"plan {record.hash[:12]} was made from another version of the "
+                           "runbook or inventory: make a new plan")
+    values = params.coerce(book, record.params)
+    info = {"id": "plan", "user": record.created_by, "started_at": record.created_at}
+    return build_plan(book, inv, values, info, {}, api._redactor(book, values))

@@ -1,0 +1,197 @@
+"""Checklist items and the evidence that each is satisfied. Pure functions of what the store
+holds and the time, so that plan-time and run-time answers are the same given the same facts.
+
+Three kinds of item: ``attest`` (a named person signs it off), ``check`` (automated: a command,
+an HTTP probe, a soak time from the promotion history, a maintenance window) and ``approval``
+(a gate such as ``cab`` that a quorum of distinct people with the right role must approve).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.store import ApprovalRecord, HistoryRecord, PlanRecord
+
+DEFAULT_EXPIRY_HOURS = 24.0
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    text: str
+    kind: str  # attest | check | approval
+    spec: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    item: Item
+    satisfied: bool
+    detail: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.item.text, "kind": self.item.kind, "passed": self.satisfied,
+                "detail": self.detail, **self.data}
+
+
+def items_of(raw: Any) -> list[Item]:
+    """The checklist items of an approval step; a plain string is an attested item."""
+    if not raw:
+        return []
+    if not isinstance(raw, list):
+        raise TypeError("approval items must render to a list")
+    out = []
+    for entry in raw:
+        if not isinstance(entry, Mapping):
+            out.append(Item(str(entry), str(entry), "attest"))
+            continue
+        kind = next((k for k in ("check", "approval") if k in entry), "attest")
+        out.append(Item(str(entry["id"]), str(entry["text"]), kind, entry.get(kind) or {}))
+    return out
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def attest(item: Item, approvals: Sequence[ApprovalRecord]) -> Evidence:
+    mine = [a for a in approvals if a.item == item.id]
+    if not mine:
+        return Evidence(item, False, "not attested yet")
+    first = mine[0]
+    return Evidence(item, True, f"attested by {first.by}",
+                    {"by": first.by, "at": first.at, "note": first.note,
+                     "ticket": first.ticket})
+
+
+@dataclass(frozen=True)
+class GateContext:
+    starter: str
+    plan_hash: str
+    runbook_sha: str
+    inventory_sha: str
+    params: Mapping[str, Any]
+    people: Mapping[str, Any]
+    expiry_hours: float
+    now: datetime
+
+
+def gate(item: Item, run_approvals: Sequence[ApprovalRecord],
+         plan_approvals: Sequence[tuple[ApprovalRecord, PlanRecord]],
+         ctx: GateContext) -> Evidence:
+    """A quorum of distinct, eligible people approved this gate for this run or its plan."""
+    name = str(item.spec["gate"])
+    quorum = int(item.spec.get("quorum", 1))
+    counted: dict[str, ApprovalRecord] = {}
+    notes: list[str] = []
+    offered = [a for a in run_approvals if a.item == name] + \
+        [a for a, p in plan_approvals if a.item == name and p.hash == ctx.plan_hash]
+    for approval in offered:
+        why_not = _ineligible(approval, item, ctx)
+        if why_not:
+            notes.append(why_not)
+        else:
+            counted.setdefault(approval.by, approval)
+    for approval, plan in plan_approvals:
+        if approval.item == name and plan.hash != ctx.plan_hash:
+            notes.append(f"{approval.by} approved plan {plan.hash[:12]}, not this one: "
+                         f"{_what_changed(plan, ctx)}")
+    people = sorted(counted)
+    data = {"gate": name, "quorum": quorum,
+            "approvals": [{"by": a.by, "at": a.at, "ticket": a.ticket, "note": a.note,
+                           "plan_hash": a.plan_hash} for a in counted.values()]}
+    detail = f"{len(people)} of {quorum} approvals" + (f" ({', '.join(people)})"
+                                                       if people else "")
+    if notes:
+        detail += "; " + "; ".join(dict.fromkeys(notes))
+    return Evidence(item, len(people) >= quorum, detail, data)
+
+
+def _ineligible(approval: ApprovalRecord, item: Item, ctx: GateContext) -> str:
+    if approval.by == ctx.starter:
+        return f"{approval.by} started this run and cannot approve it"
+    expires = parse_time(approval.at) + timedelta(hours=ctx.expiry_hours)
+    if ctx.now >= expires:
+        return f"{approval.by}'s approval expired at {expires.isoformat(timespec='seconds')}"
+    return eligible(approval.by, item, ctx.people)
+
+
+def eligible(person: str, item: Item, people: Mapping[str, Any]) -> str:
+    """Why ``person`` may not approve this gate, or '' if they may."""
+    approvers = item.spec.get("approvers")
+    role = item.spec.get("role")
+    if approvers and person not in approvers:
+        return f"{person} is not an approver of {item.spec['gate']}"
+    if role and role not in (people.get(person) or {}).get("roles", []):
+        return f"{person} does not have the {role} role"
+    return ""
+
+
+def _what_changed(plan: PlanRecord, ctx: GateContext) -> str:
+    changes = []
+    if plan.runbook_sha != ctx.runbook_sha:
+        changes.append("the runbook changed")
+    if plan.inventory_sha != ctx.inventory_sha:
+        changes.append("the inventory changed")
+    for key in sorted(set(plan.params) | set(ctx.params)):
+        old, new = plan.params.get(key), ctx.params.get(key)
+        if old != new:
+            changes.append(f"{key} was {old!r}, now {new!r}")
+    return ", ".join(changes) or "different inputs"
+
+
+def soak(item: Item, history: Sequence[HistoryRecord], now: datetime) -> Evidence:
+    """The environment has run the same image since its last promotion, for long enough,
+    with no rollback since (from the engine's own history, newest first)."""
+    env, hours = str(item.spec["env"]), float(item.spec["hours"])
+    changes = [h for h in history if h.env == env and
+               h.kind in ("promotion", "hotfix", "rollback")]
+    if not changes:
+        return Evidence(item, False, f"no promotion of {env} is recorded")
+    last = changes[0]
+    if last.kind == "rollback":
+        return Evidence(item, False, f"{env} was rolled back at {last.at}",
+                        {"since": last.at})
+    ran = (now - parse_time(last.at)).total_seconds() / 3600
+    detail = (f"{env} has run {last.data.get('image', '?')} since {last.at} "
+              f"({ran:.1f} h of {hours:g} h)")
+    return Evidence(item, ran >= hours, detail,
+                    {"since": last.at, "hours": round(ran, 2), "digest": last.data.get("digest"),
+                     "run_id": last.run_id})
+
+
+def window(item: Item, windows: Sequence[Mapping[str, Any]], now: datetime) -> Evidence:
+    env = str(item.spec["env"])
+    for w in windows:
+        start, end = parse_time(str(w["start"])), parse_time(str(w["end"]))
+        if start <= now < end:
+            return Evidence(item, True, f"inside the {env} window {w['start']} – {w['end']}"
+                            + (f" ({w['ticket']})" if w.get("ticket") else ""),
+                            {"window": dict(w)})
+    upcoming = sorted((w for w in windows if parse_time(str(w["start"])) > now),
+                      key=lambda w: parse_time(str(w["start"])))
+    nxt = f"; next: {upcoming[0]['start']} – {upcoming[0]['end']}" if upcoming else \
+        "; none is scheduled"
+    return Evidence(item, False, f"now ({now.isoformat(timespec='minutes')}) is outside "
+                                 f"the {env} maintenance windows{nxt}")
+
+
+def probe(item: Item, run_command: Callable[[list[str], float], tuple[int, str]],
+          fetch: Callable[[str], int | str]) -> Evidence:
+    """A command's exit code or an HTTP status, as the item expects."""
+    if "command" in item.spec:
+        spec = item.spec["command"]
+        rc, output = run_command([str(a) for a in spec["argv"]], float(spec.get("timeout", 60)))
+        want = int(spec.get("expect_rc", 0))
+        tail = output.strip().splitlines()[-1:] or [""]
+        return Evidence(item, rc == want, f"{spec['argv'][0]} exited with {rc} (expected {want})"
+                        + (f": {tail[0]}" if tail[0] else ""), {"rc": rc})
+    spec = item.spec["http"]
+    got = fetch(str(spec["url"]))
+    want = int(spec.get("status", 200))
+    return Evidence(item, got == want, f"{spec['url']} answered {got} (expected {want})",
+                    {"status": got})

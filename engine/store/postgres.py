@@ -1,0 +1,57 @@
+"""A shared state store on PostgreSQL (``RUNBOOK_STATE=postgresql://…``), so operators on
+several machines see the same runs, approvals, locks and history.
+
+Locks are rows whose primary key is the environment: taking one is a single INSERT that the
+database accepts for exactly one run. Journal appends are serialized with a transaction-level
+advisory lock, so the hash chain has one order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from engine.errors import RunbookError
+from engine.store.sql import SqlStore, tables
+
+_JOURNAL_LOCK = 0x72756E62  # any constant: the advisory lock that orders journal appends
+_DDL_LOCK = _JOURNAL_LOCK + 1
+
+
+class PostgresStore(SqlStore):
+    placeholder = "%s"
+
+    def __init__(self, dsn: str) -> None:
+        try:
+            self._db = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise RunbookError(f"cannot reach the PostgreSQL state store: {exc}") from exc
+        self._depth = 0
+        with self._tx():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            for statement in tables("BIGSERIAL PRIMARY KEY"):
+                self._db.execute(statement)
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        if self._depth:
+            yield
+            return
+        self._depth += 1
+        try:
+            with self._db.transaction():
+                yield
+        finally:
+            self._depth -= 1
+
+    def _serialize_journal(self) -> None:
+        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_JOURNAL_LOCK,))
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._db.execute(self._q(sql), tuple(params))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,369 @@
+"""The SQL both state stores share. Backends supply the connection, the transaction, the
+DDL and how a journal append is serialized."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from typing import Any
+
+from engine.store import (
+    ApprovalRecord,
+    EventRecord,
+    HistoryRecord,
+    JournalRecord,
+    LockRecord,
+    PlanRecord,
+    RunRecord,
+    StepRecord,
+)
+from engine.store.owner import is_alive
+
+RUN_COLUMNS = ("id", "runbook", "path", "runbook_sha", "inventory", "inventory_sha", "params",
+               "run_user", "started_at", "plan_hash", "status", "ended_at", "message",
+               "lock_env", "schema_version")
+STEP_COLUMNS = ("run_id", "step_id", "status", "attempts", "started_at", "ended_at",
+                "fingerprint", "result", "error", "schema_version")
+APPROVAL_COLUMNS = ("run_id", "step_id", "by_name", "at", "note", "item", "ticket",
+                    "plan_hash")
+GENESIS = "0" * 64
+
+
+class _LockTaken(Exception):
+    """Rolls back the transaction that found a lock taken."""
+
+    def __init__(self, holder: LockRecord) -> None:
+        super().__init__(holder.env)
+        self.holder = holder
+# Step statuses worth a journal record: the end of an attempt, not its start.
+JOURNALED_STEP_STATUSES = ("ok", "skipped", "failed", "refused", "interrupted", "waiting")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def chain_hash(prev_hash: str, seq: int, at: str, run_id: str, kind: str,
+               data: dict[str, Any]) -> str:
+    text = "\n".join([prev_hash, str(seq), at, run_id, kind, dumps(data)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class SqlStore:
+    """Everything but the connection; subclasses set up ``_db``."""
+
+    placeholder = "?"
+
+    # -- backend hooks ---------------------------------------------------------------------
+    def _tx(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _serialize_journal(self) -> None:
+        """Called inside a transaction before appending to the journal."""
+
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def _insert_ignore(self, table: str, columns: Sequence[str], values: Sequence[Any],
+                       conflict: str) -> int:
+        """INSERT … ON CONFLICT DO NOTHING; the number of rows inserted."""
+        cols = ", ".join(columns)
+        marks = ", ".join(self.placeholder for _ in columns)
+        cur = self._execute(f"INSERT INTO {table} ({cols}) VALUES ({marks}) "  # noqa: S608
+                            f"ON CONFLICT ({conflict}) DO NOTHING", values)
+        return int(cur.rowcount)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._execute(sql, params).fetchall())
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._execute(sql, params).fetchone()
+
+    # -- journal ---------------------------------------------------------------------------
+    def _append(self, at: str, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        self._serialize_journal()
+        last = self._one("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
+        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        digest = chain_hash(prev, seq, at, run_id, kind, data)
+        self._execute("INSERT INTO journal (seq, at, run_id, kind, data, prev_hash, hash) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (seq, at, run_id, kind, dumps(data), prev, digest))
+
+    def journal(self, run_id: str | None = None) -> list[JournalRecord]:
+        rows = self._all("SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal "
+                         "WHERE (CAST(? AS TEXT) IS NULL OR run_id = ?) ORDER BY seq",
+                         (run_id, run_id))
+        return [JournalRecord(seq=r[0], at=r[1], run_id=r[2], kind=r[3], data=json.loads(r[4]),
+                              prev_hash=r[5], hash=r[6]) for r in rows]
+
+    # -- runs ------------------------------------------------------------------------------
+    def create_run(self, run: RunRecord) -> LockRecord | None:
+        row = asdict(run)
+        row["params"] = dumps(row["params"])
+        row["run_user"] = row.pop("user")
+        try:
+            with self._tx():
+                self._execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "  # noqa: S608
+                              f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)})",
+                              [row[c] for c in RUN_COLUMNS])
+                self._append(run.started_at, run.id, "run-start",
+                             {"runbook": run.runbook, "runbook_sha": run.runbook_sha,
+                              "inventory_sha": run.inventory_sha, "params": run.params,
+                              "user": run.user, "plan_hash": run.plan_hash,
+                              "lock": run.lock_env})
+                self._take_locks(run.lock_env, run.id, run.user, run.started_at)
+        except _LockTaken as taken:
+            return taken.holder
+        return None
+
+    def _take_locks(self, envs: str | None, run_id: str, user: str, since: str) -> None:
+        for env in lock_envs(envs):
+            holder = self._take_lock(LockRecord(env, run_id, user, since))
+            if holder is not None:
+                raise _LockTaken(holder)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._one(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?",  # noqa: S608
+                        (run_id,))
+        return _run(row) if row else None
+
+    def list_runs(self, limit: int = 20) -> list[RunRecord]:
+        rows = self._all(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs "  # noqa: S608
+                         "ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
+        return [_run(r) for r in rows]
+
+    def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
+                       message: str = "") -> None:
+        with self._tx():
+            self._execute("UPDATE runs SET status = ?, ended_at = ?, message = ? WHERE id = ?",
+                          (status, ended_at, message, run_id))
+            if status not in ("running",):
+                self._append(ended_at or "", run_id, "run-status",
+                             {"status": status, "message": message})
+
+    def claim_run(self, run_id: str, owner: str) -> str | None:
+        with self._tx():
+            row = self._one("SELECT owner FROM runs WHERE id = ? FOR UPDATE"
+                            if self.placeholder != "?" else
+                            "SELECT owner FROM runs WHERE id = ?", (run_id,))
+            holder = row[0] if row else None
+            if holder and holder != owner and is_alive(holder):
+                return str(holder)
+            self._execute("UPDATE runs SET owner = ? WHERE id = ?", (owner, run_id))
+        return None
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        with self._tx():
+            self._execute("UPDATE runs SET owner = NULL WHERE id = ? AND owner = ?",
+                          (run_id, owner))
+
+    # -- steps -----------------------------------------------------------------------------
+    def save_step(self, record: StepRecord) -> None:
+        values = (record.run_id, record.step_id, record.status, record.attempts,
+                  record.started_at, record.ended_at, record.fingerprint,
+                  dumps(record.result), record.error, record.schema_version)
+        with self._tx():
+            seq = self._one("SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?",
+                            (record.run_id,))[0]
+            self._execute(
+                f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}, seq) "  # noqa: S608
+                f"VALUES ({', '.join('?' for _ in STEP_COLUMNS)}, ?) "
+                "ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, "
+                "attempts = excluded.attempts, started_at = excluded.started_at, "
+                "ended_at = excluded.ended_at, fingerprint = excluded.fingerprint, "
+                "result = excluded.result, error = excluded.error", (*values, seq))
+            if record.status in JOURNALED_STEP_STATUSES:
+                self._append(record.ended_at or record.started_at, record.run_id, "step",
+                             {"step": record.step_id, "status": record.status,
+                              "attempts": record.attempts, "fingerprint": record.fingerprint,
+                              "error": record.error,
+                              "result_sha256": hashlib.sha256(
+                                  dumps(record.result).encode()).hexdigest()})
+
+    def steps(self, run_id: str) -> dict[str, StepRecord]:
+        rows = self._all(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps "  # noqa: S608
+                         "WHERE run_id = ? ORDER BY seq", (run_id,))
+        out = {}
+        for r in rows:
+            data = dict(zip(STEP_COLUMNS, r, strict=True))
+            data["result"] = json.loads(data["result"])
+            out[data["step_id"]] = StepRecord(**data)
+        return out
+
+    # -- plans and approvals ---------------------------------------------------------------
+    def save_plan(self, plan: PlanRecord) -> None:
+        with self._tx():
+            self._insert_ignore("plans", ("hash", "runbook", "runbook_sha", "inventory_sha",
+                                          "params", "created_at", "created_by"),
+                                (plan.hash, plan.runbook, plan.runbook_sha, plan.inventory_sha,
+                                 dumps(plan.params), plan.created_at, plan.created_by),
+                                "hash")
+
+    def find_plan(self, hash_prefix: str) -> list[PlanRecord]:
+        rows = self._all("SELECT hash, runbook, runbook_sha, inventory_sha, params, "
+                         "created_at, created_by FROM plans WHERE hash LIKE ? ORDER BY hash",
+                         (hash_prefix + "%",))
+        return [_plan(r) for r in rows]
+
+    def add_approval(self, approval: ApprovalRecord) -> None:
+        row = asdict(approval)
+        row["by_name"] = row.pop("by")
+        with self._tx():
+            self._execute(
+                f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) "  # noqa: S608
+                f"VALUES ({', '.join('?' for _ in APPROVAL_COLUMNS)}) "
+                "ON CONFLICT (run_id, plan_hash, step_id, item, by_name) DO UPDATE SET "
+                "at = excluded.at, note = excluded.note, ticket = excluded.ticket",
+                [row[c] for c in APPROVAL_COLUMNS])
+            self._append(approval.at, approval.run_id, "approval",
+                         {k: v for k, v in asdict(approval).items() if k not in ("at",)})
+
+    def approvals(self, run_id: str) -> list[ApprovalRecord]:
+        rows = self._all(f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals "  # noqa: S608
+                         "WHERE run_id = ? ORDER BY at", (run_id,))
+        return [_approval(r) for r in rows]
+
+    def plan_approvals(self, runbook: str) -> list[tuple[ApprovalRecord, PlanRecord]]:
+        cols = ", ".join(f"a.{c}" for c in APPROVAL_COLUMNS)
+        rows = self._all(
+            f"SELECT {cols}, p.hash, p.runbook, p.runbook_sha, p.inventory_sha, "  # noqa: S608
+            "p.params, p.created_at, p.created_by FROM approvals a JOIN plans p "
+            "ON p.hash = a.plan_hash WHERE a.run_id = '' AND p.runbook = ? ORDER BY a.at",
+            (runbook,))
+        n = len(APPROVAL_COLUMNS)
+        return [(_approval(r[:n]), _plan(r[n:])) for r in rows]
+
+    # -- events and history ----------------------------------------------------------------
+    def add_event(self, event: EventRecord) -> None:
+        with self._tx():
+            self._append(event.at, event.run_id, event.kind, event.detail)
+
+    def events(self, run_id: str) -> list[EventRecord]:
+        kinds = ("resume", "force-resume", "abort", "lock-release")
+        return [EventRecord(j.run_id, j.at, j.kind, j.data) for j in self.journal(run_id)
+                if j.kind in kinds]
+
+    def add_history(self, record: HistoryRecord) -> None:
+        with self._tx():
+            added = self._insert_ignore(
+                "history", ("at", "run_id", "run_user", "kind", "env", "data"),
+                (record.at, record.run_id, record.user, record.kind, record.env,
+                 dumps(record.data)), "run_id, kind, env")
+            if added:
+                self._append(record.at, record.run_id, "history",
+                             {"kind": record.kind, "env": record.env, "data": record.data})
+
+    def history(self, *, env: str | None = None, kind: str | None = None,
+                limit: int = 50) -> list[HistoryRecord]:
+        rows = self._all("SELECT at, run_id, run_user, kind, env, data FROM history "
+                         "WHERE (CAST(? AS TEXT) IS NULL OR env = ?) "
+                         "AND (CAST(? AS TEXT) IS NULL OR kind = ?) "
+                         "ORDER BY seq DESC LIMIT ?", (env, env, kind, kind, limit))
+        return [HistoryRecord(at=r[0], run_id=r[1], user=r[2], kind=r[3], env=r[4],
+                              data=json.loads(r[5])) for r in rows]
+
+    # -- locks -----------------------------------------------------------------------------
+    def _take_lock(self, lock: LockRecord) -> LockRecord | None:
+        taken = self._insert_ignore("locks", ("env", "run_id", "run_user", "since"),
+                                    (lock.env, lock.run_id, lock.user, lock.since), "env")
+        if taken:
+            self._append(lock.since, lock.run_id, "lock", {"env": lock.env, "user": lock.user})
+            return None
+        row = self._one("SELECT env, run_id, run_user, since FROM locks WHERE env = ?",
+                        (lock.env,))
+        holder = LockRecord(*row)
+        return None if holder.run_id == lock.run_id else holder
+
+    def acquire_lock(self, lock: LockRecord) -> LockRecord | None:
+        try:
+            with self._tx():
+                self._take_locks(lock.env, lock.run_id, lock.user, lock.since)
+        except _LockTaken as taken:
+            return taken.holder
+        return None
+
+    def release_lock(self, env: str, *, run_id: str | None = None, by: str = "",
+                     reason: str = "", at: str = "") -> bool:
+        released = False
+        with self._tx():
+            for one in lock_envs(env):
+                row = self._one("SELECT run_id FROM locks WHERE env = ?", (one,))
+                if row is None or (run_id is not None and row[0] != run_id):
+                    continue
+                self._execute("DELETE FROM locks WHERE env = ?", (one,))
+                kind = "unlock" if run_id is not None else "lock-release"
+                self._append(at, row[0], kind, {"env": one, "by": by, "reason": reason})
+                released = True
+        return released
+
+    def locks(self) -> list[LockRecord]:
+        return [LockRecord(*r) for r in
+                self._all("SELECT env, run_id, run_user, since FROM locks ORDER BY env")]
+
+
+def lock_envs(value: str | None) -> list[str]:
+    """A run's locks: one environment, or several separated by commas."""
+    return sorted({e.strip() for e in (value or "").split(",") if e.strip()})
+
+
+def _run(row: Sequence[Any]) -> RunRecord:
+    data = dict(zip(RUN_COLUMNS, row, strict=True))
+    data["params"] = json.loads(data["params"])
+    data["user"] = data.pop("run_user")
+    return RunRecord(**data)
+
+
+def _plan(row: Sequence[Any]) -> PlanRecord:
+    return PlanRecord(hash=row[0], runbook=row[1], runbook_sha=row[2], inventory_sha=row[3],
+                      params=json.loads(row[4]), created_at=row[5], created_by=row[6])
+
+
+def _approval(row: Sequence[Any]) -> ApprovalRecord:
+    data = dict(zip(APPROVAL_COLUMNS, row, strict=True))
+    data["by"] = data.pop("by_name")
+    return ApprovalRecord(**data)
+
+
+def tables(serial: str, json_type: str = "TEXT") -> Iterator[str]:
+    """The DDL, with the backend's auto-increment column type."""
+    yield """CREATE TABLE IF NOT EXISTS runs (
+      id TEXT PRIMARY KEY, runbook TEXT NOT NULL, path TEXT NOT NULL,
+      runbook_sha TEXT NOT NULL, inventory TEXT, inventory_sha TEXT NOT NULL,
+      params TEXT NOT NULL, run_user TEXT NOT NULL, started_at TEXT NOT NULL,
+      plan_hash TEXT NOT NULL, status TEXT NOT NULL, ended_at TEXT,
+      message TEXT NOT NULL DEFAULT '', owner TEXT, lock_env TEXT,
+      schema_version INTEGER NOT NULL)"""
+    yield "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)"
+    yield """CREATE TABLE IF NOT EXISTS steps (
+      run_id TEXT NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL,
+      attempts INTEGER NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
+      fingerprint TEXT NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL,
+      schema_version INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (run_id, step_id))"""
+    yield """CREATE TABLE IF NOT EXISTS approvals (
+      run_id TEXT NOT NULL, plan_hash TEXT NOT NULL, step_id TEXT NOT NULL,
+      item TEXT NOT NULL, by_name TEXT NOT NULL, at TEXT NOT NULL, note TEXT NOT NULL,
+      ticket TEXT NOT NULL, PRIMARY KEY (run_id, plan_hash, step_id, item, by_name))"""
+    yield """CREATE TABLE IF NOT EXISTS plans (
+      hash TEXT PRIMARY KEY, runbook TEXT NOT NULL, runbook_sha TEXT NOT NULL,
+      inventory_sha TEXT NOT NULL, params TEXT NOT NULL, created_at TEXT NOT NULL,
+      created_by TEXT NOT NULL)"""
+    yield f"""CREATE TABLE IF NOT EXISTS history (
+      seq {serial}, at TEXT NOT NULL, run_id TEXT NOT NULL, run_user TEXT NOT NULL,
+      kind TEXT NOT NULL, env TEXT NOT NULL, data TEXT NOT NULL, UNIQUE (run_id, kind, env))"""
+    yield """CREATE TABLE IF NOT EXISTS locks (
+      env TEXT PRIMARY KEY, run_id TEXT NOT NULL, run_user TEXT NOT NULL,
+      since TEXT NOT NULL)"""
+    yield """CREATE TABLE IF NOT EXISTS journal (
+      seq INTEGER PRIMARY KEY, at TEXT NOT NULL, run_id TEXT NOT NULL, kind TEXT NOT NULL,
+      data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"""
+    yield "CREATE INDEX IF NOT EXISTS journal_run ON journal (run_id)"
