@@ -111,7 +111,7 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
         store.save_plan(PlanRecord(hash=the_plan.hash, runbook=book.name,
                                    runbook_sha=book.sha256, inventory_sha=inv.sha256,
                                    params=dict(the_plan.params), created_at=info["started_at"],
-                                   created_by=info["user"]))
+                                   created_by=info["user"], path=str(book.path.resolve())))
         result = Executor(the_plan, run_id=run_id, store=store,
                           reporter=reporter or NullReporter(), clock=clock, workdir=workdir,
                           checkpoints={}, dry_run=True).run()

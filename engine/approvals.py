@@ -116,7 +116,7 @@ def _plan_record(store: StateStore, prefix: str) -> PlanRecord:
 
 def _plan_of(record: PlanRecord) -> Plan:
     """The plan an approval is given to, rebuilt to find its gates."""
-    book = api.load_runbook(record.runbook)
+    book = api.load_runbook(record.path or record.runbook)
     inv = api.load_inventory(None, book)
     if (book.sha256, inv.sha256) != (record.runbook_sha, record.inventory_sha):
         raise InvalidInput(f"plan {record.hash[:12]} was made from another version of the "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -123,6 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted", EXIT_INTERRUPTED, output)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or a broken environment: one line, the trace on demand
+        if os.environ.get("RUNBOOK_DEBUG"):
+            raise
+        _error(f"unexpected error: {type(exc).__name__}: {exc} (RUNBOOK_DEBUG=1 shows where)",
+               EXIT_STEP_FAILED, output)
+        return EXIT_STEP_FAILED
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -83,7 +83,9 @@ class StepRefused(Exception):
 class WaitingForApproval(Exception):
     """An approval step has no recorded approval yet; the run stops with exit code 3."""
 
-    def __init__(self, step_id: str, prompt: str) -> None:
+    def __init__(self, step_id: str, prompt: str,
+                 result: Mapping[str, Any] | None = None) -> None:
         super().__init__(prompt)
         self.step_id = step_id
         self.prompt = prompt
+        self.result = dict(result or {})  # the evidence gathered so far

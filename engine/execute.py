@@ -183,8 +183,8 @@ class Executor:
                     self.clock.sleep(delay)
                     continue
                 return self._end(base, name, "failed", str(exc), result, t0)
-            except WaitingForApproval:
-                self._end(base, name, "waiting", "waiting for approval", {}, t0)
+            except WaitingForApproval as exc:
+                self._end(base, name, "waiting", exc.prompt, exc.result, t0)
                 raise
             except StepRefused as exc:
                 self._end(base, name, "refused", str(exc), {}, t0)

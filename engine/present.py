@@ -105,7 +105,10 @@ def _details(step: dict[str, Any], *, with_dry_run: bool = True) -> list[str]:
     else:
         out.extend(_describe(step["type"], spec))
     dry = step["dry_run"]
-    if with_dry_run and dry is not None and dry["status"] in ("checked", "failed", "refused"):
+    if step["type"] == "approval" and dry is not None and dry["status"] == "would-run":
+        out.extend(dry["message"].splitlines()[1:])  # each item's evidence, as of now
+    elif with_dry_run and dry is not None and \
+            dry["status"] in ("checked", "failed", "refused"):
         text = f"dry run {dry['status']}" + (f": {dry['message']}" if dry["message"] else "")
         out.extend(text.splitlines())
     if dry is not None and step["type"] == "ansible":
@@ -151,6 +154,8 @@ def _describe(kind: str, spec: dict[str, Any]) -> list[str]:
         return [f"wait until {spec['until']} (at most {spec['timeout']} s)"]
     if kind == "approval":
         return [f"stops until approved: {spec['prompt']}"]
+    if kind == "record":
+        return [f"records a {spec['kind']} of {spec['env']} in the history"]
     return [json.dumps(spec, default=str)]
 
 
@@ -189,6 +194,9 @@ def detail_text(detail: RunDetail) -> str:
         extra = f" ({s.attempts} attempts)" if s.attempts > 1 else ""
         err = f": {s.error}" if s.error else ""
         lines.append(f"  {s.step_id:<24} {s.status:<12}{extra}{err}")
+        for item_id, ev in (s.result.get("items") or {}).items():
+            mark = "✓" if ev.get("passed", True) else " "
+            lines.append(f"      [{mark}] {item_id}: {ev.get('detail') or ev.get('by', '')}")
     for a in detail.approvals:
         note = f": {a.note}" if a.note else ""
         lines.append(f"approved {a.step_id} by {a.by} at {a.at}{note}")

@@ -55,7 +55,7 @@ def run(ctx: StepContext) -> Outcome:
     if missing:
         raise WaitingForApproval(
             ctx.step.id, f"{prompt}: {len(missing)} of {len(items)} items not satisfied "
-            f"({', '.join(e.item.id for e in missing)})")
+            f"({', '.join(e.item.id for e in missing)})", result)
     return Outcome("ok", result, message=f"{len(items)} items satisfied")
 
 

@@ -100,6 +100,7 @@ class PlanRecord:
     params: dict[str, Any]
     created_at: str
     created_by: str
+    path: str = ""  # the runbook file the plan was made from
 
 
 @dataclass(frozen=True)

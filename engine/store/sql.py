@@ -204,14 +204,15 @@ class SqlStore:
     def save_plan(self, plan: PlanRecord) -> None:
         with self._tx():
             self._insert_ignore("plans", ("hash", "runbook", "runbook_sha", "inventory_sha",
-                                          "params", "created_at", "created_by"),
+                                          "params", "created_at", "created_by", "path"),
                                 (plan.hash, plan.runbook, plan.runbook_sha, plan.inventory_sha,
-                                 dumps(plan.params), plan.created_at, plan.created_by),
-                                "hash")
+                                 dumps(plan.params), plan.created_at, plan.created_by,
+                                 plan.path), "hash")
 
     def find_plan(self, hash_prefix: str) -> list[PlanRecord]:
         rows = self._all("SELECT hash, runbook, runbook_sha, inventory_sha, params, "
-                         "created_at, created_by FROM plans WHERE hash LIKE ? ORDER BY hash",
+                         "created_at, created_by, path FROM plans WHERE hash LIKE ? "
+                         "ORDER BY hash",
                          (hash_prefix + "%",))
         return [_plan(r) for r in rows]
 
@@ -237,7 +238,7 @@ class SqlStore:
         cols = ", ".join(f"a.{c}" for c in APPROVAL_COLUMNS)
         rows = self._all(
             f"SELECT {cols}, p.hash, p.runbook, p.runbook_sha, p.inventory_sha, "  # noqa: S608
-            "p.params, p.created_at, p.created_by FROM approvals a JOIN plans p "
+            "p.params, p.created_at, p.created_by, p.path FROM approvals a JOIN plans p "
             "ON p.hash = a.plan_hash WHERE a.run_id = '' AND p.runbook = ? ORDER BY a.at",
             (runbook,))
         n = len(APPROVAL_COLUMNS)
@@ -325,7 +326,8 @@ def _run(row: Sequence[Any]) -> RunRecord:
 
 def _plan(row: Sequence[Any]) -> PlanRecord:
     return PlanRecord(hash=row[0], runbook=row[1], runbook_sha=row[2], inventory_sha=row[3],
-                      params=json.loads(row[4]), created_at=row[5], created_by=row[6])
+                      params=json.loads(row[4]), created_at=row[5], created_by=row[6],
+                      path=row[7])
 
 
 def _approval(row: Sequence[Any]) -> ApprovalRecord:
@@ -356,7 +358,7 @@ def tables(serial: str, json_type: str = "TEXT") -> Iterator[str]:
     yield """CREATE TABLE IF NOT EXISTS plans (
       hash TEXT PRIMARY KEY, runbook TEXT NOT NULL, runbook_sha TEXT NOT NULL,
       inventory_sha TEXT NOT NULL, params TEXT NOT NULL, created_at TEXT NOT NULL,
-      created_by TEXT NOT NULL)"""
+      created_by TEXT NOT NULL, path TEXT NOT NULL)"""
     yield f"""CREATE TABLE IF NOT EXISTS history (
       seq {serial}, at TEXT NOT NULL, run_id TEXT NOT NULL, run_user TEXT NOT NULL,
       kind TEXT NOT NULL, env TEXT NOT NULL, data TEXT NOT NULL, UNIQUE (run_id, kind, env))"""

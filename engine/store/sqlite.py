@@ -8,6 +8,7 @@ takers, journal appenders) are serialized by SQLite's own write lock.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +22,25 @@ class SqliteStore(SqlStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._wal()
         self._depth = 0
         with self._tx():
             for statement in tables("INTEGER PRIMARY KEY AUTOINCREMENT"):
                 self._db.execute(statement)
+
+    def _wal(self) -> None:
+        # Switching a new file to WAL needs a moment alone with it, and SQLite reports a
+        # concurrent opener as busy without waiting: try again for a while.
+        for _ in range(300):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                time.sleep(0.05)
+        self._db.execute("PRAGMA journal_mode=WAL")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
