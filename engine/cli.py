@@ -263,7 +263,7 @@ def _finish(output: str, result: Any) -> int:
     if output == "json":
         _emit({**present.result_dict(result), "exit_code": code})
     elif result.status == "waiting":
-        items = " --item ITEM ..." if "not attested" in result.message else ""
+        items = " --item ITEM ... | --gate GATE" if "not satisfied" in result.message else ""
         print(f"approve with: runbook approve {result.run_id} --step {result.waiting_for} "
               f"--by NAME{items}, then: runbook resume {result.run_id}")
     elif result.status in ("failed", "interrupted"):

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -84,6 +85,11 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
     data["metadata"]["description"] = "The quikapp inventory, pointed at the local sandbox"
     data["vars"]["kubeconfig"] = str(kubeconfig)
     data["vars"]["aws"]["endpoint_url"] = aws_url
+    # The sandbox keeps a maintenance window open for live for a month from its start.
+    start = datetime.now(UTC).replace(microsecond=0)
+    data["maintenance_windows"] = {"live": [{
+        "start": start.isoformat(), "end": (start + timedelta(days=30)).isoformat(),
+        "ticket": "SANDBOX"}]}
     for env, settings in data["environments"].items():
         settings["context"] = "sandbox"
         settings["overlay"] = str(overlays / env)

@@ -19,15 +19,15 @@ def test_nothing_is_deployed_before_the_emergency_cab_approval(sandbox, runbook_
     before = snapshot(sandbox)
     run_id = start(runbook_cli, "1.4.3")
     assert runbook_cli("resume", run_id).code == 3
-    own = runbook_cli("approve", run_id, "--step", "cab", "--by", "tester")
+    own = runbook_cli("approve", run_id, "--gate", "cab", "--by", "tester")
     assert own.code == 2
     assert snapshot(sandbox) == before
 
 
 def test_a_hotfix_that_passes_verification_reaches_live(sandbox, runbook_cli):
     run_id = start(runbook_cli, "1.4.3")
-    assert runbook_cli("approve", run_id, "--step", "cab", "--by", "carol",
-                       "--note", "EC-77").code == 0
+    assert runbook_cli("approve", run_id, "--gate", "cab", "--by", "carol",
+                       "--ticket", "EC-77").code == 0
     done = runbook_cli("resume", run_id)
     assert done.code == 0, done.out
     assert deployment("staging")["image"] == image("staging-1.4.3")
@@ -48,7 +48,7 @@ def test_a_hotfix_that_passes_verification_reaches_live(sandbox, runbook_cli):
 
 def test_a_failed_verification_rolls_staging_back_and_leaves_live_alone(sandbox, runbook_cli):
     run_id = start(runbook_cli, "1.4.4-crashloop")
-    runbook_cli("approve", run_id, "--step", "cab", "--by", "carol")
+    runbook_cli("approve", run_id, "--gate", "cab", "--by", "carol")
     failed = runbook_cli("resume", run_id)
     assert failed.code == 1, failed.out
     assert "verification failed" in failed.out
@@ -63,7 +63,7 @@ def test_a_failed_verification_rolls_staging_back_and_leaves_live_alone(sandbox,
 
 def test_sigkill_during_verification_then_resume(sandbox, runbook_cli):
     run_id = start(runbook_cli, "1.4.3")
-    runbook_cli("approve", run_id, "--step", "cab", "--by", "carol")
+    runbook_cli("approve", run_id, "--gate", "cab", "--by", "carol")
     kill_during("verify", "resume", run_id)
     done = runbook_cli("resume", run_id)
     assert done.code == 0, done.out

@@ -24,8 +24,30 @@ REFUSED = [(a, b) for a in ENVS for b in ENVS if (a, b) not in VALID]
 
 
 def checklist(dst: str) -> list[str]:
+    """The items people attest (not the automated checks, not the gates)."""
     name = INVENTORY["environments"][dst]["checklist"]
-    return [item["id"] for item in INVENTORY["checklists"][name]]
+    return [item["id"] for item in INVENTORY["checklists"][name]
+            if "check" not in item and "approval" not in item]
+
+
+def gates_of(dst: str) -> list[str]:
+    name = INVENTORY["environments"][dst]["checklist"]
+    return [item["approval"]["gate"] for item in INVENTORY["checklists"][name]
+            if "approval" in item]
+
+
+def soaked(env: str) -> None:
+    """Arrange that ``env`` got its current image 25 hours ago, as the history would say."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.store import HistoryRecord, open_store
+
+    at = (datetime.now(UTC) - timedelta(hours=25)).isoformat()
+    store = open_store()
+    store.add_history(HistoryRecord(at=at, run_id="earlier-run", user="dave",
+                                    kind="promotion", env=env,
+                                    data={"image": deployment(env)["image"]}))
+    store.close()
 
 
 def start(runbook_cli, src: str, dst: str, *extra: str) -> str:
@@ -41,6 +63,10 @@ def attest(runbook_cli, run_id: str, dst: str) -> None:
         args = [a for item in mine for a in ("--item", item)]
         assert runbook_cli("approve", run_id, "--step", "checklist", "--by", person,
                            *args).code == 0
+    for gate in gates_of(dst):
+        for person in ("alice", "bob"):
+            assert runbook_cli("approve", run_id, "--gate", gate, "--by", person,
+                               "--ticket", "CHG-1042").code == 0
 
 
 def promote(runbook_cli, src: str, dst: str, *extra: str) -> str:
@@ -57,6 +83,8 @@ def base_tag(tag: str, env: str) -> str:
 
 @pytest.mark.parametrize(("src", "dst"), VALID, ids=[f"{a}-{b}" for a, b in VALID])
 def test_each_valid_path_promotes_end_to_end(src, dst, sandbox, runbook_cli):
+    if dst == "live":
+        soaked("staging")
     source_tag = deployment(src)["image"].rsplit(":", 1)[1]
     target_tag = f"{dst}-{base_tag(source_tag, src)}"
     already_there = deployment(dst)["image"] == image(target_tag)
@@ -124,7 +152,7 @@ def test_no_step_runs_until_every_checklist_item_is_attested(sandbox, runbook_cl
                 *[a for i in items[:-1] for a in ("--item", i)])
     again = runbook_cli("resume", run_id)
     assert again.code == 3
-    assert f"1 of {len(items)} items not attested ({items[-1]})" in again.out
+    assert f"1 of {len(items)} items not satisfied ({items[-1]})" in again.out
     assert snapshot(sandbox) == before
     own = runbook_cli("approve", run_id, "--step", "checklist", "--by", "tester",
                       "--item", items[-1])
