@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine import api, sandbox  # noqa: E402
+from engine.approvals import approve  # noqa: E402
 from engine.report import NullReporter  # noqa: E402
 
 WAIT_TASK = "Wait until the rollout is complete"
@@ -54,7 +55,7 @@ def one_promotion(items: list[str]) -> dict[str, float]:
     first = api.run(runbook="promote", params={"from": "uat1", "to": "staging"},
                     user="operator")
     assert first.status == "waiting", first.message
-    api.approve(run_id=first.run_id, step="checklist", by="alice", items=items)
+    approve(run_id=first.run_id, step="checklist", by="alice", items=items)
     timer = Timer()
     t0 = time.perf_counter()
     done = api.resume(run_id=first.run_id, reporter=timer)
