@@ -23,6 +23,7 @@ _DDL_LOCK = _JOURNAL_LOCK + 1
 
 class PostgresStore(SqlStore):
     placeholder = "%s"
+    for_update = " FOR UPDATE"
 
     def __init__(self, dsn: str) -> None:
         try:

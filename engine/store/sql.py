@@ -56,6 +56,7 @@ class SqlStore:
     """Everything but the connection; subclasses set up ``_db``."""
 
     placeholder = "?"
+    for_update = ""  # row locking where the database has it (SQLite locks the whole file)
 
     # -- backend hooks ---------------------------------------------------------------------
     def _tx(self) -> AbstractContextManager[Any]:
@@ -153,9 +154,7 @@ class SqlStore:
 
     def claim_run(self, run_id: str, owner: str) -> str | None:
         with self._tx():
-            row = self._one("SELECT owner FROM runs WHERE id = ? FOR UPDATE"
-                            if self.placeholder != "?" else
-                            "SELECT owner FROM runs WHERE id = ?", (run_id,))
+            row = self._one("SELECT owner FROM runs WHERE id = ?" + self.for_update, (run_id,))
             holder = row[0] if row else None
             if holder and holder != owner and is_alive(holder):
                 return str(holder)

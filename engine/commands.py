@@ -1,0 +1,328 @@
+"""What each ``runbook`` subcommand does: turn parsed arguments into an ``api`` call, print
+the result, return the exit code. Heavy modules are imported inside the handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from engine.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_STEP_FAILED,
+    EXIT_WAITING,
+    InvalidInput,
+)
+from engine.parser import Parser
+
+RESULT_EXIT = {"done": EXIT_OK, "planned": EXIT_OK, "failed": EXIT_STEP_FAILED,
+               "refused": EXIT_INVALID,
+               "aborted": EXIT_STEP_FAILED, "waiting": EXIT_WAITING,
+               "interrupted": EXIT_INTERRUPTED}
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _params_from(name: str, extra: list[str]) -> tuple[dict[str, str], bool]:
+    """Turn ``--from uat1 --to staging`` into params, using the runbook's declared params."""
+    from engine import api
+
+    book = api.load_runbook(name)
+    parser = Parser(prog=f"runbook run {name}", add_help=False)
+    parser.add_argument("-h", "--help", action="store_true")
+    for param in book.params:
+        if not param.secret:
+            parser.add_argument(param.flag, dest=param.name, metavar=param.type.upper())
+    ns, unknown = parser.parse_known_args(extra)
+    if unknown:
+        flags = ", ".join(p.flag for p in book.params if not p.secret) or "none"
+        raise InvalidInput(f"unknown param {unknown[0]} (runbook {book.name} takes: {flags})",
+                           file=str(book.path))
+    values = {k: v for k, v in vars(ns).items() if k != "help" and v is not None}
+    return values, bool(ns.help)
+
+
+def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api, loader
+
+    rows = []
+    for name, path in loader.list_names("runbooks").items():
+        try:
+            rows.append({"name": name, "description": api.load_runbook(str(path)).description,
+                         "path": str(path)})
+        except InvalidInput as exc:
+            rows.append({"name": name, "description": f"INVALID: {exc}", "path": str(path)})
+    if args.output == "json":
+        _emit(rows)
+    else:
+        for row in rows:
+            print(f"{row['name']:<16} {row['description']}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api, present
+
+    book = api.load_runbook(args.name)
+    if args.output == "json":
+        _emit(present.runbook_dict(book))
+    else:
+        print(present.runbook_text(book))
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api
+
+    results = api.validate(args.paths)
+    bad = [(t, e) for t, e in results if e is not None]
+    if args.output == "json":
+        _emit([{"path": t, "valid": e is None, "error": str(e) if e else None}
+               for t, e in results])
+    else:
+        for target, error in results:
+            if error is None:
+                print(f"ok: {target}")
+            else:
+                print(f"runbook: error: {error}", file=sys.stderr)
+    return EXIT_INVALID if bad else EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api, present
+
+    params, want_help = _params_from(args.name, extra)
+    if want_help:
+        print(present.runbook_text(api.load_runbook(args.name)))
+        return EXIT_OK
+    report = api.plan(runbook=args.name, params=params, inventory=args.inventory)
+    if args.output == "json":
+        _emit(present.plan_dict(report))
+    elif args.output == "markdown":
+        print(present.plan_markdown(report), end="")
+    else:
+        print(present.plan_text(report))
+    return RESULT_EXIT[report.dry_run.status]
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.dry_run:
+        return cmd_plan(args, extra)
+    from engine import api, present
+    from engine.console import reporter_for
+    from engine.report import NullReporter
+
+    params, want_help = _params_from(args.name, extra)
+    if want_help:
+        print(present.runbook_text(api.load_runbook(args.name)))
+        return EXIT_OK
+    reporter = NullReporter() if args.output == "json" else reporter_for()
+    result = api.run(runbook=args.name, params=params, inventory=args.inventory,
+                     reporter=reporter)
+    return _finish(args.output, result)
+
+
+def cmd_resume(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api
+    from engine.console import reporter_for
+    from engine.report import NullReporter
+
+    reporter = NullReporter() if args.output == "json" else reporter_for()
+    result = api.resume(run_id=args.run_id, force=args.force, reporter=reporter)
+    return _finish(args.output, result)
+
+
+def _finish(output: str, result: Any) -> int:
+    from engine import present
+
+    code = RESULT_EXIT[result.status]
+    if output == "json":
+        _emit({**present.result_dict(result), "exit_code": code})
+    elif result.status == "waiting":
+        items = " --item ITEM ... | --gate GATE" if "not satisfied" in result.message else ""
+        print(f"approve with: runbook approve {result.run_id} --step {result.waiting_for} "
+              f"--by NAME{items}, then: runbook resume {result.run_id}")
+    elif result.status in ("failed", "interrupted"):
+        print(f"resume with: runbook resume {result.run_id}")
+    return code
+
+
+def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
+    from dataclasses import asdict
+
+    from engine import api, present
+
+    found = api.status(run_id=args.run_id, limit=args.limit)
+    if isinstance(found, list):
+        if args.output == "json":
+            _emit([asdict(r) for r in found])
+        else:
+            print(present.runs_table(found))
+    elif args.output == "json":
+        _emit(present.detail_dict(found))
+    else:
+        print(present.detail_text(found))
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace, extra: list[str]) -> int:
+    from dataclasses import asdict
+
+    from engine import approvals as approvals_mod
+
+    if not args.gate and not args.step:
+        raise InvalidInput("say what is approved: --step STEP [--item ITEM ...] or --gate NAME")
+    approvals = approvals_mod.approve(
+        by=args.by, run_id=args.run_id, plan_hash=args.plan_hash, step=args.step,
+        items=args.items, gate=args.gate, note=args.note, ticket=args.ticket)
+    if args.output == "json":
+        _emit([asdict(a) for a in approvals])
+        return EXIT_OK
+    if args.gate:
+        what = f"the {args.gate} gate of"
+    else:
+        what = f"items {', '.join(args.items)} of step {args.step} of" if args.items \
+            else f"step {args.step} of"
+    if args.plan_hash:
+        print(f"{args.by} approved {what} plan {approvals[0].plan_hash[:16]}; it counts for "
+              "a run whose own plan has the same hash")
+    else:
+        print(f"{args.by} approved {what} run {args.run_id}; "
+              f"continue with: runbook resume {args.run_id}")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
+    from dataclasses import asdict
+
+    from engine import api
+
+    records = api.history(env=args.env, kind=args.kind, limit=args.limit)
+    if args.output == "json":
+        _emit([asdict(r) for r in records])
+        return EXIT_OK
+    if not records:
+        print("no history yet")
+    for r in records:
+        d = r.data
+        detail = " ".join(f"{k}={d[k]}" for k in sorted(d))
+        print(f"{r.at}  {r.kind:<10} {r.env:<8} by {r.user:<10} run {r.run_id}  {detail}")
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import sandbox
+
+    folder = sandbox.folder(args.dir)
+    if args.action == "up":
+        info = sandbox.up(folder, rollout_delay=args.rollout_delay)
+    elif args.action == "down":
+        stopped = sandbox.down(folder)
+        print("sandbox stopped" if stopped else "no sandbox was running", file=sys.stderr)
+        return EXIT_OK
+    else:
+        found = sandbox.status(folder)
+        if found is None:
+            print("no sandbox is running", file=sys.stderr)
+            return EXIT_STEP_FAILED
+        info = found
+    if args.output == "json":
+        _emit(info)
+    elif args.action == "status":
+        for key, value in info.items():
+            print(f"{key}: {value}")
+    else:
+        print(sandbox.exports(info))
+        if args.action == "up":
+            print(f"# sandbox up: Kubernetes {info['kube_url']}, AWS {info['aws_url']}",
+                  file=sys.stderr)
+            print('# use it in this shell with: eval "$(runbook sandbox env)"', file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_abort(args: argparse.Namespace, extra: list[str]) -> int:
+    from dataclasses import asdict
+
+    from engine import api
+
+    record = api.abort(run_id=args.run_id, by=args.by)
+    if args.output == "json":
+        _emit(asdict(record))
+    else:
+        print(f"run {record.id} {record.status}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import schema
+
+    _emit(schema.schema(args.kind))
+    return EXIT_OK
+
+
+
+
+def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
+    from dataclasses import asdict
+
+    from engine import api
+
+    if args.action == "release":
+        if not args.env or not args.reason:
+            raise InvalidInput("runbook lock release needs --env ENV and --reason TEXT")
+        api.release_lock(env=args.env, reason=args.reason, by=args.by)
+        print(f"released the lock on {args.env} (recorded in the journal)")
+        return EXIT_OK
+    held = api.locks()
+    if args.output == "json":
+        _emit([asdict(lock) for lock in held])
+    elif not held:
+        print("no environment is locked")
+    for lock in held if args.output != "json" else []:
+        print(f"{lock.env:<10} run {lock.run_id}  by {lock.user}  since {lock.since}")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api, audit
+    from engine.store import open_store
+
+    if args.action == "verify":
+        store = open_store()
+        try:
+            records = store.journal()
+        finally:
+            store.close()
+        problems = audit.verify(records)
+        if args.output == "json":
+            _emit({"records": len(records), "intact": not problems, "problems": problems})
+        elif problems:
+            for problem in problems:
+                print(f"journal: {problem}")
+        else:
+            print(f"journal intact: {len(records)} records, "
+                  f"head {records[-1].hash[:16] if records else '-'}")
+        return EXIT_STEP_FAILED if problems else EXIT_OK
+    if not args.run:
+        raise InvalidInput("runbook audit export needs --run RUN_ID")
+    text = api.change_record(run_id=args.run)
+    if args.file:
+        with open(args.file, "w") as fh:
+            fh.write(text)
+        print(f"wrote {args.file}")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
+    "list": cmd_list, "show": cmd_show, "validate": cmd_validate, "plan": cmd_plan,
+    "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "approve": cmd_approve,
+    "abort": cmd_abort, "schema": cmd_schema, "history": cmd_history, "sandbox": cmd_sandbox,
+    "lock": cmd_lock, "audit": cmd_audit,
+}
