@@ -154,7 +154,8 @@ class SqlStore:
 
     def claim_run(self, run_id: str, owner: str) -> str | None:
         with self._tx():
-            row = self._one("SELECT owner FROM runs WHERE id = ?" + self.for_update, (run_id,))
+            row = self._one("SELECT owner FROM runs WHERE id = ?"  # noqa: S608 - a constant
+                            + self.for_update, (run_id,))
             holder = row[0] if row else None
             if holder and holder != owner and is_alive(holder):
                 return str(holder)
