@@ -74,7 +74,7 @@ class SqlStore:
         """INSERT … ON CONFLICT DO NOTHING; the number of rows inserted."""
         cols = ", ".join(columns)
         marks = ", ".join(self.placeholder for _ in columns)
-        cur = self._execute(f"INSERT INTO {table} ({cols}) VALUES ({marks}) "  # noqa: S608
+        cur = self._execute(f"INSERT INTO {table} ({cols}) VALUES ({marks}) "
                             f"ON CONFLICT ({conflict}) DO NOTHING", values)
         return int(cur.rowcount)
 
@@ -114,7 +114,7 @@ class SqlStore:
         row["run_user"] = row.pop("user")
         try:
             with self._tx():
-                self._execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "  # noqa: S608
+                self._execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
                               f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)})",
                               [row[c] for c in RUN_COLUMNS])
                 self._append(run.started_at, run.id, "run-start",
@@ -134,12 +134,12 @@ class SqlStore:
                 raise _LockTaken(holder)
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        row = self._one(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?",  # noqa: S608
+        row = self._one(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?",
                         (run_id,))
         return _run(row) if row else None
 
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
-        rows = self._all(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs "  # noqa: S608
+        rows = self._all(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs "
                          "ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
         return [_run(r) for r in rows]
 
@@ -154,7 +154,7 @@ class SqlStore:
 
     def claim_run(self, run_id: str, owner: str) -> str | None:
         with self._tx():
-            row = self._one("SELECT owner FROM runs WHERE id = ?"  # noqa: S608 - a constant
+            row = self._one("SELECT owner FROM runs WHERE id = ?"
                             + self.for_update, (run_id,))
             holder = row[0] if row else None
             if holder and holder != owner and is_alive(holder):
@@ -176,7 +176,7 @@ class SqlStore:
             seq = self._one("SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?",
                             (record.run_id,))[0]
             self._execute(
-                f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}, seq) "  # noqa: S608
+                f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}, seq) "
                 f"VALUES ({', '.join('?' for _ in STEP_COLUMNS)}, ?) "
                 "ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, "
                 "attempts = excluded.attempts, started_at = excluded.started_at, "
@@ -191,7 +191,7 @@ class SqlStore:
                                   dumps(record.result).encode()).hexdigest()})
 
     def steps(self, run_id: str) -> dict[str, StepRecord]:
-        rows = self._all(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps "  # noqa: S608
+        rows = self._all(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps "
                          "WHERE run_id = ? ORDER BY seq", (run_id,))
         out = {}
         for r in rows:
@@ -221,7 +221,7 @@ class SqlStore:
         row["by_name"] = row.pop("by")
         with self._tx():
             self._execute(
-                f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) "  # noqa: S608
+                f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) "
                 f"VALUES ({', '.join('?' for _ in APPROVAL_COLUMNS)}) "
                 "ON CONFLICT (run_id, plan_hash, step_id, item, by_name) DO UPDATE SET "
                 "at = excluded.at, note = excluded.note, ticket = excluded.ticket",
@@ -230,14 +230,14 @@ class SqlStore:
                          {k: v for k, v in asdict(approval).items() if k not in ("at",)})
 
     def approvals(self, run_id: str) -> list[ApprovalRecord]:
-        rows = self._all(f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals "  # noqa: S608
+        rows = self._all(f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals "
                          "WHERE run_id = ? ORDER BY at", (run_id,))
         return [_approval(r) for r in rows]
 
     def plan_approvals(self, runbook: str) -> list[tuple[ApprovalRecord, PlanRecord]]:
         cols = ", ".join(f"a.{c}" for c in APPROVAL_COLUMNS)
         rows = self._all(
-            f"SELECT {cols}, p.hash, p.runbook, p.runbook_sha, p.inventory_sha, "  # noqa: S608
+            f"SELECT {cols}, p.hash, p.runbook, p.runbook_sha, p.inventory_sha, "
             "p.params, p.created_at, p.created_by, p.path FROM approvals a JOIN plans p "
             "ON p.hash = a.plan_hash WHERE a.run_id = '' AND p.runbook = ? ORDER BY a.at",
             (runbook,))
