@@ -105,7 +105,8 @@ def _details(step: dict[str, Any], *, with_dry_run: bool = True) -> list[str]:
     else:
         out.extend(_describe(step["type"], spec))
     dry = step["dry_run"]
-    if step["type"] == "approval" and dry is not None and dry["status"] == "would-run":
+    if with_dry_run and step["type"] == "approval" and dry is not None and \
+            dry["status"] == "would-run":
         out.extend(dry["message"].splitlines()[1:])  # each item's evidence, as of now
     elif with_dry_run and dry is not None and \
             dry["status"] in ("checked", "failed", "refused"):
@@ -125,7 +126,9 @@ def _ansible_changes(result: dict[str, Any]) -> list[str]:
         out.append(f"would change: {task}")
         diffs = res.get("diff") or []
         for diff in diffs if isinstance(diffs, list) else [diffs]:
-            if isinstance(diff, dict) and "before" in diff and "after" in diff:
+            # File diffs; a module's object diff (the k8s apply's annotations) is noise here.
+            if isinstance(diff, dict) and isinstance(diff.get("before"), str) and \
+                    isinstance(diff.get("after"), str):
                 lines = difflib.unified_diff(
                     str(diff["before"]).splitlines(), str(diff["after"]).splitlines(),
                     str(diff.get("before_header", "before")),
