@@ -220,3 +220,17 @@ def test_the_plan_shows_each_items_evidence(setup, runbook_cli):
     assert "[ ] cab: CAB approval — 0 of 2 approvals" in result.out
     assert "[ ] soak: Staging verified 24 h — no promotion of staging is recorded" in result.out
     assert "[ ] smoke: Smoke tests passed — not attested yet" in result.out
+
+
+def test_status_shows_the_evidence_stored_with_the_run(setup, runbook_cli):
+    clock = FakeClock(T0 + timedelta(days=1))
+    soaked(setup, clock)
+    run_id = start(setup, clock).run_id
+    approve(by="alice", run_id=run_id, gate="cab", ticket="CHG-7", clock=clock)
+    api.resume(run_id=run_id, clock=clock)
+    shown = runbook_cli("status", run_id)
+    assert "[ ] cab: 1 of 2 approvals (alice)" in shown.out
+    assert "[✓] soak: staging has run app:v1 since" in shown.out
+    assert "[✓] window: inside the live window" in shown.out
+    stored = runbook_cli("status", run_id, "--output", "json").json()["steps"][0]["result"]
+    assert stored["items"]["cab"]["approvals"][0]["ticket"] == "CHG-7"
