@@ -153,11 +153,11 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
     reporter = reporter or NullReporter()
     store = open_store(state)
     try:
-        record = _get_run(store, run_id)
+        record = get_run(store, run_id)
         if record.status not in RESUMABLE:
             raise InvalidInput(f"run {run_id} is {record.status}; only a run that is "
                                f"{', '.join(RESUMABLE)} can be resumed")
-        the_plan, changed = _replan(store, record)
+        the_plan, changed = replan(store, record)
         if changed and not force:
             raise InvalidInput(f"the {' and the '.join(changed)} changed since run {run_id} "
                                "started; resume with --force to go on with the new version")
@@ -184,7 +184,7 @@ def _locked(holder: LockRecord) -> LockHeld:
                     f"since {holder.since}; wait for it to end, or abort it")
 
 
-def _replan(store: StateStore, record: RunRecord) -> tuple[Plan, list[str]]:
+def replan(store: StateStore, record: RunRecord) -> tuple[Plan, list[str]]:
     """The plan of a recorded run from its files as they are now, and what changed in them."""
     book = load_runbook(record.path)
     inv = _inventory_at(record.inventory)
@@ -194,7 +194,7 @@ def _replan(store: StateStore, record: RunRecord) -> tuple[Plan, list[str]]:
     values = params_mod.coerce(book, record.params)
     info = {"id": record.id, "user": record.user, "started_at": record.started_at}
     the_plan = build_plan(book, inv, values, info, store.steps(record.id),
-                          _redactor(book, values))
+                          redactor_for(book, values))
     return the_plan, changed
 
 
@@ -232,7 +232,7 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
     clock = clock or SystemClock()
     store = open_store(state)
     try:
-        record = _get_run(store, run_id)
+        record = get_run(store, run_id)
         if record.status not in RESUMABLE:
             raise InvalidInput(f"run {run_id} is {record.status}: it cannot be aborted")
         store.set_run_status(run_id, "aborted", ended_at=iso(clock.now()),
@@ -260,7 +260,7 @@ def status(*, run_id: str | None = None, limit: int = 20,
     try:
         if run_id is None:
             return store.list_runs(limit)
-        record = _get_run(store, run_id)
+        record = get_run(store, run_id)
         return RunDetail(record, store.steps(run_id), store.approvals(run_id),
                          store.events(run_id))
     finally:
@@ -294,12 +294,12 @@ def change_record(*, run_id: str, state: str | None = None) -> str:
 
     store = open_store(state)
     try:
-        record = _get_run(store, run_id)
+        record = get_run(store, run_id)
         detail = RunDetail(record, store.steps(run_id), store.approvals(run_id),
                            store.events(run_id))
         journal = store.journal(run_id)
         try:
-            the_plan, _ = _replan(store, record)
+            the_plan, _ = replan(store, record)
             static = PlanReport(the_plan, RunResult(record.id, "planned", "", ()))
             plan_text = present.plan_text(static)
         except InvalidInput:
@@ -323,15 +323,15 @@ def _prepare(runbook: str, params: Mapping[str, Any], inventory: str | None
     book = load_runbook(runbook)
     inv = load_inventory(inventory, book)
     values = params_mod.coerce(book, params)
-    return book, inv, values, _redactor(book, values)
+    return book, inv, values, redactor_for(book, values)
 
 
-def _redactor(book: Runbook, values: Mapping[str, Any]) -> Redactor:
+def redactor_for(book: Runbook, values: Mapping[str, Any]) -> Redactor:
     secret_names = [p.name for p in book.params if p.secret]
     return Redactor((str(values[n]) for n in secret_names if n in values), secret_names)
 
 
-def _get_run(store: StateStore, run_id: str) -> RunRecord:
+def get_run(store: StateStore, run_id: str) -> RunRecord:
     record = store.get_run(run_id)
     if record is None:
         raise RunNotFound(run_id)

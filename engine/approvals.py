@@ -34,13 +34,13 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
                                         item=gate, ticket=ticket, plan_hash=record.hash)]
         else:
             assert run_id is not None
-            run = api._get_run(store, run_id)
+            run = api.get_run(store, run_id)
             if run.status not in api.RESUMABLE:
                 raise InvalidInput(f"run {run_id} is {run.status}: nothing to approve")
             if by == run.user:
                 raise InvalidInput(f"{by} started run {run_id} and cannot approve it: "
                                    "another person must")
-            the_plan, _ = api._replan(store, run)
+            the_plan, _ = api.replan(store, run)
             approvals = _for_run(the_plan, run, by, at, step, items, gate, note, ticket)
         for approval in approvals:
             store.add_approval(approval)
@@ -123,4 +123,4 @@ def _plan_of(record: PlanRecord) -> Plan:
                            "runbook or inventory: make a new plan")
     values = params.coerce(book, record.params)
     info = {"id": "plan", "user": record.created_by, "started_at": record.created_at}
-    return build_plan(book, inv, values, info, {}, api._redactor(book, values))
+    return build_plan(book, inv, values, info, {}, api.redactor_for(book, values))
