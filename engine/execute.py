@@ -169,7 +169,8 @@ class Executor:
                               clock=self.clock,
                               runbook_dir=Path(step.file).parent if step.file
                               else self.plan.runbook.path.parent,
-                              emit=self._emitter(step.id), approvals=self._approvals,
+                              emit=self._emitter(step.id), redact=self.plan.redactor.text,
+                              approvals=self._approvals,
                               store=self.store, gate_inputs=self._gate_inputs)
             base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
             try:

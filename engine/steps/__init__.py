@@ -34,6 +34,7 @@ class StepContext:
     clock: Clock
     runbook_dir: Path = field(default_factory=Path.cwd)
     emit: Callable[[str], None] = lambda line: None
+    redact: Callable[[str], str] = lambda text: text  # masks the run's secrets
     approvals: list[ApprovalRecord] = field(default_factory=list)
     store: StateStore | None = None
     # What a gate compares approvals given to a plan with: this run's plan and its inputs.

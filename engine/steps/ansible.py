@@ -68,6 +68,7 @@ def run(ctx: StepContext) -> Outcome:
         suppress_env_files=True,
         timeout=spec.get("timeout"),
     )
+    _scrub(ctx.workdir, ctx.redact)
     result = {"rc": runner.rc, "status": runner.status, "stats": runner.stats or {},
               "results": results,
               "changed": any(r.get("changed") for r in results.values())}
@@ -81,6 +82,21 @@ def run(ctx: StepContext) -> Outcome:
     summary = (results.get("Summary") or {}).get("msg")
     return Outcome("checked" if ctx.dry_run else "ok", result,
                    message=summary if isinstance(summary, str) else "")
+
+
+def _scrub(folder: Path, redact: Any) -> None:
+    """ansible-runner writes the environment and extra vars into its artifacts: mask the run's
+    secrets there too."""
+    for path in folder.rglob("*"):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        masked = redact(text)
+        if masked != text:
+            path.write_text(masked)
 
 
 def _inventory(ctx: StepContext, spec: Any) -> str:

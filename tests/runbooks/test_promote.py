@@ -242,3 +242,9 @@ def test_sigkill_after_each_step_then_resume_ends_in_the_same_state(killed_after
     assert ecr_tags()["staging-1.4.2"] == ecr_tags()["uat1-1.4.2"]
     history = runbook_cli("history", "--env", "staging", "--output", "json").json()
     assert [h["run_id"] for h in history] == [run_id]
+
+
+def test_live_only_gets_the_image_staging_runs(in_shared_sandbox, runbook_cli):
+    result = runbook_cli("run", "promote", "--from", "staging", "--to", "live", "--tag", "1.4.3")
+    assert result.code == 2
+    assert "--tag cannot be given for live" in result.err

@@ -69,3 +69,19 @@ def test_playbook_paths_are_relative_to_the_runbook(isolated, runbook_cli, write
     os.chdir(elsewhere)
     assert runbook_cli("run", str(path)).code == 0
     assert (isolated / "x.txt").read_text() == "x\n"
+
+
+def test_secrets_are_masked_in_the_runners_artifacts(write_runbook, runbook_cli, isolated,
+                                                     monkeypatch):
+    monkeypatch.setenv("RUNBOOK_SECRET_TOKEN", "s3cr3t-value-42")
+    dest = isolated / "secret.txt"
+    path = write_runbook(book(
+        f"  - id: write\n    ansible:\n      playbook: {PLAYBOOKS / 'write.yml'}\n"
+        f"      extravars: {{dest: '{dest}', content: '{{{{ params.token }}}}'}}\n",
+        params="params:\n  token: {type: string, secret: true}\n"))
+    result = runbook_cli("run", str(path))
+    assert result.code == 0, result.out
+    assert dest.read_text() == "s3cr3t-value-42\n"  # the playbook got the real value
+    home = Path(os.environ["RUNBOOK_HOME"])
+    leaked = [p for p in home.rglob("*") if p.is_file() and b"s3cr3t-value-42" in p.read_bytes()]
+    assert leaked == []
