@@ -162,7 +162,8 @@ class Executor:
         while True:
             attempts += 1
             tries += 1
-            self._save(StepRecord(self.run_id, step.id, "running", attempts, started, fp))
+            base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
+            self._save(base)
             self.reporter.step_started(step.id, name, attempts)
             ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=seen,
                               dry_run=self.dry_run, workdir=self.workdir / step.id,
@@ -172,7 +173,6 @@ class Executor:
                               emit=self._emitter(step.id), redact=self.plan.redactor.text,
                               approvals=self._approvals,
                               store=self.store, gate_inputs=self._gate_inputs)
-            base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
             try:
                 outcome = STEP_TYPES[step.type].run(ctx)
             except (StepFailed, StepRetryable) as exc:
