@@ -3,11 +3,9 @@ status, validate. Typed keyword arguments in, result records out; nothing printe
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import secrets
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,7 +33,7 @@ from engine.store import (
     home,
     open_store,
 )
-from engine.store.owner import is_alive, this_process
+from engine.store.owner import interrupt, this_process
 
 RESUMABLE = ("running", "waiting", "failed", "interrupted")
 
@@ -242,9 +240,9 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
                                reason="run aborted", at=iso(clock.now()))
         store.add_event(EventRecord(run_id, iso(clock.now()), "abort",
                                     {"by": by or current_user()}))
-        holder = store.claim_run(run_id, this_process())
-        if holder and is_alive(holder):
-            _interrupt(holder)
+        holder = store.claim_run(run_id, this_process())  # the live process holding it, if any
+        if holder:
+            interrupt(holder)
         else:
             store.release_run(run_id, this_process())
         updated = store.get_run(run_id)
@@ -336,12 +334,6 @@ def get_run(store: StateStore, run_id: str) -> RunRecord:
     if record is None:
         raise RunNotFound(run_id)
     return record
-
-
-def _interrupt(owner: str) -> None:
-    _, _, pid = owner.rpartition(":")
-    with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
-        os.kill(int(pid), signal.SIGTERM)
 
 
 def _check_template_syntax(runbook: Runbook) -> None:

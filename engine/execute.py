@@ -111,11 +111,13 @@ class Executor:
     def _finish(self, status: str, message: str, waiting_for: str | None = None) -> RunResult:
         message = self.plan.redactor.text(message)
         if self.store and not self.dry_run:
-            ended = None if status == "waiting" else iso(self.clock.now())
-            self.store.set_run_status(self.run_id, status, ended_at=ended, message=message)
+            now = iso(self.clock.now())
+            ended = None if status == "waiting" else now  # a waiting run has not ended
+            self.store.set_run_status(self.run_id, status, ended_at=ended, message=message,
+                                      at=now)
             if status in ENDED and self.plan.lock_env:
-                self.store.release_lock(self.plan.lock_env, run_id=self.run_id,
-                                        at=iso(self.clock.now()), reason=f"run {status}")
+                self.store.release_lock(self.plan.lock_env, run_id=self.run_id, at=now,
+                                        reason=f"run {status}")
         self.reporter.run_finished(self.run_id, status, message)
         return RunResult(self.run_id, status, message, tuple(self.reports), waiting_for)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.errors import RunbookError
 from engine.store import home
-from engine.store.owner import is_alive
+from engine.store.owner import pid_alive
 
 STARTUP_TIMEOUT = 120.0
 
@@ -31,7 +31,7 @@ def status(where: Path) -> dict[str, Any] | None:
         info: dict[str, Any] = json.loads(info_file.read_text())
     except (OSError, ValueError):
         return None
-    if not is_alive(f"{os.uname().nodename}:{info['pid']}"):
+    if not pid_alive(int(info["pid"])):
         return None
     return info
 

@@ -20,13 +20,9 @@ if TYPE_CHECKING:
     from engine.steps import StepContext
 
 
-def items_of(spec: Any) -> list[gates.Item]:
-    return gates.items_of(spec.get("items") if hasattr(spec, "get") else None)
-
-
 def run(ctx: StepContext) -> Outcome:
     prompt = str(ctx.spec["prompt"])
-    items = items_of(ctx.spec)
+    items = gates.items_of(ctx.spec.get("items"))
     mine = [a for a in ctx.approvals if a.step_id == ctx.step.id or not a.step_id]
     if not items:
         if ctx.dry_run:

@@ -144,12 +144,12 @@ class SqlStore:
         return [_run(r) for r in rows]
 
     def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
-                       message: str = "") -> None:
+                       message: str = "", at: str = "") -> None:
         with self._tx():
             self._execute("UPDATE runs SET status = ?, ended_at = ?, message = ? WHERE id = ?",
                           (status, ended_at, message, run_id))
             if status not in ("running",):
-                self._append(ended_at or "", run_id, "run-status",
+                self._append(at or ended_at or "", run_id, "run-status",
                              {"status": status, "message": message})
 
     def claim_run(self, run_id: str, owner: str) -> str | None:

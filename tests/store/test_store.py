@@ -184,3 +184,9 @@ def test_history_is_recorded_once_per_run_kind_and_env(store):
     assert [h.run_id for h in store.history()] == ["r2", "r1"]
     assert store.history(env="qa") == [rec]
     assert store.history(kind="rollback") == []
+
+
+def test_every_journal_record_has_a_time(store):
+    store.create_run(a_run())
+    store.set_run_status("r1", "waiting", message="waiting for approval", at="t5")
+    assert store.journal()[-1].kind == "run-status" and store.journal()[-1].at == "t5"
