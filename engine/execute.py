@@ -28,12 +28,13 @@ from engine.plan import (
     fingerprint,
     is_done,
     note_step,
+    pending,
     pending_steps,
     remember,
     render_spec,
     step_context,
 )
-from engine.render import Deferred, Pending, condition, render_text
+from engine.render import Deferred, condition, render_text
 from engine.report import Reporter
 from engine.steps import STEP_TYPES, StepContext
 from engine.store import StateStore, StepRecord
@@ -204,7 +205,7 @@ class Executor:
                                  f"unexpected error: {type(exc).__name__}: {exc}", {}, t0)
             self._end(base, name, outcome.status, outcome.message, outcome.result, t0, shown)
             if outcome.status == "would-run":
-                self._pending(step)
+                pending(step, self.context)
             else:
                 remember(step, outcome.result, self.context)
             return ""
@@ -235,7 +236,7 @@ class Executor:
     def _deferred(self, step: Step, needs: str) -> str:
         if not self.dry_run:
             return self._failed_early(step, f"result {needs!r} is not available")
-        self._pending(step)
+        pending(step, self.context)
         self._report(StepReport(step.id, step.name, "would-run",
                                 f"decided at run time (needs the result of {needs!r})",
                                 needs=needs))
@@ -245,12 +246,6 @@ class Executor:
         def emit(line: str) -> None:
             self.reporter.step_output(step_id, self.plan.redactor.text(line))
         return emit
-
-    def _pending(self, step: Step) -> None:
-        if step.register:
-            self.context[step.register] = Pending(step.register)
-        if step.type == "set":
-            self.context["facts"].update({k: Pending(f"facts.{k}") for k in step.spec})
 
     def _failed_early(self, step: Step, message: str) -> str:
         now = iso(self.clock.now())

@@ -147,7 +147,7 @@ def _plan_step(step: Step, depth: int, context: dict[str, Any],
         if when and rendered is not None:
             context["facts"].update(rendered)
         else:
-            context["facts"].update({k: Pending(f"facts.{k}") for k in step.spec})
+            pending(step, context)
     return PlannedStep(step=step, depth=depth, name=name, when=when, rendered=rendered,
                        deferred_on=deferred_on, fingerprint=fp, done=done)
 
@@ -181,6 +181,14 @@ def note_step(context: dict[str, Any], record: StepRecord) -> None:
     context["steps"][record.step_id] = {"status": record.status,
                                         "started_at": record.started_at,
                                         "ended_at": record.ended_at}
+
+
+def pending(step: Step, context: dict[str, Any]) -> None:
+    """What ``step`` would register or set is not known yet (it did not run, or only would)."""
+    if step.register:
+        context[step.register] = Pending(step.register)
+    if step.type == "set":
+        context["facts"].update({k: Pending(f"facts.{k}") for k in step.spec})
 
 
 def remember(step: Step, result: Mapping[str, Any], context: dict[str, Any]) -> None:
