@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from engine.model import Inventory, Runbook, build_runbook
 from engine.plan import Plan
 from engine.plan import build as build_plan
 from engine.report import NullReporter, Reporter
-from engine.secrets import Redactor
+from engine.secrets import Redactor, environment_secrets
 from engine.store import (
     ApprovalRecord,
     EventRecord,
@@ -192,7 +193,7 @@ def replan(store: StateStore, record: RunRecord) -> tuple[Plan, list[str]]:
     values = params_mod.coerce(book, record.params)
     info = {"id": record.id, "user": record.user, "started_at": record.started_at}
     the_plan = build_plan(book, inv, values, info, store.steps(record.id),
-                          redactor_for(book, values))
+                          redactor_for(book, values, inv))
     return the_plan, changed
 
 
@@ -321,12 +322,29 @@ def _prepare(runbook: str, params: Mapping[str, Any], inventory: str | None
     book = load_runbook(runbook)
     inv = load_inventory(inventory, book)
     values = params_mod.coerce(book, params)
-    return book, inv, values, redactor_for(book, values)
+    return book, inv, values, redactor_for(book, values, inv)
 
 
-def redactor_for(book: Runbook, values: Mapping[str, Any]) -> Redactor:
+def redactor_for(book: Runbook, values: Mapping[str, Any],
+                 inventory: Inventory | None = None) -> Redactor:
+    """Masks the run's secrets: secret params, and secret values of the environment."""
     secret_names = [p.name for p in book.params if p.secret]
-    return Redactor((str(values[n]) for n in secret_names if n in values), secret_names)
+    named = password_envs(inventory.data) if inventory else []
+    redactor = Redactor((str(values[n]) for n in secret_names if n in values), secret_names)
+    for value in environment_secrets(os.environ, named):
+        redactor.add(value)
+        redactor.add(urllib.parse.quote(value, safe=""))  # as it appears inside a URL
+    return redactor
+
+
+def password_envs(data: Any) -> list[str]:
+    """Every ``password_env`` the inventory names, wherever it sits."""
+    if isinstance(data, Mapping):
+        found = [str(v) for k, v in data.items() if k == "password_env" and isinstance(v, str)]
+        return found + [n for v in data.values() for n in password_envs(v)]
+    if isinstance(data, list):
+        return [n for v in data for n in password_envs(v)]
+    return []
 
 
 def get_run(store: StateStore, run_id: str) -> RunRecord:

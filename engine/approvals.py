@@ -123,4 +123,4 @@ def _plan_of(record: PlanRecord) -> Plan:
                            "runbook or inventory: make a new plan")
     values = params.coerce(book, record.params)
     info = {"id": "plan", "user": record.created_by, "started_at": record.created_at}
-    return build_plan(book, inv, values, info, {}, api.redactor_for(book, values))
+    return build_plan(book, inv, values, info, {}, api.redactor_for(book, values, inv))

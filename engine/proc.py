@@ -1,23 +1,29 @@
 """Run a child process from an argv list (never a shell string), streaming its output.
 
-The child is killed if this process dies, so a run killed mid-step leaves no orphan still
-changing things while the run is resumed.
+Every child runs under ``engine/guard.py`` in a process group of its own, tagged with the
+run's id in its environment: when the engine dies (even by SIGKILL) the guard ends the whole
+group, and a resume ends whatever an earlier attempt of the run left alive, so no orphan
+goes on changing things while the run is resumed.
 """
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 MAX_KEPT = 64 * 1024
-_PR_SET_PDEATHSIG = 1
+GUARD = Path(__file__).resolve().with_name("guard.py")
+RUN_TAG = "RUNBOOK_RUN_ID"
 
 
 @dataclass(frozen=True)
@@ -28,21 +34,25 @@ class Completed:
     timed_out: bool = False
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def guarded(argv: Sequence[str]) -> list[str]:
+    """``argv`` run under the guard: its process tree ends with the engine."""
+    return [sys.executable, "-I", "-S", str(GUARD), *argv]
+
+
+def tags(run_id: str) -> dict[str, str]:
+    """Environment that marks a child (and everything it starts) as this run's."""
+    return {RUN_TAG: run_id, "RUNBOOK_ENGINE_PID": str(os.getpid())}
 
 
 def run(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
-        timeout: float | None = None, stdin: str | None = None,
+        timeout: float | None = None, stdin: str | None = None, run_id: str = "",
         emit: Callable[[str], None] = lambda line: None) -> Completed:
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, **(env or {}), **tags(run_id)}
     try:
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=full_env, text=True, errors="replace",
+            guarded(argv), cwd=cwd, env=full_env, text=True, errors="replace",
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
     except OSError as exc:
         return Completed(rc=127, stdout="", stderr=f"{argv[0]}: {exc.strerror}")
@@ -63,16 +73,72 @@ def run(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] |
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        proc.kill()
-        proc.wait()
+        _end_group(proc)
     except BaseException:
-        proc.kill()
-        proc.wait()
+        _end_group(proc)
         raise
     for t in readers:
         t.join(timeout=5)
     return Completed(rc=proc.returncode, stdout=_tail("".join(out)), stderr=_tail("".join(err)),
                      timed_out=timed_out)
+
+
+def _end_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def end_processes_of(run_id: str, step_id: str | None = None) -> list[int]:
+    """SIGKILL every process of this machine tagged with ``run_id`` (and ``step_id``): what an
+    earlier, killed attempt of the run left behind. Returns their pids."""
+    wanted = {f"{RUN_TAG}={run_id}".encode()}
+    if step_id is not None:
+        wanted.add(f"RUNBOOK_STEP_ID={step_id}".encode())
+    ended = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if wanted <= environ:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                ended.append(int(entry.name))
+    return ended
+
+
+def scratch_root() -> Path:
+    """Where files that may hold secrets live while a step runs: memory (``/dev/shm``) when the
+    machine has it, never the run's folder on disk."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+@contextlib.contextmanager
+def scratch_dir(run_id: str, step_id: str) -> Iterator[Path]:
+    """A private (0700) folder in memory, removed when the step ends."""
+    path = Path(tempfile.mkdtemp(prefix=_scratch_prefix(run_id) + f"{step_id}-",
+                                 dir=scratch_root()))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_scratch_of(run_id: str) -> None:
+    """Scratch folders a killed attempt of ``run_id`` could not remove."""
+    for path in scratch_root().glob(_scratch_prefix(run_id) + "*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _scratch_prefix(run_id: str) -> str:
+    return f"runbook-{os.getuid()}-{run_id}-"
 
 
 def _pump(stream: IO[str] | None, sink: list[str], emit: Callable[[str], None]) -> None:

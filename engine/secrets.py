@@ -1,11 +1,15 @@
-"""Keep secret param values out of output, run records and logs.
+"""Keep secret values out of output, run records, logs and artifacts.
 
 Secrets are replaced by ``***`` wherever they appear in a string before it leaves the engine.
+They are the values of secret params, of ``secret_env()`` lookups, and of the environment
+variables whose names say they hold one (``*SECRET*``, ``*PASSWORD*``, ``*TOKEN*``, ...) or
+that the inventory names as a ``password_env``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -13,6 +17,19 @@ from typing import Any
 from engine.errors import InvalidInput
 
 MASK = "***"
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|CREDENTIAL|API_KEY",
+                         re.IGNORECASE)
+# Shorter values, and words like these, would mask ordinary text without hiding anything.
+MIN_SECRET_LENGTH = 6
+NOT_SECRETS = frozenset({"true", "false", "yes", "no", "none", "null"})
+
+
+def environment_secrets(environ: Mapping[str, str], names: Iterable[str] = ()) -> list[str]:
+    """The values of ``environ`` that are secrets by their variable's name (or listed)."""
+    listed = set(names)
+    return [value for name, value in environ.items()
+            if (name in listed or SECRET_NAME.search(name))
+            and len(value) >= MIN_SECRET_LENGTH and value.lower() not in NOT_SECRETS]
 
 
 class Redactor:

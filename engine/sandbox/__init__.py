@@ -74,8 +74,10 @@ def down(where: Path) -> bool:
 
 def environment(info: dict[str, Any]) -> dict[str, str]:
     """The variables that point the engine, Ansible, boto3 and kubectl at the sandbox."""
+    from engine.sandbox import seed
+
     return {"KUBECONFIG": info["kubeconfig"], "AWS_ENDPOINT_URL": info["aws_url"],
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": seed.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": seed.SECRET_KEY,
             "AWS_DEFAULT_REGION": info["region"], "RUNBOOK_INVENTORY": info["inventory"]}
 
 

@@ -46,11 +46,16 @@ def manifest(version: str) -> dict[str, Any]:
                        layer(f"app-{version}", app_size)]}
 
 
+# moto takes any credentials; these are the sandbox's own, masked like real ones.
+ACCESS_KEY = "AKIASANDBOX0000000000"
+SECRET_KEY = "sandbox-only-secret-access-key"
+
+
 def seed_aws(aws_url: str) -> None:
     import boto3
 
     kw: dict[str, Any] = {"endpoint_url": aws_url, "region_name": REGION,
-                          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+                          "aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}
     ecr = boto3.client("ecr", **kw)
     ecr.create_repository(repositoryName=REPOSITORY,
                           imageTagMutability="IMMUTABLE")

@@ -1,18 +1,31 @@
 """``ansible``: run a playbook through ansible-runner, streaming task events as they happen.
 
-During a plan the playbook runs in check+diff mode. The runner's artifacts stay under the
-run's folder; each task's result becomes part of the step's registered result.
+During a plan the playbook runs in check+diff mode. What the engine hands Ansible is data,
+never code: every string of the extra vars reaches ansible-core marked ``!unsafe``, so a
+``{{ }}`` inside a param, a name, an inventory value or an earlier step's result is never
+rendered. The playbook sees only the environment it needs (an allowlist, plus the names the
+step lists in ``env``). While it runs, everything ansible-runner writes (the command with its
+environment, events, stdout) lives in a private folder in memory; the copy kept under the
+run's folder has the run's secrets masked. The playbook's process tree runs under the guard
+(``engine/guard.py``): it ends with the engine, even when the engine is killed.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import shutil
+import stat
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ansible_runner
+import yaml
+from ansible_runner.interface import init_runner
 
+from engine import proc
 from engine.errors import StepFailed
 from engine.model import Outcome
 
@@ -22,6 +35,14 @@ if TYPE_CHECKING:
 MAX_MESSAGE = 400
 _TASK_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed",
                 "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable"}
+# What a playbook may see of the engine's environment, besides the names its step lists.
+ALLOWED_ENV = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "KUBECONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "VIRTUAL_ENV",
+})
+ALLOWED_PREFIXES = ("LC_", "AWS_", "K8S_AUTH_", "ANSIBLE_")
 
 
 def run(ctx: StepContext) -> Outcome:
@@ -32,7 +53,6 @@ def run(ctx: StepContext) -> Outcome:
     if ctx.dry_run and spec.get("check_mode") == "skip":
         return Outcome("would-run", message=f"ansible-playbook {playbook.name}")
     ctx.workdir.mkdir(parents=True, exist_ok=True)
-    _put_ansible_on_path()
     results: dict[str, Any] = {}
     failures: list[str] = []
 
@@ -55,22 +75,38 @@ def run(ctx: StepContext) -> Outcome:
         results[task] = res
         return True
 
-    runner = ansible_runner.run(
-        private_data_dir=str(ctx.workdir),
-        playbook=str(playbook),
-        inventory=_inventory(ctx, spec),
-        extravars=dict(spec.get("extravars") or {}),
-        cmdline="--check --diff" if ctx.dry_run else None,
-        envvars=_envvars(ctx.workdir),
-        project_dir=os.getcwd(),
-        event_handler=on_event,
-        quiet=True,
-        suppress_env_files=True,
-        timeout=spec.get("timeout"),
-    )
-    _scrub(ctx.workdir, ctx.redact)
-    result = {"rc": runner.rc, "status": runner.status, "stats": runner.stats or {},
-              "results": results,
+    with proc.scratch_dir(ctx.run_id or "plan", ctx.step.id) as scratch:
+        extravars = scratch / "extravars.yml"
+        extravars.write_text(unsafe_yaml(dict(spec.get("extravars") or {})))
+        runner = init_runner(
+            private_data_dir=str(scratch),
+            playbook=str(playbook),
+            inventory=_inventory(scratch, spec),
+            extravars=str(extravars),
+            # With a launcher as its binary, ansible-runner passes the playbook on only here.
+            cmdline=shlex.join([*(["--check", "--diff"] if ctx.dry_run else []), str(playbook)]),
+            envvars=_envvars(scratch),
+            project_dir=os.getcwd(),
+            binary=_launcher(ctx.workdir),
+            event_handler=on_event,
+            cancel_callback=lambda: False,  # signals stay the engine's, not ansible-runner's
+            quiet=True,
+            suppress_env_files=True,
+            timeout=spec.get("timeout"),
+        )
+        runner.config.env = playbook_env(runner.config.env, os.environ,
+                                         [str(n) for n in spec.get("env") or []],
+                                         {**proc.tags(ctx.run_id), "PATH": _path(),
+                                          "RUNBOOK_STEP_ID": ctx.step.id})
+        try:
+            runner.run()
+        except BaseException:
+            proc.end_processes_of(ctx.run_id, ctx.step.id)
+            raise
+        finally:
+            keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
+        stats = runner.stats or {}  # read from the artifacts, before they are removed
+    result = {"rc": runner.rc, "status": runner.status, "stats": stats, "results": results,
               "changed": any(r.get("changed") for r in results.values())}
     if runner.status == "timeout":
         raise StepFailed(f"playbook {playbook.name} timed out after {spec['timeout']} s", result)
@@ -84,41 +120,89 @@ def run(ctx: StepContext) -> Outcome:
                    message=summary if isinstance(summary, str) else "")
 
 
-def _scrub(folder: Path, redact: Any) -> None:
-    """ansible-runner writes the environment and extra vars into its artifacts: mask the run's
-    secrets there too."""
-    for path in folder.rglob("*"):
-        if not path.is_file():
+class _UnsafeDumper(yaml.SafeDumper):
+    """Writes every string as ``!unsafe``: ansible-core takes it as data, never a template."""
+
+
+def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("!unsafe", value, style='"')
+
+
+_UnsafeDumper.add_representer(str, _unsafe_str)
+
+
+def unsafe_yaml(extravars: Mapping[str, Any]) -> str:
+    """Extra vars as YAML for ``-e @file``, every string value tagged ``!unsafe``."""
+    plain_keys = {str(k): v for k, v in extravars.items()}
+    body = yaml.dump(plain_keys, Dumper=_UnsafeDumper, sort_keys=True, allow_unicode=True)
+    # Keys are variable names: Ansible wants them as plain strings, not unsafe ones.
+    return re.sub(r'^!unsafe "([A-Za-z_][A-Za-z0-9_]*)":', r"\1:", body, flags=re.MULTILINE)
+
+
+def playbook_env(prepared: Mapping[str, str], outer: Mapping[str, str],
+                 named: Iterable[str], extra: Mapping[str, str]) -> dict[str, str]:
+    """ansible-runner's environment without what the engine's own environment holds beyond
+    the allowlist and the names the step lists: only what ansible-runner itself set is kept."""
+    keep = set(named)
+
+    def allowed(name: str) -> bool:
+        return name in ALLOWED_ENV or name in keep or name.startswith(ALLOWED_PREFIXES)
+
+    env = {k: v for k, v in prepared.items()
+           if allowed(k) or k not in outer or outer[k] != v}
+    return {**env, **extra}
+
+
+def keep_masked(source: Path, dest: Path, redact: Callable[[str], str]) -> None:
+    """Copy ansible-runner's artifacts to the run's folder with every secret masked."""
+    if not source.is_dir():
+        return
+    for path in sorted(source.rglob("*")):
+        target = dest / path.relative_to(source)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
             continue
+        if not path.is_file() or path.name.endswith("-partial.json"):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
-            continue
-        masked = redact(text)
-        if masked != text:
-            path.write_text(masked)
+            continue  # nothing here is binary; what cannot be read as text is not kept
+        target.write_text(redact(text), encoding="utf-8")
+        target.chmod(stat.S_IRUSR | stat.S_IWUSR)
 
 
-def _inventory(ctx: StepContext, spec: Any) -> str:
+def _inventory(scratch: Path, spec: Any) -> str:
     if spec.get("inventory"):
         return str(spec["inventory"])
-    path = ctx.workdir / "localhost.ini"
+    path = scratch / "localhost.ini"
     path.write_text("localhost ansible_connection=local "
                     f"ansible_python_interpreter={sys.executable}\n")
     return str(path)
 
 
-def _put_ansible_on_path() -> None:
-    # ansible-runner looks ansible-playbook up on this process's PATH: use the one installed
-    # beside this interpreter, whatever PATH the user has.
+def _launcher(workdir: Path) -> str:
+    """An executable that runs ansible-playbook (the one beside this interpreter) under the
+    guard: ansible-runner takes one path as its binary."""
+    ansible = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) \
+        or "ansible-playbook"
+    path = workdir / "ansible-playbook"
+    path.write_text("#!/bin/sh\nexec " + shlex.join([*proc.guarded([ansible])]) + ' "$@"\n')
+    path.chmod(stat.S_IRWXU)
+    return str(path)
+
+
+def _path() -> str:
+    # Tasks find the tools installed beside this interpreter (kubectl's peers, ansible's own),
+    # whatever PATH the user has.
     here = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
-    if here not in path.split(os.pathsep):
-        os.environ["PATH"] = here + os.pathsep + path
+    return path if here in path.split(os.pathsep) else here + os.pathsep + path
 
 
-def _envvars(workdir: Path) -> dict[str, str]:
-    home = workdir / ".ansible"
+def _envvars(scratch: Path) -> dict[str, str]:
+    home = scratch / ".ansible"
     return {
         "ANSIBLE_HOME": str(home),
         "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),

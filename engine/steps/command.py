@@ -24,7 +24,7 @@ def run(ctx: StepContext) -> Outcome:
         raise StepFailed(f"env must render to a mapping, got {type(env_spec).__name__}")
     env = {str(k): _env_value(v) for k, v in env_spec.items()}
     done = proc.run(argv, cwd=spec.get("cwd"), env=env, timeout=spec.get("timeout"),
-                    stdin=spec.get("stdin"), emit=ctx.emit)
+                    stdin=spec.get("stdin"), run_id=ctx.run_id, emit=ctx.emit)
     result = {"rc": done.rc, "stdout": done.stdout, "stderr": done.stderr,
               "stdout_lines": done.stdout.splitlines()}
     if done.timed_out:

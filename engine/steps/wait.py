@@ -30,7 +30,8 @@ def run(ctx: StepContext) -> Outcome:
         polls += 1
         poll: dict[str, Any] = {}
         if "argv" in spec:
-            done = proc.run(argv_of(spec["argv"]), timeout=spec["timeout"])
+            done = proc.run(argv_of(spec["argv"]), timeout=spec["timeout"],
+                            run_id=ctx.run_id)
             poll = {"rc": done.rc, "stdout": done.stdout, "stderr": done.stderr}
         if ctx.condition(spec["until"], {"poll": poll}):
             waited = round(ctx.clock.monotonic() - start, 3)
