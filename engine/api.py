@@ -206,6 +206,11 @@ def _execute(store: StateStore, record: RunRecord, the_plan: Plan,
         raise LockHeld(f"run {record.id} is being executed by process {holder}")
     try:
         if resumed:
+            # Whatever an earlier, killed attempt left alive must not go on beside this one.
+            from engine import proc
+
+            proc.end_processes_of(record.id)
+            proc.remove_scratch_of(record.id)
             store.set_run_status(record.id, "running")
             store.add_event(EventRecord(record.id, iso(clock.now()), "resume",
                                         {"by": current_user()}))

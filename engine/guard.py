@@ -3,9 +3,12 @@ engine that started it goes away.
 
 The kernel's parent-death signal reaches only the direct child of a killed engine; an
 Ansible playbook is a tree (ansible-playbook, its workers, each module's process, the shell a
-task runs). This small process sits between the engine and that tree: it asks for SIGTERM
-when the engine dies, and on SIGTERM, SIGINT or SIGHUP it kills its whole process group, so
-no task of a killed run goes on changing things while the run is resumed.
+task runs), and Ansible's workers start sessions of their own, out of reach of a process
+group signal. This small process sits between the engine and that tree: it asks for SIGTERM
+when the engine dies, and on SIGTERM, SIGINT or SIGHUP it kills every process of the tree:
+its descendants, and every process whose environment carries the same run tags (those
+survive a parent's death and a new session). No task of a killed run goes on changing
+things while the run is resumed.
 
 It runs as ``python -I -S guard.py ARGV...`` and imports only the standard library, so it
 starts in milliseconds. It must not import the engine.
@@ -13,6 +16,7 @@ starts in milliseconds. It must not import the engine.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -22,8 +26,61 @@ import sys
 _PR_SET_PDEATHSIG = 1
 
 
-def _end_group(*_: object) -> None:
-    os.killpg(os.getpgrp(), signal.SIGKILL)
+TAGS = ("RUNBOOK_RUN_ID", "RUNBOOK_ENGINE_PID", "RUNBOOK_STEP_ID")
+
+
+def _end_tree(*_: object) -> None:
+    me = os.getpid()
+    tags = {f"{name}={os.environ[name]}".encode() for name in TAGS if name in os.environ}
+    for _round in range(20):  # again, for what was forked while the others were killed
+        found = _tree(me) | (_tagged(tags) if tags else set())
+        found.discard(me)
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(137)
+
+
+def _processes() -> dict[int, int]:
+    """Each process of this machine and its parent."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return parents
+
+
+def _tree(root: int) -> set[int]:
+    parents = _processes()
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        children = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= children
+        frontier = children
+    return found
+
+
+def _tagged(tags: set[bytes]) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    environ = set(fh.read().split(b"\0"))
+            except OSError:
+                continue
+            if tags <= environ:
+                found.add(int(entry))
+    return found
 
 
 def main(argv: list[str]) -> int:
@@ -33,7 +90,7 @@ def main(argv: list[str]) -> int:
     if os.getpgrp() != os.getpid():
         os.setpgid(0, 0)
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(number, _end_group)
+        signal.signal(number, _end_tree)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     engine = os.environ.get("RUNBOOK_ENGINE_PID")

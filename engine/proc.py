@@ -84,9 +84,15 @@ def run(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] |
 
 
 def _end_group(proc: subprocess.Popen[str]) -> None:
+    """The guard ends the child's whole tree on SIGTERM; its group is killed if it cannot."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def end_processes_of(run_id: str, step_id: str | None = None) -> list[int]:

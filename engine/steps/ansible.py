@@ -100,10 +100,10 @@ def run(ctx: StepContext) -> Outcome:
                                           "RUNBOOK_STEP_ID": ctx.step.id})
         try:
             runner.run()
-        except BaseException:
-            proc.end_processes_of(ctx.run_id, ctx.step.id)
-            raise
         finally:
+            # After a timeout or an interrupt, Ansible's workers (in sessions of their own)
+            # could outlive the playbook: nothing of this step runs on once it has ended.
+            proc.end_processes_of(ctx.run_id, ctx.step.id)
             keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
         stats = runner.stats or {}  # read from the artifacts, before they are removed
     result = {"rc": runner.rc, "status": runner.status, "stats": stats, "results": results,

@@ -1,0 +1,126 @@
+"""Child processes end with the engine, all of them: a playbook's whole process tree, a
+command's grandchildren, and whatever a killed attempt left behind when the run resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine import proc
+from engine.store.owner import pid_alive
+from tests.conftest import HEADER, runbook_process
+from tests.test_resume_kill import wait_for
+
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+
+
+def tagged(run_id: str) -> list[int]:
+    """Processes of this machine whose environment says they belong to ``run_id``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"{proc.RUN_TAG}={run_id}".encode() in environ:
+                found.append(int(entry.name))
+    return found
+
+
+def cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    except OSError:
+        return []
+
+
+def until_gone(run_id: str, timeout: float = 30) -> list[int]:
+    """Wait for the run's processes to end (the guard reacts to the engine's death); return
+    the ones still there when the time is up."""
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in tagged(run_id) if pid_alive(p)]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+def run_id_from(p: subprocess.Popen[str]) -> str:
+    assert p.stdout is not None
+    return p.stdout.readline().split()[1]
+
+
+def test_sigkill_during_a_playbook_task_leaves_no_ansible_process(isolated, write_runbook):
+    started, late = isolated / "started", isolated / "late"
+    path = write_runbook(HEADER + f"""steps:
+  - id: nap
+    ansible:
+      playbook: {PLAYBOOKS / 'sleep-then-write.yml'}
+      extravars: {{started: {started}, late: {late}, nap: 60}}
+""")
+    engine = runbook_process("run", str(path))
+    run_id = run_id_from(engine)
+    wait_for(started, timeout=120)
+    # The task's shell and its sleep run: ansible-playbook, a worker, the module, sh, sleep.
+    deadline = time.monotonic() + 60
+    while not any(cmdline(p) == [b"sleep", b"60"] for p in tagged(run_id)):
+        assert time.monotonic() < deadline, "the task never started its sleep"
+        time.sleep(0.05)
+    assert len(tagged(run_id)) >= 3
+    engine.send_signal(signal.SIGKILL)
+    engine.communicate(timeout=10)
+    assert until_gone(run_id) == []
+    assert not late.exists()
+
+
+def test_sigkill_during_a_command_ends_its_grandchildren(isolated, write_runbook):
+    started, late = isolated / "started", isolated / "late"
+    path = write_runbook(HEADER + f"""steps:
+  - id: nap
+    command: {{argv: [sh, -c, "touch {started}; (sleep 60; touch {late}) & wait"]}}
+""")
+    engine = runbook_process("run", str(path))
+    run_id = run_id_from(engine)
+    wait_for(started)
+    engine.send_signal(signal.SIGKILL)
+    engine.communicate(timeout=10)
+    assert until_gone(run_id) == []
+    assert not late.exists()
+
+
+def test_resume_first_ends_what_an_earlier_attempt_left_alive(isolated, write_runbook,
+                                                               runbook_cli):
+    gate = isolated / "go"
+    path = write_runbook(HEADER + f"""steps:
+  - id: wait-for-go
+    command: {{argv: [test, -e, {gate}]}}
+""")
+    first = runbook_cli("run", str(path))
+    assert first.code == 1
+    run_id = first.out.split()[1]
+    # A process of the run that outlived its engine (as one started outside the guard would).
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                                env={**os.environ, proc.RUN_TAG: run_id},
+                                start_new_session=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                             env={**os.environ, proc.RUN_TAG: "another-run"},
+                             start_new_session=True)
+    try:
+        gate.touch()
+        assert runbook_cli("resume", run_id).code == 0
+        assert leftover.wait(timeout=10) == -signal.SIGKILL
+        assert other.poll() is None  # another run's process is left alone
+    finally:
+        for p in (leftover, other):
+            p.kill()
+            p.wait()
+
+
+def test_a_command_that_cannot_start_says_why(isolated):
+    done = proc.run(["no-such-program-here"], run_id="r")
+    assert done.rc == 127
+    assert "no-such-program-here" in done.stderr
