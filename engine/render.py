@@ -15,22 +15,54 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine import patterns
 from engine.errors import InvalidInput
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                            keep_trailing_newline=True)
+# A template's arithmetic may not build a string or list longer than MAX_SIZE, nor an integer
+# of more than MAX_BITS bits: 9 ** 9 ** 9 or 'x' * 10 ** 9 would hold the engine for minutes
+# (and the compiler folds constant expressions, so even checking the syntax would).
+MAX_SIZE = 1_000_000
+MAX_BITS = 65_536
+# Errors that a template's own evaluation raises (1 / 0, 'a' + 1, range(10 ** 9), a macro
+# calling itself forever): bad input, like an undefined name.
+_EVALUATION_ERRORS = (ArithmeticError, TypeError, ValueError, LookupError, RecursionError)
+_SEQUENCE = (str, list, tuple)
+
+
+class _Environment(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _integer(left) and _integer(right) and abs(left) > 1 \
+                and right * abs(left).bit_length() > MAX_BITS:
+            raise SecurityError(f"{left} ** {right} is too large a number")
+        if operator == "*":
+            seq, times = (left, right) if isinstance(left, _SEQUENCE) else (right, left)
+            if isinstance(seq, _SEQUENCE) and _integer(times) and len(seq) * times > MAX_SIZE:
+                raise SecurityError(f"repeating {len(seq)} items {times} times is too large")
+        if operator == "+" and isinstance(left, _SEQUENCE) and isinstance(right, _SEQUENCE) \
+                and len(left) + len(right) > MAX_SIZE:
+            raise SecurityError(f"the result would be longer than {MAX_SIZE}")
+        return super().call_binop(context, operator, left, right)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_ENV = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def _regex_replace(value: Any, pattern: str, replacement: str = "") -> str:
-    return re.sub(pattern, replacement, str(value))
+    return patterns.sub(pattern, replacement, str(value))
 
 
 def _regex_search(value: Any, pattern: str) -> str | None:
-    found = re.search(pattern, str(value))
-    return found.group(0) if found else None
+    return patterns.search(pattern, str(value))
 
 
 _ENV.filters.update(
@@ -101,6 +133,9 @@ def render_string(source: str, context: Mapping[str, Any], where: str = "") -> A
         raise InvalidInput(f"template {source!r}: {exc.message}", path=where or None) from exc
     except TemplateError as exc:
         raise InvalidInput(f"template {source!r}: {exc.message or exc}",
+                           path=where or None) from exc
+    except _EVALUATION_ERRORS as exc:
+        raise InvalidInput(f"template {source!r}: {type(exc).__name__}: {exc}",
                            path=where or None) from exc
 
 
