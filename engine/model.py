@@ -6,12 +6,14 @@ Raw dicts stop at the schema: from here on, code reads these types.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine import patterns
 from engine.errors import InvalidInput
 from engine.loader import Document
 from engine.schema import STEP_TYPE_KEYS
@@ -31,6 +33,8 @@ class Param:
     pattern: str | None = None
     description: str = ""
     secret: bool = False
+    minimum: float | None = None  # integer and number params only
+    maximum: float | None = None
 
     @property
     def flag(self) -> str:
@@ -157,17 +161,34 @@ def _build_param(name: str, spec: Mapping[str, Any], doc: Document) -> Param:
     pattern = spec.get("pattern")
     if pattern is not None:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise invalid(f"invalid pattern {pattern!r}: {exc}") from exc
+            patterns.compiled(pattern)
+        except InvalidInput as exc:
+            raise invalid(exc.message) from exc
     param = Param(name=name, type=ptype, required=spec.get("required", False),
                   default=spec.get("default"), enum=tuple(spec.get("enum", ())),
                   pattern=pattern, description=spec.get("description", ""),
-                  secret=spec.get("secret", False))
+                  secret=spec.get("secret", False), minimum=spec.get("minimum"),
+                  maximum=spec.get("maximum"))
+    numeric = ptype in ("integer", "number")
+    for bound in (param.minimum, param.maximum):
+        if bound is not None and not numeric:
+            raise invalid(f"minimum and maximum apply to integer and number params, "
+                          f"not to a {ptype}")
+        if isinstance(bound, float) and not math.isfinite(bound):
+            raise invalid(f"the bound {bound!r} is not a finite number")
+    if param.minimum is not None and param.maximum is not None and \
+            param.minimum > param.maximum:
+        raise invalid(f"minimum {param.minimum} is above maximum {param.maximum}")
     for value in ([param.default] if param.default is not None else []) + list(param.enum):
         if isinstance(value, bool) != (ptype == "boolean") or \
                 not isinstance(value, PARAM_TYPES[ptype]):
             raise invalid(f"{value!r} is not of the param's type {ptype}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise invalid(f"{value!r} is not a finite number")
+        low, high = param.minimum, param.maximum
+        if isinstance(value, int | float) and (
+                (low is not None and value < low) or (high is not None and value > high)):
+            raise invalid(f"{value!r} is outside the param's minimum and maximum")
     return param
 
 

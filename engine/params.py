@@ -1,17 +1,29 @@
-"""Turn the values given on the command line into the typed params a runbook declares."""
+"""Turn the values given on the command line into the typed params a runbook declares.
+
+Every value is checked as its type means before anything is recorded: a number is finite and
+within the param's ``minimum``/``maximum``, a string matches its ``pattern`` (with a time
+limit, see ``patterns``).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from engine import patterns
 from engine.errors import InvalidInput
 from engine.model import Param, Runbook
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
+# ASCII digits only, and few enough of them to be a count, a revision or a size: int() alone
+# would also take '1_000', '٣' and 4300-digit numbers.
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,18}(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
+_SHOWN = 40  # characters of a refused value quoted back in the error
 
 
 def secret_env_name(param: Param) -> str:
@@ -51,36 +63,72 @@ def coerce(runbook: Runbook, given: Mapping[str, Any],
 
 def check(param: Param, raw: Any, src: str) -> Any:
     value = _typed(param, raw, src)
-    shown = "(secret)" if param.secret else repr(value)
+    shown = "(secret)" if param.secret else _show(value)
     if param.enum and value not in param.enum:
         choices = ", ".join(str(c) for c in param.enum)
         raise InvalidInput(f"{param.flag} {shown} is not one of: {choices}", file=src)
-    if param.pattern and not re.fullmatch(param.pattern, str(value)):
-        raise InvalidInput(f"{param.flag} {shown} does not match {param.pattern!r}", file=src)
+    if param.minimum is not None and value < param.minimum:
+        raise InvalidInput(f"{param.flag} {shown} is below the minimum {param.minimum}",
+                           file=src)
+    if param.maximum is not None and value > param.maximum:
+        raise InvalidInput(f"{param.flag} {shown} is above the maximum {param.maximum}",
+                           file=src)
+    if param.pattern:
+        try:
+            matched = patterns.fullmatch(param.pattern, str(value))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{param.flag}: {exc.message}", file=src) from exc
+        if not matched:
+            raise InvalidInput(f"{param.flag} {shown} does not match {param.pattern!r}",
+                               file=src)
     return value
 
 
 def _typed(param: Param, raw: Any, src: str) -> Any:
-    if param.type == "integer":
+    def refuse(expected: str) -> InvalidInput:
+        got = "" if param.secret else f", got {_show(raw)}"
+        return InvalidInput(f"{param.flag} expects {expected}{got}", file=src)
+
+    if param.type in ("integer", "number"):
         if isinstance(raw, bool):
-            raise InvalidInput(f"{param.flag} expects an integer", file=src)
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{param.flag} expects an integer, got {raw!r}", file=src) from None
-    if param.type == "number":
-        if isinstance(raw, bool):
-            raise InvalidInput(f"{param.flag} expects a number", file=src)
-        try:
-            number = float(raw)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{param.flag} expects a number, got {raw!r}", file=src) from None
-        return int(number) if number.is_integer() else number
+            raise refuse("an integer" if param.type == "integer" else "a number")
+        if param.type == "integer":
+            return _integer(raw, refuse)
+        return _number(raw, refuse)
     if param.type == "boolean":
         if isinstance(raw, bool):
             return raw
         text = str(raw).lower()
         if text in _TRUE | _FALSE:
             return text in _TRUE
-        raise InvalidInput(f"{param.flag} expects true or false, got {raw!r}", file=src)
+        raise refuse("true or false")
     return str(raw)
+
+
+def _integer(raw: Any, refuse: Callable[[str], InvalidInput]) -> int:
+    if isinstance(raw, float) and math.isfinite(raw) and raw.is_integer():
+        raw = int(raw)  # a value stored as JSON by an earlier run
+    if isinstance(raw, int) and abs(raw) < 10**18:
+        return raw
+    text = str(raw).strip()
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    raise refuse("an integer of at most 18 digits" if re.fullmatch(r"[+-]?[0-9]+", text)
+                 else "an integer")
+
+
+def _number(raw: Any, refuse: Callable[[str], InvalidInput]) -> int | float:
+    if isinstance(raw, int | float):
+        number = float(raw)
+    elif isinstance(raw, str) and _NUMBER.fullmatch(raw.strip()):
+        number = float(raw.strip())
+    else:
+        raise refuse("a finite number")
+    if not math.isfinite(number):  # nan compares false with every bound, inf passes a minimum
+        raise refuse("a finite number")
+    return int(number) if number.is_integer() else number
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"

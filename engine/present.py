@@ -227,6 +227,10 @@ def runbook_text(book: Runbook) -> str:
                 bits.append(f"default {p.default}")
             if p.enum:
                 bits.append("one of " + "|".join(str(e) for e in p.enum))
+            if p.minimum is not None:
+                bits.append(f"at least {p.minimum}")
+            if p.maximum is not None:
+                bits.append(f"at most {p.maximum}")
             if p.secret:
                 bits.append("secret, from the environment")
             lines.append(f"  {p.flag:<20} {', '.join(bits)}" +
