@@ -54,7 +54,7 @@ class RunDetail:
 
 
 def load_runbook(name_or_path: str) -> Runbook:
-    doc = loader.load(loader.resolve(name_or_path, "runbooks"))
+    doc = loader.load(loader.resolve(name_or_path, "runbooks"), "Runbook")
     schema.validate(doc, "runbook")
     runbook = build_runbook(doc, _load_fragment)
     _check_template_syntax(runbook)
@@ -62,7 +62,7 @@ def load_runbook(name_or_path: str) -> Runbook:
 
 
 def _load_fragment(path: Path) -> loader.Document:
-    doc = loader.load(path)
+    doc = loader.load(path, "Fragment")
     schema.validate(doc, "fragment")
     return doc
 
@@ -76,7 +76,7 @@ def load_inventory(name: str | None, runbook: Runbook | None = None) -> Inventor
 def _inventory_at(name: str | None) -> Inventory:
     if not name:
         return Inventory(name="", path=None, sha256=hashlib.sha256(b"").hexdigest())
-    doc = loader.load(loader.resolve(name, "inventories"))
+    doc = loader.load(loader.resolve(name, "inventories"), "Inventory")
     schema.validate(doc, "inventory")
     return Inventory(name=doc.path.stem, path=doc.path, sha256=doc.sha256, data=doc.data)
 

@@ -16,8 +16,14 @@ import yaml
 
 from engine.errors import InvalidInput
 
-# A document whose aliases expand past this many nodes is refused (billion laughs).
-MAX_EXPANDED_NODES = 100_000
+# Limits far above any runbook or inventory (the shipped ones have a few hundred nodes, at most
+# ten levels deep), so that a hostile or broken file is refused at once instead of holding the
+# engine for minutes, exhausting the stack or the memory.
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 50
+MAX_NODES = 20_000  # as written
+MAX_EXPANDED_NODES = 100_000  # once aliases are expanded (billion laughs)
+KINDS = ("Runbook", "Fragment", "Inventory")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,25 +89,46 @@ def list_names(kind: str) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def load(path: Path) -> Document:
+def load(path: Path, kind: str) -> Document:
+    """Read and parse a runbook, fragment or inventory (``kind``) file."""
+    if not path.is_file():
+        raise InvalidInput("not a regular file", file=str(path))
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise InvalidInput(f"cannot read: {exc.strerror}", file=str(path)) from exc
-    return parse(raw, path)
+    if len(raw) > MAX_FILE_BYTES:
+        raise InvalidInput(f"larger than {MAX_FILE_BYTES // 1_000_000} MB, far more than any "
+                           f"{kind.lower()}; refusing to load", file=str(path))
+    return parse(raw, path, kind)
 
 
-def parse(raw: bytes, path: Path) -> Document:
+def parse(raw: bytes, path: Path, kind: str) -> Document:
+    """Parse YAML bytes into a Document, refusing anything that is not a ``kind`` document.
+
+    Nothing of a file that is not a runbook, fragment or inventory is quoted in an error: a
+    path given by mistake (or on purpose) may hold secrets.
+    """
+    src = str(path)
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise InvalidInput("a NUL byte: not a text file", file=src,
+                           line=raw.count(b"\n", 0, nul) + 1)
     text = raw.decode("utf-8", errors="replace")
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text, path)
     try:
         node = loader.get_single_node()
         if node is None:
-            raise InvalidInput("the file is empty", file=str(path), line=1)
+            raise InvalidInput("the file is empty", file=src, line=1)
         _check_expansion(node, path)
+        _check_kind(node, path, kind)
         lines: dict[JsonPath, int] = {}
         _index(node, (), lines, path)
         data = loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        raise InvalidInput(f"malformed YAML: the character #x{exc.character:04x} is not allowed",
+                           file=src, line=text.count("\n", 0, exc.position or 0) + 1) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -109,35 +136,102 @@ def parse(raw: bytes, path: Path) -> Document:
         ctx = exc.context_mark
         if exc.context and ctx and mark and ctx.line != mark.line:
             problem += f" ({exc.context} started on line {ctx.line + 1})"
-        raise InvalidInput(f"malformed YAML: {problem}", file=str(path), line=line) from exc
+        raise InvalidInput(f"malformed YAML: {' '.join(problem.split())}", file=src,
+                           line=line) from exc
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"malformed YAML: {exc}", file=str(path)) from exc
+        raise InvalidInput(f"malformed YAML: {' '.join(str(exc).split())}", file=src) from exc
     finally:
         loader.dispose()
     return Document(path=path, data=data, lines=lines, sha256=hashlib.sha256(raw).hexdigest())
 
 
+class _Loader(yaml.composer.Composer, yaml.CSafeLoader):
+    """libyaml's parser (fast, and not recursive) under PyYAML's composer, which is told to
+    stop at the first node past the depth or count limits, or at a recursive alias."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        yaml.CSafeLoader.__init__(self, text)
+        yaml.composer.Composer.__init__(self)
+        self._src = str(path)
+        self._depth = 0
+        self._nodes = 0
+        self._open: set[str] = set()  # anchors of the nodes being composed
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        mark = event.start_mark if event is not None else None
+        line = mark.line + 1 if mark is not None else None
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise InvalidInput("a recursive alias: it refers to a node that contains it",
+                                   file=self._src, line=line)
+            return super().compose_node(parent, index)
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise InvalidInput(f"more than {MAX_NODES} YAML nodes, far more than any runbook "
+                               "or inventory; refusing to load", file=self._src, line=line)
+        if self._depth >= MAX_DEPTH:
+            raise InvalidInput(f"nested more than {MAX_DEPTH} levels deep; refusing to load",
+                               file=self._src, line=line)
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
+
+
 def _check_expansion(root: yaml.Node, path: Path) -> None:
-    sizes: dict[int, int] = {}
+    """Refuse a document whose aliases expand past the node count or the depth limit."""
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, height) once expanded
 
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        sizes[key] = 1  # a recursive alias counts once instead of looping
-        total = 1
+    def refuse(node: yaml.Node, what: str) -> InvalidInput:
+        return InvalidInput(f"YAML aliases expand to {what}; refusing to load",
+                            file=str(path), line=node.start_mark.line + 1)
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        known = measured.get(id(node))
+        if known is not None:
+            if depth + known[1] > MAX_DEPTH:
+                raise refuse(node, f"more than {MAX_DEPTH} levels")
+            return known
+        if depth > MAX_DEPTH:
+            raise refuse(node, f"more than {MAX_DEPTH} levels")
+        children: list[yaml.Node] = []
         if isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
+            children = [n for pair in node.value for n in pair]
         elif isinstance(node, yaml.SequenceNode):
-            total += sum(size(v) for v in node.value)
-        if total > MAX_EXPANDED_NODES:
-            raise InvalidInput(
-                f"YAML aliases expand to more than {MAX_EXPANDED_NODES} nodes; refusing to load",
-                file=str(path), line=node.start_mark.line + 1)
-        sizes[key] = total
-        return total
+            children = list(node.value)
+        total, height = 1, 0
+        for child in children:
+            size, below = measure(child, depth + 1)
+            total += size
+            height = max(height, below + 1)
+            if total > MAX_EXPANDED_NODES:
+                raise refuse(node, f"more than {MAX_EXPANDED_NODES} nodes")
+        measured[id(node)] = (total, height)
+        return total, height
 
-    size(root)
+    measure(root, 1)
+
+
+def _check_kind(root: yaml.Node, path: Path, kind: str) -> None:
+    """Before anything quotes the file's content, make sure it is what it should be."""
+    found, line = None, 1
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == "kind" and \
+                    isinstance(value, yaml.ScalarNode):
+                found, line = value.value, value.start_mark.line + 1
+    if found == kind:
+        return
+    other = f" (this is a{'n' if found == 'Inventory' else ''} {found})" if found in KINDS \
+        else ""
+    raise InvalidInput(f"not a {kind.lower()}: expected a YAML mapping with kind: {kind}{other}",
+                       file=str(path), line=line)
 
 
 def _index(node: yaml.Node, at: JsonPath, lines: dict[JsonPath, int], path: Path) -> None:

@@ -11,7 +11,7 @@ def test_malformed_yaml_names_file_and_line(write_runbook, runbook_cli):
     path = write_runbook(HEADER + "steps:\n  - id: a\n    command: {argv: [true]\n  - id: b\n")
     result = runbook_cli("validate", str(path))
     assert result.code == 2
-    assert f"{path}:7: malformed YAML: expected ',' or '}}', but got '-' " \
+    assert f"{path}:7: malformed YAML: did not find expected ',' or '}}' " \
         "(while parsing a flow mapping started on line 6)" in result.err
     assert len(result.err.strip().splitlines()) == 1
 
@@ -23,7 +23,7 @@ def test_alias_bomb_is_refused_quickly(write_runbook):
         lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
     path = write_runbook("\n".join(lines) + "\n")
     with pytest.raises(InvalidInput, match="aliases expand to more than") as info:
-        loader.load(path)
+        loader.load(path, "Runbook")
     assert info.value.file == str(path)
 
 
@@ -33,14 +33,14 @@ def test_small_anchors_still_work(write_runbook):
     steps:
       - {id: a, command: *cmd}
     """.replace("\n    ", "\n"))
-    doc = loader.load(path)
+    doc = loader.load(path, "Runbook")
     assert doc.data["steps"][0]["command"] == {"argv": ["echo", "hi"]}
 
 
 def test_duplicate_keys_are_refused_with_their_line(write_runbook):
     path = write_runbook(HEADER + "steps:\n  - id: a\n    id: b\n    command: {argv: [true]}\n")
     with pytest.raises(InvalidInput, match="duplicate key 'id'") as info:
-        loader.load(path)
+        loader.load(path, "Runbook")
     assert info.value.line == 6
 
 
