@@ -6,6 +6,7 @@ Line numbers let every later error point at the place in the file a person must 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from engine.errors import InvalidInput
 # engine for minutes, exhausting the stack or the memory.
 MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 50
-MAX_NODES = 20_000  # as written
-MAX_EXPANDED_NODES = 100_000  # once aliases are expanded (billion laughs)
+MAX_NODES = 10_000  # as written
+MAX_EXPANDED_NODES = 20_000  # once aliases are expanded (billion laughs)
 KINDS = ("Runbook", "Fragment", "Inventory")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +143,25 @@ def parse(raw: bytes, path: Path, kind: str) -> Document:
         raise InvalidInput(f"malformed YAML: {' '.join(str(exc).split())}", file=src) from exc
     finally:
         loader.dispose()
-    return Document(path=path, data=data, lines=lines, sha256=hashlib.sha256(raw).hexdigest())
+    doc = Document(path=path, data=data, lines=lines, sha256=hashlib.sha256(raw).hexdigest())
+    at = _non_finite(data, ())
+    if at is not None:  # a timeout of .inf or a window of .nan hours breaks whatever uses it
+        raise InvalidInput(".inf and .nan are not numbers a runbook or inventory can use",
+                           file=src, line=doc.line_of(at))
+    return doc
+
+
+def _non_finite(value: Any, at: JsonPath) -> JsonPath | None:
+    """Where the first infinite or not-a-number float sits (the depth is already bounded)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return at
+    items: Any = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, (*at, key))
+        if found is not None:
+            return found
+    return None
 
 
 class _Loader(yaml.composer.Composer, yaml.CSafeLoader):
