@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine import loader, schema
+from engine import gates, loader, schema
 from engine import params as params_mod
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import InvalidInput, LockHeld, RunNotFound
@@ -78,6 +78,13 @@ def _inventory_at(name: str | None) -> Inventory:
         return Inventory(name="", path=None, sha256=hashlib.sha256(b"").hexdigest())
     doc = loader.load(loader.resolve(name, "inventories"), "Inventory")
     schema.validate(doc, "inventory")
+    for env, windows in (doc.data.get("maintenance_windows") or {}).items():
+        for i, window in enumerate(windows):
+            problem = gates.window_problem(window)
+            if problem:
+                at = ("maintenance_windows", env, i, problem[0])
+                raise InvalidInput(problem[1], file=str(doc.path), line=doc.line_of(at),
+                                   path=f"$.maintenance_windows.{env}[{i}].{problem[0]}")
     return Inventory(name=doc.path.stem, path=doc.path, sha256=doc.sha256, data=doc.data)
 
 

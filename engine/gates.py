@@ -58,6 +58,26 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def window_problem(window: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The field of an inventory's maintenance window that cannot be used, and why; checked
+    when the inventory is loaded so that a bad date is not found only when a gate needs it."""
+    times: list[datetime] = []
+    for key in ("start", "end"):
+        text = str(window[key])
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "…"
+        try:
+            when = parse_time(text)
+        except ValueError:
+            return key, (f"{key} {shown} is not an ISO 8601 date and time "
+                         "(such as 2026-11-28T22:00:00Z)")
+        if when.tzinfo is None:  # cannot be compared with the clock's aware time
+            return key, f"{key} {shown} has no time zone (end it with Z or +HH:MM)"
+        times.append(when)
+    if times[1] <= times[0]:
+        return "end", "the window ends before it starts"
+    return None
+
+
 def attest(item: Item, approvals: Sequence[ApprovalRecord]) -> Evidence:
     mine = [a for a in approvals if a.item == item.id]
     if not mine:
