@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.errors import InvalidInput
 from engine.store.sql import SqlStore, tables
 
 
@@ -22,12 +23,30 @@ class SqliteStore(SqlStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._wal()
         self._depth = 0
-        with self._tx():
-            for statement in tables("INTEGER PRIMARY KEY AUTOINCREMENT"):
-                self._db.execute(statement)
+        try:
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._check()
+            self._wal()
+            with self._tx():
+                for statement in tables("INTEGER PRIMARY KEY AUTOINCREMENT"):
+                    self._db.execute(statement)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise _damaged(path, str(exc)) from exc
+        except InvalidInput:
+            self._db.close()
+            raise
+
+    def _check(self) -> None:
+        # A file damaged in the middle (a bad disk, a copy taken mid-write) still opens, and
+        # SQLite finds the damage only when a query reaches the bad page, possibly after a
+        # run was recorded in the good ones: refuse it before anything is read or written.
+        rows = self._db.execute("PRAGMA quick_check(1)").fetchall()
+        if rows != [("ok",)]:
+            raise _damaged(self.path, str(rows[0][0]) if rows else "no answer")
 
     def _wal(self) -> None:
         # Switching a new file to WAL needs a moment alone with it, and SQLite reports a
@@ -64,3 +83,9 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _damaged(path: Path, detail: str) -> InvalidInput:
+    return InvalidInput(f"the state store is damaged ({' '.join(detail.split())}); nothing was "
+                        "read or written: restore it from a backup or move it aside",
+                        file=str(path))
