@@ -128,6 +128,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def _error(message: str, code: int, output: str) -> None:
+    message = " ".join(message.splitlines())  # one line, whatever a template or value held
     if output == "json":
         print(json.dumps({"error": message, "exit_code": code}))
     else:

@@ -264,7 +264,11 @@ class _StepBuilder:
         target = (doc.path.parent / raw["include"]).resolve()
         if not target.is_file():
             raise invalid(f"fragment not found: {raw['include']}")
-        fragment = self.load_fragment(target)
+        try:
+            fragment = self.load_fragment(target)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{exc.message} (included from {doc.path}:{doc.line_of(at)})",
+                               file=exc.file, line=exc.line, path=exc.path) from exc
         self.fragment_shas.add(fragment.sha256)
         declared = fragment.data.get("args") or {}
         given = dict(raw.get("with") or {})
