@@ -10,7 +10,7 @@ REASON = "CVE-2026-1234 in session handling"
 
 def start(runbook_cli, tag: str, *extra: str) -> str:
     first = runbook_cli("run", "hotfix", "--tag", tag, "--reason", REASON,
-                        "--verify-minutes", "0.1", *extra)
+                        "--verify-minutes", "1", *extra)
     assert first.code == 3, first.out
     return first.out.split()[1]
 
