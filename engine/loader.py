@@ -249,8 +249,9 @@ def _check_kind(root: yaml.Node, path: Path, kind: str) -> None:
         return
     other = f" (this is a{'n' if found == 'Inventory' else ''} {found})" if found in KINDS \
         else ""
-    raise InvalidInput(f"not a {kind.lower()}: expected a YAML mapping with kind: {kind}{other}",
-                       file=str(path), line=line)
+    article = "an" if kind[0] in "AEIOU" else "a"
+    raise InvalidInput(f"not {article} {kind.lower()}: expected a YAML mapping with kind: "
+                       f"{kind}{other}", file=str(path), line=line)
 
 
 def _index(node: yaml.Node, at: JsonPath, lines: dict[JsonPath, int], path: Path) -> None:
