@@ -48,3 +48,29 @@ def test_conditions():
     assert condition("{{ params.n > 5 }}", CTX) is False
     assert condition(False, CTX) is False
     assert condition("params.tag is not defined", CTX) is True
+
+
+@pytest.mark.parametrize(("template", "value"), [
+    ("{{ params.n * 60 }}", 180), ("{{ 2 ** 64 }}", 2**64), ("{{ 'ab' * params.n }}", "ababab"),
+    ("{{ [1] * 3 + [2] }}", [1, 1, 1, 2]), ("{{ 'uat1-1.4.2' | regex_replace('^uat1-', '') }}",
+                                           "1.4.2"),
+    ("{{ 'image:1.4.2' | regex_search('[0-9.]+$') }}", "1.4.2"),
+])
+def test_ordinary_arithmetic_and_regex_filters_work(template, value):
+    assert render_value(template, CTX) == value
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("{{ 9 ** 99999999 }}", "too large a number"),
+    ("{{ 'x' * 10 ** 9 }}", "too large"),
+    ("{{ [0] * 10 ** 7 }}", "too large"),
+    ("{{ range(10 ** 9) | list }}", "OverflowError"),
+    ("{{ params.n / 0 }}", "ZeroDivisionError"),
+    ("{{ params.env + 1 }}", "TypeError"),
+    ("{{ ('a' * 60 ~ '!') | regex_search('(a|aa)+$') }}", "took more than 0.5 s"),
+    ("{{ 'x' | regex_replace('(', '') }}", "invalid regular expression"),
+    ("{{ 'x' | regex_replace('(x)', '\\\\2') }}", "invalid replacement"),
+])
+def test_runaway_or_failing_evaluation_is_invalid_input(template, message):
+    with pytest.raises(InvalidInput, match=message):
+        render_value(template, CTX)
