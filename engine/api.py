@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine import gates, loader, schema
+from engine import gates, loader, pause, schema
 from engine import params as params_mod
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import InvalidInput, LockHeld, RunNotFound
@@ -26,6 +26,7 @@ from engine.store import (
     ApprovalRecord,
     EventRecord,
     HistoryRecord,
+    JournalRecord,
     LockRecord,
     PlanRecord,
     RunRecord,
@@ -144,10 +145,14 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
                            if inv.path else None, inventory_sha=inv.sha256,
                            params=dict(the_plan.params), user=user, started_at=started,
                            plan_hash=the_plan.hash, lock_env=the_plan.lock_env)
-        holder = store.create_run(record)
+        owner = this_process()
+        holder = store.create_run(record, owner=owner)
         if holder is not None:
             raise _locked(holder)
-        return _execute(store, record, the_plan, {}, reporter, clock, resumed=False)
+        try:
+            return _execute(store, record, the_plan, {}, reporter, clock, resumed=False)
+        finally:
+            store.release_run(record.id, owner)
     finally:
         store.close()
 
@@ -159,30 +164,69 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
     reporter = reporter or NullReporter()
     store = open_store(state)
     try:
-        record = get_run(store, run_id)
-        if record.status not in RESUMABLE:
-            raise InvalidInput(f"run {run_id} is {record.status}; only a run that is "
-                               f"{', '.join(RESUMABLE)} can be resumed")
-        the_plan, changed = replan(store, record)
+        record = _resumable(store.get_run(run_id), run_id)
+        book, inv, changed = _files_of(record)
         if changed and not force:
             raise InvalidInput(f"the {' and the '.join(changed)} changed since run {run_id} "
                                "started; resume with --force to go on with the new version")
-        book, inv = the_plan.runbook, the_plan.inventory
-        checkpoints = store.steps(run_id)
+        owner = this_process()
+        pause.before_claim()
+        with store.locked_run(run_id) as current:
+            # Checked again where nothing can change the run before it is ours: a resume
+            # that finished it meanwhile leaves it done, and this one refuses.
+            record = _resumable(current, run_id)
+            holder = store.claim_run(run_id, owner)
+            if holder:
+                raise _being_executed(run_id, holder)
+        try:
+            return _resume_claimed(store, record, book, inv, changed, user, reporter, clock)
+        finally:
+            store.release_run(run_id, owner)
+    finally:
+        store.close()
+
+
+def _resume_claimed(store: StateStore, record: RunRecord, book: Runbook, inv: Inventory,
+                    changed: list[str], user: str | None, reporter: Reporter,
+                    clock: Clock) -> RunResult:
+    # Whatever an earlier, killed attempt left alive must not go on beside this one.
+    from engine import proc
+
+    proc.end_processes_of(record.id)
+    proc.remove_scratch_of(record.id)
+    # Read once the run is ours, so that whatever ran before the claim counts as done.
+    checkpoints = store.steps(record.id)
+    the_plan = _plan_of(record, book, inv, checkpoints)
+    with store.locked_run(record.id) as current:
+        record = _resumable(current, record.id)  # an abort may have come in meanwhile
+        now = iso(clock.now())
         if changed:
-            store.add_event(EventRecord(run_id, iso(clock.now()), "force-resume",
+            store.add_event(EventRecord(record.id, now, "force-resume",
                                         {"by": user or current_user(), "changed": changed,
                                          "runbook_sha": book.sha256,
                                          "inventory_sha": inv.sha256}))
             record = replace(record, runbook_sha=book.sha256, inventory_sha=inv.sha256)
         if record.lock_env:  # kept while it waited or failed, unless someone released it
             holder = store.acquire_lock(LockRecord(record.lock_env, record.id, record.user,
-                                                   iso(clock.now())))
+                                                   now))
             if holder is not None:
-                raise _locked(holder)
-        return _execute(store, record, the_plan, checkpoints, reporter, clock, resumed=True)
-    finally:
-        store.close()
+                raise _locked(holder)  # rolls back the whole transaction
+        store.set_run_status(record.id, "running")
+        store.add_event(EventRecord(record.id, now, "resume", {"by": current_user()}))
+    return _execute(store, record, the_plan, checkpoints, reporter, clock, resumed=True)
+
+
+def _resumable(record: RunRecord | None, run_id: str) -> RunRecord:
+    if record is None:
+        raise RunNotFound(run_id)
+    if record.status not in RESUMABLE:
+        raise InvalidInput(f"run {run_id} is {record.status}; only a run that is "
+                           f"{', '.join(RESUMABLE)} can be resumed")
+    return record
+
+
+def _being_executed(run_id: str, holder: str) -> LockHeld:
+    return LockHeld(f"run {run_id} is being executed by process {holder}")
 
 
 def _locked(holder: LockRecord) -> LockHeld:
@@ -192,46 +236,40 @@ def _locked(holder: LockRecord) -> LockHeld:
 
 def replan(store: StateStore, record: RunRecord) -> tuple[Plan, list[str]]:
     """The plan of a recorded run from its files as they are now, and what changed in them."""
+    book, inv, changed = _files_of(record)
+    return _plan_of(record, book, inv, store.steps(record.id)), changed
+
+
+def _files_of(record: RunRecord) -> tuple[Runbook, Inventory, list[str]]:
+    """A recorded run's runbook and inventory as they are now, and which of them changed."""
     book = load_runbook(record.path)
     inv = _inventory_at(record.inventory)
     changed = [what for what, old, new in (("runbook", record.runbook_sha, book.sha256),
                                            ("inventory", record.inventory_sha, inv.sha256))
                if old != new]
+    return book, inv, changed
+
+
+def _plan_of(record: RunRecord, book: Runbook, inv: Inventory,
+             checkpoints: Mapping[str, StepRecord]) -> Plan:
     values = params_mod.coerce(book, record.params)
     info = {"id": record.id, "user": record.user, "started_at": record.started_at}
-    the_plan = build_plan(book, inv, values, info, store.steps(record.id),
-                          redactor_for(book, values, inv))
-    return the_plan, changed
+    return build_plan(book, inv, values, info, checkpoints, redactor_for(book, values, inv))
 
 
 def _execute(store: StateStore, record: RunRecord, the_plan: Plan,
              checkpoints: Mapping[str, StepRecord], reporter: Reporter, clock: Clock, *,
              resumed: bool) -> RunResult:
-    owner = this_process()
-    holder = store.claim_run(record.id, owner)
-    if holder:
-        raise LockHeld(f"run {record.id} is being executed by process {holder}")
-    try:
-        if resumed:
-            # Whatever an earlier, killed attempt left alive must not go on beside this one.
-            from engine import proc
-
-            proc.end_processes_of(record.id)
-            proc.remove_scratch_of(record.id)
-            store.set_run_status(record.id, "running")
-            store.add_event(EventRecord(record.id, iso(clock.now()), "resume",
-                                        {"by": current_user()}))
-        reporter.run_started(record.id, record.runbook, resumed=resumed, dry_run=False)
-        workdir = home() / "runs" / record.id
-        return Executor(the_plan, run_id=record.id, store=store, reporter=reporter, clock=clock,
-                        workdir=workdir, checkpoints=checkpoints).run()
-    finally:
-        store.release_run(record.id, owner)
+    """Run the plan of a run this process holds."""
+    reporter.run_started(record.id, record.runbook, resumed=resumed, dry_run=False)
+    workdir = home() / "runs" / record.id
+    return Executor(the_plan, run_id=record.id, store=store, reporter=reporter, clock=clock,
+                    workdir=workdir, checkpoints=checkpoints).run()
 
 
 def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,
             state: str | None = None) -> list[HistoryRecord]:
-    store = open_store(state)
+    store = open_store(state, readonly=True)
     try:
         return store.history(env=env, kind=kind, limit=limit)
     finally:
@@ -241,23 +279,28 @@ def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,
 def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
           state: str | None = None) -> RunRecord:
     clock = clock or SystemClock()
+    who = by or current_user()
     store = open_store(state)
     try:
-        record = get_run(store, run_id)
-        if record.status not in RESUMABLE:
-            raise InvalidInput(f"run {run_id} is {record.status}: it cannot be aborted")
-        store.set_run_status(run_id, "aborted", ended_at=iso(clock.now()),
-                             message=f"aborted by {by or current_user()}")
-        if record.lock_env:
-            store.release_lock(record.lock_env, run_id=run_id, by=by or current_user(),
-                               reason="run aborted", at=iso(clock.now()))
-        store.add_event(EventRecord(run_id, iso(clock.now()), "abort",
-                                    {"by": by or current_user()}))
-        holder = store.claim_run(run_id, this_process())  # the live process holding it, if any
+        pause.before_claim()
+        # One transaction from the status check to the abort: a run that ends meanwhile
+        # (done by a resume) stays as it ended.
+        with store.locked_run(run_id) as record:
+            if record is None:
+                raise RunNotFound(run_id)
+            if record.status not in RESUMABLE:
+                raise InvalidInput(f"run {run_id} is {record.status}: it cannot be aborted")
+            at = iso(clock.now())
+            store.set_run_status(run_id, "aborted", ended_at=at, message=f"aborted by {who}")
+            if record.lock_env:
+                store.release_lock(record.lock_env, run_id=run_id, by=who,
+                                   reason="run aborted", at=at)
+            store.add_event(EventRecord(run_id, at, "abort", {"by": who}))
+            holder = store.claim_run(run_id, this_process())  # the live process holding it
+            if not holder:
+                store.release_run(run_id, this_process())
         if holder:
-            interrupt(holder)
-        else:
-            store.release_run(run_id, this_process())
+            interrupt(holder)  # once committed, so that it finds the run aborted
         updated = store.get_run(run_id)
         assert updated is not None
         return updated
@@ -267,7 +310,7 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
 
 def status(*, run_id: str | None = None, limit: int = 20,
            state: str | None = None) -> list[RunRecord] | RunDetail:
-    store = open_store(state)
+    store = open_store(state, readonly=True)
     try:
         if run_id is None:
             return store.list_runs(limit)
@@ -279,9 +322,18 @@ def status(*, run_id: str | None = None, limit: int = 20,
 
 
 def locks(*, state: str | None = None) -> list[LockRecord]:
-    store = open_store(state)
+    store = open_store(state, readonly=True)
     try:
         return store.locks()
+    finally:
+        store.close()
+
+
+def journal(*, state: str | None = None) -> list[JournalRecord]:
+    """The whole audit journal, oldest first."""
+    store = open_store(state, readonly=True)
+    try:
+        return store.journal()
     finally:
         store.close()
 
@@ -303,7 +355,7 @@ def change_record(*, run_id: str, state: str | None = None) -> str:
     """The markdown change record of a run, for the CAB ticket."""
     from engine import audit, present
 
-    store = open_store(state)
+    store = open_store(state, readonly=True)
     try:
         record = get_run(store, run_id)
         detail = RunDetail(record, store.steps(run_id), store.approvals(run_id),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine import api, gates, params
+from engine import api, gates, params, pause
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import InvalidInput
 from engine.plan import Plan
@@ -42,11 +42,23 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
                                    "another person must")
             the_plan, _ = api.replan(store, run)
             approvals = _for_run(the_plan, run, by, at, step, items, gate, note, ticket)
-        for approval in approvals:
-            store.add_approval(approval)
+            pause.before_claim()
+            with store.locked_run(run_id) as current:
+                # Checked again in the transaction that records: a run that ended
+                # meanwhile (done, aborted) takes no approval.
+                if current is not None and current.status not in api.RESUMABLE:
+                    raise InvalidInput(f"run {run_id} is {current.status}: nothing to approve")
+                _record(store, approvals)
+            return approvals
+        _record(store, approvals)
         return approvals
     finally:
         store.close()
+
+
+def _record(store: StateStore, approvals: Sequence[ApprovalRecord]) -> None:
+    for approval in approvals:
+        store.add_approval(approval)
 
 
 def _for_run(the_plan: Plan, run: RunRecord, by: str, at: str, step: str | None,

@@ -291,14 +291,9 @@ def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
 
 def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import api, audit
-    from engine.store import open_store
 
     if args.action == "verify":
-        store = open_store()
-        try:
-            records = store.journal()
-        finally:
-            store.close()
+        records = api.journal()
         problems = audit.verify(records)
         if args.output == "json":
             _emit({"records": len(records), "intact": not problems, "problems": problems})

@@ -9,6 +9,7 @@ journal in the same transaction.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,9 +124,14 @@ class JournalRecord:
 
 
 class StateStore(Protocol):
-    def create_run(self, run: RunRecord) -> LockRecord | None:
-        """Record a new run and take its lock; return the holder instead if it is taken."""
+    def create_run(self, run: RunRecord, *, owner: str | None = None) -> LockRecord | None:
+        """Record a new run, held by ``owner``, and take its lock; return the lock's holder
+        instead if it is taken."""
     def get_run(self, run_id: str) -> RunRecord | None: ...
+    def locked_run(self, run_id: str) -> AbstractContextManager[RunRecord | None]:
+        """One transaction in which the run's row is locked: the status read here stays
+        true until the transaction ends, and the store's writes made inside it are part of
+        it (an exception rolls them all back)."""
     def list_runs(self, limit: int = 20) -> list[RunRecord]: ...
     def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
                        message: str = "", at: str = "") -> None: ...
@@ -158,10 +164,13 @@ def state_location() -> str:
     return os.environ.get("RUNBOOK_STATE") or str(home() / "state.db")
 
 
-def open_store(location: str | None = None) -> StateStore:
+def open_store(location: str | None = None, *, readonly: bool = False) -> StateStore:
+    """The store at ``location`` (``$RUNBOOK_STATE`` by default). A ``readonly`` store only
+    reads: it creates no file or table, and works with read access alone (a read-only
+    folder, a role granted SELECT)."""
     location = location or state_location()
     if location.startswith(("postgresql://", "postgres://")):
         from engine.store.postgres import PostgresStore
-        return PostgresStore(location)
+        return PostgresStore(location, readonly=readonly)
     from engine.store.sqlite import SqliteStore
-    return SqliteStore(Path(location))
+    return SqliteStore(Path(location), readonly=readonly)

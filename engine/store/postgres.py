@@ -4,6 +4,9 @@ several machines see the same runs, approvals, locks and history.
 Locks are rows whose primary key is the environment: taking one is a single INSERT that the
 database accepts for exactly one run. Journal appends are serialized with a transaction-level
 advisory lock, so the hash chain has one order.
+
+A read-only store runs no DDL and sets ``default_transaction_read_only``: a role granted
+CONNECT, USAGE on the schema and SELECT on the tables is enough to read everything.
 """
 
 from __future__ import annotations
@@ -25,16 +28,28 @@ class PostgresStore(SqlStore):
     placeholder = "%s"
     for_update = " FOR UPDATE"
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, readonly: bool = False) -> None:
         try:
             self._db = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             raise RunbookError(f"cannot reach the PostgreSQL state store: {exc}") from exc
         self._depth = 0
+        if readonly:
+            self._readonly()
+            return
         with self._tx():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
             for statement in tables("BIGSERIAL PRIMARY KEY"):
                 self._db.execute(statement)
+
+    def _readonly(self) -> None:
+        # No DDL, and the server itself refuses any write from this session.
+        self._db.execute("SET default_transaction_read_only = on")
+        if self._one("SELECT to_regclass('journal')")[0] is None:
+            self._db.close()
+            raise RunbookError("the PostgreSQL state store has no runbook tables: no run was "
+                               "recorded there yet, or this role cannot see them (it needs "
+                               "USAGE on their schema and SELECT on them)")
 
     @contextmanager
     def _tx(self) -> Iterator[None]:

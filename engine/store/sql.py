@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -108,15 +108,16 @@ class SqlStore:
                               prev_hash=r[5], hash=r[6]) for r in rows]
 
     # -- runs ------------------------------------------------------------------------------
-    def create_run(self, run: RunRecord) -> LockRecord | None:
+    def create_run(self, run: RunRecord, *, owner: str | None = None) -> LockRecord | None:
         row = asdict(run)
         row["params"] = dumps(row["params"])
         row["run_user"] = row.pop("user")
         try:
             with self._tx():
-                self._execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
-                              f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)})",
-                              [row[c] for c in RUN_COLUMNS])
+                # Held from the start: no resume can take a run its first process still runs.
+                self._execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}, owner) "
+                              f"VALUES ({', '.join('?' for _ in RUN_COLUMNS)}, ?)",
+                              [*(row[c] for c in RUN_COLUMNS), owner])
                 self._append(run.started_at, run.id, "run-start",
                              {"runbook": run.runbook, "runbook_sha": run.runbook_sha,
                               "inventory_sha": run.inventory_sha, "params": run.params,
@@ -137,6 +138,13 @@ class SqlStore:
         row = self._one(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?",
                         (run_id,))
         return _run(row) if row else None
+
+    @contextmanager
+    def locked_run(self, run_id: str) -> Iterator[RunRecord | None]:
+        with self._tx():
+            row = self._one(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?"
+                            + self.for_update, (run_id,))
+            yield _run(row) if row else None
 
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self._all(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs "

@@ -3,6 +3,12 @@
 Every write is a single ``BEGIN IMMEDIATE`` transaction, so a process killed at any moment
 leaves either the record before or the record after, never half of one, and writers (lock
 takers, journal appenders) are serialized by SQLite's own write lock.
+
+A read-only store needs read access alone: it opens the file with ``mode=ro``, switches
+nothing to WAL and creates no table. SQLite reads a WAL database read-only through its
+``-shm`` and ``-wal`` files when a writer has them open; when they are absent and cannot be
+created (a read-only folder), every change is in the main file and it is read as
+``immutable``. A missing file is a store without runs, and stays missing.
 """
 
 from __future__ import annotations
@@ -14,16 +20,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, RunbookError
 from engine.store.sql import SqlStore, tables
 
 
 class SqliteStore(SqlStore):
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self._depth = 0
+        if readonly:
+            self._db = _open_readonly(path)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
             self._db.execute("PRAGMA busy_timeout=30000")
             self._check()
@@ -89,3 +98,46 @@ def _damaged(path: Path, detail: str) -> InvalidInput:
     return InvalidInput(f"the state store is damaged ({' '.join(detail.split())}); nothing was "
                         "read or written: restore it from a backup or move it aside",
                         file=str(path))
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        return _empty()
+    uri = path.resolve().as_uri()
+    try:
+        db = _connect_probed(f"{uri}?mode=ro")
+    except sqlite3.OperationalError as exc:
+        if Path(f"{path}-wal").exists():  # changes not yet in the main file: cannot skip them
+            raise RunbookError(f"cannot read the state store {path}: {exc} (its -wal and "
+                               "-shm files need read access)") from exc
+        try:
+            db = _connect_probed(f"{uri}?mode=ro&immutable=1")
+        except sqlite3.OperationalError as again:
+            raise RunbookError(f"cannot read the state store {path}: {again}") from again
+    if db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                  "AND name = 'journal'").fetchone()[0] == 0:
+        db.close()
+        return _empty()
+    return db
+
+
+def _connect_probed(uri: str) -> sqlite3.Connection:
+    """Connect and read once: SQLite opens lazily, so access problems show only then."""
+    db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA query_only=ON")
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _empty() -> sqlite3.Connection:
+    """A store with the tables and no rows, in memory: what reading a new store shows."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    for statement in tables("INTEGER PRIMARY KEY AUTOINCREMENT"):
+        db.execute(statement)
+    db.execute("PRAGMA query_only=ON")
+    return db
