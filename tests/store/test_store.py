@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,6 +157,79 @@ def test_claim_held_by_a_dead_process_is_taken_over(store):
     dead = f"{this_process().rsplit(':', 1)[0]}:999999999"
     assert store.claim_run("r1", dead) is None
     assert store.claim_run("r1", this_process()) is None
+
+
+def test_a_new_run_is_held_by_the_process_that_records_it(store):
+    me = this_process()
+    store.create_run(a_run(), owner=me)
+    other = f"{me.rsplit(':', 1)[0]}:1"  # pid 1 lives
+    assert store.claim_run("r1", other) == me
+
+
+class Refused(Exception):
+    pass
+
+
+def test_everything_done_in_a_locked_run_is_undone_together(store):
+    store.create_run(a_run())
+    journal = len(store.journal())
+    with pytest.raises(Refused), store.locked_run("r1") as run:
+        assert run is not None and run.status == "running"
+        store.set_run_status("r1", "aborted", ended_at="t1", message="x", at="t1")
+        store.add_event(EventRecord("r1", "t1", "abort", {"by": "erin"}))
+        assert store.claim_run("r1", this_process()) is None
+        raise Refused
+    assert store.get_run("r1") == a_run()
+    assert len(store.journal()) == journal
+    other = f"{this_process().rsplit(':', 1)[0]}:1"
+    assert store.claim_run("r1", other) is None  # the claim was undone too
+    with store.locked_run("nope") as missing:
+        assert missing is None
+
+
+def test_a_locked_run_commits_when_its_body_ends(store):
+    store.create_run(a_run())
+    with store.locked_run("r1"):
+        store.set_run_status("r1", "failed", ended_at="t1", message="x", at="t1")
+    assert store.get_run("r1").status == "failed"
+
+
+def test_postgres_a_run_locked_elsewhere_is_read_once_that_transaction_ends(request,
+                                                                           tmp_path):
+    location = store_location("postgres", request, tmp_path)
+    first, second = open_store(location), open_store(location)
+    seen: list[str] = []
+
+    def read_locked() -> None:
+        with second.locked_run("r1") as run:
+            assert run is not None
+            seen.append(run.status)
+
+    try:
+        first.create_run(a_run())
+        with first.locked_run("r1"):
+            first.set_run_status("r1", "done", ended_at="t1", at="t1")
+            reader = threading.Thread(target=read_locked)
+            reader.start()
+            wait_for_a_lock_wait(location)
+        reader.join(timeout=30)
+        assert seen == ["done"]  # not the "running" it would have read without waiting
+    finally:
+        first.close()
+        second.close()
+
+
+def wait_for_a_lock_wait(location: str) -> None:
+    """Until a session of this database waits for a row lock."""
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    with psycopg.connect(location, autocommit=True) as conn:
+        while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               "current_database() AND wait_event_type = 'Lock'"
+                               ).fetchone()[0]:
+            assert time.monotonic() < deadline, "nobody waited for the run's row"
+            time.sleep(0.02)
 
 
 def test_sqlite_file_is_created_with_its_folder(tmp_path):
