@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from engine import api, gates, params, pause
 from engine.clock import Clock, SystemClock, iso
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, RunNotFound
 from engine.plan import Plan
 from engine.plan import build as build_plan
 from engine.store import ApprovalRecord, PlanRecord, RunRecord, StateStore, open_store
@@ -46,7 +46,9 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
             with store.locked_run(run_id) as current:
                 # Checked again in the transaction that records: a run that ended
                 # meanwhile (done, aborted) takes no approval.
-                if current is not None and current.status not in api.RESUMABLE:
+                if current is None:
+                    raise RunNotFound(run_id)
+                if current.status not in api.RESUMABLE:
                     raise InvalidInput(f"run {run_id} is {current.status}: nothing to approve")
                 _record(store, approvals)
             return approvals
