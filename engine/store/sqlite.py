@@ -30,6 +30,14 @@ class SqliteStore(SqlStore):
         self._depth = 0
         if readonly:
             self._db = _open_readonly(path)
+            try:
+                self._check()
+            except sqlite3.DatabaseError as exc:
+                self._db.close()
+                raise _damaged(path, str(exc)) from exc
+            except InvalidInput:
+                self._db.close()
+                raise
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
