@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine import gates, loader, pause, schema
+from engine import gates, identity, loader, pause, schema
 from engine import params as params_mod
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import InvalidInput, LockHeld, RunNotFound
@@ -36,6 +36,7 @@ from engine.store import (
     open_store,
 )
 from engine.store.owner import interrupt, this_process
+from engine.store.sql import lock_envs
 
 RESUMABLE = ("running", "waiting", "failed", "interrupted")
 
@@ -109,7 +110,9 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
     clock = clock or SystemClock()
     book, inv, values, redactor = _prepare(runbook, params, inventory)
     run_id = "plan-" + new_run_id(clock)
-    info = {"id": run_id, "user": user or current_user(), "started_at": iso(clock.now())}
+    name, where = _who(user)
+    info = {"id": run_id, "user": identity.check_name(name, where),
+            "started_at": iso(clock.now())}
     the_plan = build_plan(book, inv, values, info, {}, redactor)
     workdir = home() / "plans" / run_id
     store = open_store(state)
@@ -133,7 +136,8 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
     clock = clock or SystemClock()
     reporter = reporter or NullReporter()
     book, inv, values, redactor = _prepare(runbook, params, inventory)
-    user = user or current_user()
+    name, where = _who(user)
+    user = identity.check_starter(name, inv.data, where)
     run_id = new_run_id(clock)
     started = iso(clock.now())
     the_plan = build_plan(book, inv, values, {"id": run_id, "user": user, "started_at": started},
@@ -166,6 +170,8 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
     try:
         record = _resumable(store.get_run(run_id), run_id)
         book, inv, changed = _files_of(record)
+        name, where = _who(user)
+        resumer = identity.check_starter(name, inv.data, where)
         if changed and not force:
             raise InvalidInput(f"the {' and the '.join(changed)} changed since run {run_id} "
                                "started; resume with --force to go on with the new version")
@@ -179,7 +185,7 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
             if holder:
                 raise _being_executed(run_id, holder)
         try:
-            return _resume_claimed(store, record, book, inv, changed, user, reporter, clock)
+            return _resume_claimed(store, record, book, inv, changed, resumer, reporter, clock)
         finally:
             store.release_run(run_id, owner)
     finally:
@@ -187,7 +193,7 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
 
 
 def _resume_claimed(store: StateStore, record: RunRecord, book: Runbook, inv: Inventory,
-                    changed: list[str], user: str | None, reporter: Reporter,
+                    changed: list[str], resumer: str, reporter: Reporter,
                     clock: Clock) -> RunResult:
     # Whatever an earlier, killed attempt left alive must not go on beside this one.
     from engine import proc
@@ -202,7 +208,7 @@ def _resume_claimed(store: StateStore, record: RunRecord, book: Runbook, inv: In
         now = iso(clock.now())
         if changed:
             store.add_event(EventRecord(record.id, now, "force-resume",
-                                        {"by": user or current_user(), "changed": changed,
+                                        {"by": resumer, "changed": changed,
                                          "runbook_sha": book.sha256,
                                          "inventory_sha": inv.sha256}))
             record = replace(record, runbook_sha=book.sha256, inventory_sha=inv.sha256)
@@ -212,7 +218,7 @@ def _resume_claimed(store: StateStore, record: RunRecord, book: Runbook, inv: In
             if holder is not None:
                 raise _locked(holder)  # rolls back the whole transaction
         store.set_run_status(record.id, "running")
-        store.add_event(EventRecord(record.id, now, "resume", {"by": current_user()}))
+        store.add_event(EventRecord(record.id, now, "resume", {"by": resumer}))
     return _execute(store, record, the_plan, checkpoints, reporter, clock, resumed=True)
 
 
@@ -279,9 +285,11 @@ def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,
 def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
           state: str | None = None) -> RunRecord:
     clock = clock or SystemClock()
-    who = by or current_user()
     store = open_store(state)
     try:
+        name, where = _who(by)
+        who = identity.check_person(name, _inventory_at(get_run(store, run_id).inventory).data,
+                                    where)
         pause.before_claim()
         # One transaction from the status check to the abort: a run that ends meanwhile
         # (done by a resume) stays as it ended.
@@ -344,8 +352,13 @@ def release_lock(*, env: str, reason: str, by: str | None = None, clock: Clock |
     clock = clock or SystemClock()
     store = open_store(state)
     try:
-        if not store.release_lock(env, by=by or current_user(), reason=reason,
-                                  at=iso(clock.now())):
+        name, where = _who(by)
+        identity.check_name(name, where)
+        for lock in store.locks():
+            held_by = store.get_run(lock.run_id) if lock.env in lock_envs(env) else None
+            if held_by is not None:  # who may release it: the people of that run's inventory
+                identity.check_person(name, _inventory_at(held_by.inventory).data, where)
+        if not store.release_lock(env, by=name, reason=reason, at=iso(clock.now())):
             raise InvalidInput(f"{env} is not locked")
     finally:
         store.close()
@@ -373,8 +386,16 @@ def change_record(*, run_id: str, state: str | None = None) -> str:
 
 
 def current_user() -> str:
-    import getpass
-    return os.environ.get("RUNBOOK_USER") or getpass.getuser()
+    return identity.claimed()
+
+
+def _who(given: str | None) -> tuple[str, str]:
+    """The name acting and where it came from, for the message that refuses it."""
+    if given:
+        return given, "--by"
+    if os.environ.get("RUNBOOK_USER"):
+        return current_user(), "RUNBOOK_USER"
+    return current_user(), "the login name"
 
 
 def new_run_id(clock: Clock) -> str:

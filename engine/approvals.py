@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine import api, gates, params, pause
+from engine import api, gates, identity, params, pause
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import InvalidInput, RunNotFound
 from engine.plan import Plan
@@ -20,6 +20,7 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
             state: str | None = None) -> list[ApprovalRecord]:
     if (run_id is None) == (plan_hash is None):
         raise InvalidInput("approve a run (RUN_ID) or a plan (--plan HASH), not both")
+    identity.check_name(by, "--by")
     clock = clock or SystemClock()
     at = iso(clock.now())
     store = open_store(state)
@@ -100,10 +101,7 @@ def _for_run(the_plan: Plan, run: RunRecord, by: str, at: str, step: str | None,
 
 
 def _check_person(the_plan: Plan, by: str) -> None:
-    people = the_plan.inventory.data.get("people") or {}
-    if people and by not in people:
-        raise InvalidInput(f"{by} is not among the inventory's people "
-                           f"({', '.join(sorted(people))})")
+    identity.check_person(by, the_plan.inventory.data, "--by")
 
 
 def _check_gate(the_plan: Plan, gate: str, by: str) -> None:

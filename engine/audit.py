@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from engine.identity import shown
 from engine.store import JournalRecord
 from engine.store.sql import GENESIS, chain_hash
 
@@ -42,9 +43,9 @@ def change_record(detail: Any, journal: Sequence[JournalRecord],
     out = [f"# Change record: run `{run.id}`", "",
            f"- **Runbook:** `{run.runbook}` (sha256 `{run.runbook_sha[:16]}…`)",
            f"- **Parameters:** {_params(run.params)}",
-           f"- **Started:** {run.started_at} by {run.user}",
+           f"- **Started:** {run.started_at} by {_md(run.user)}",
            f"- **Ended:** {run.ended_at or '—'}",
-           f"- **Status:** {run.status}" + (f" — {run.message}" if run.message else ""),
+           f"- **Status:** {run.status}" + (f" — {_md(run.message)}" if run.message else ""),
            f"- **Plan hash:** `{run.plan_hash}`",
            f"- **Environments locked:** {run.lock_env or '—'}", ""]
     if plan_text:
@@ -91,14 +92,15 @@ def _evidence(ev: dict[str, Any]) -> str:
 
 
 def _brief(data: dict[str, Any]) -> str:
-    keys = ("step", "status", "env", "by", "item", "reason", "runbook")
+    keys = ("step", "status", "env", "by", "user", "item", "reason", "runbook", "os_user",
+            "host")
     picked = {k: data[k] for k in keys if data.get(k)}
     return json.dumps(picked, sort_keys=True) if picked else ""
 
 
 def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"`{k}={v}`" for k, v in params.items()) or "(none)"
+    return shown(", ".join(f"`{k}={v}`" for k, v in params.items()) or "(none)")
 
 
 def _md(text: Any) -> str:
-    return str(text or "").replace("|", "\\|").replace("\n", "<br>")
+    return shown(str(text or "").replace("|", "\\|").replace("\n", "<br>"))

@@ -21,6 +21,7 @@ from engine.errors import (
     InvalidInput,
     RunbookError,
 )
+from engine.identity import shown
 from engine.parser import Parser
 
 EPILOG = """exit codes: 0 done, 1 a step failed, 2 invalid input, 3 waiting for an approval,
@@ -131,5 +132,5 @@ def _error(message: str, code: int, output: str) -> None:
     message = " ".join(message.splitlines())  # one line, whatever a template or value held
     if output == "json":
         print(json.dumps({"error": message, "exit_code": code}))
-    else:
-        print(f"runbook: error: {message}", file=sys.stderr)
+    else:  # a message may quote what someone typed: never let it steer the terminal
+        print(f"runbook: error: {shown(message)}", file=sys.stderr)

@@ -17,6 +17,7 @@ from engine.errors import (
     EXIT_WAITING,
     InvalidInput,
 )
+from engine.identity import shown
 from engine.parser import Parser
 
 RESULT_EXIT = {"done": EXIT_OK, "planned": EXIT_OK, "failed": EXIT_STEP_FAILED,
@@ -212,7 +213,8 @@ def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
     for r in records:
         d = r.data
         detail = " ".join(f"{k}={d[k]}" for k in sorted(d))
-        print(f"{r.at}  {r.kind:<10} {r.env:<8} by {r.user:<10} run {r.run_id}  {detail}")
+        print(f"{r.at}  {r.kind:<10} {r.env:<8} by {shown(r.user):<10} run {r.run_id}  "
+              f"{shown(detail)}")
     return EXIT_OK
 
 
@@ -285,7 +287,7 @@ def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
     elif not held:
         print("no environment is locked")
     for lock in held if args.output != "json" else []:
-        print(f"{lock.env:<10} run {lock.run_id}  by {lock.user}  since {lock.since}")
+        print(f"{lock.env:<10} run {lock.run_id}  by {shown(lock.user)}  since {lock.since}")
     return EXIT_OK
 
 

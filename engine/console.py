@@ -6,6 +6,8 @@ import os
 import sys
 from typing import Any, TextIO
 
+from engine.identity import shown
+
 SYMBOLS = {"ok": "✓", "done": "✓", "checked": "✓", "skipped": "-", "failed": "✗", "refused": "✗",
            "waiting": "⏸", "interrupted": "!", "would-run": "·"}
 
@@ -18,6 +20,7 @@ class PlainReporter:
         self._n = 0
 
     def _line(self, text: str) -> None:
+        text = shown(text, keep_newlines=True)  # step messages can quote people's names
         self.out.write(text + "\n")
         self.out.flush()
 
@@ -54,7 +57,7 @@ class RichReporter(PlainReporter):
         self._status: Any = None
 
     def _line(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(shown(text, keep_newlines=True), markup=False)
 
     def step_started(self, step_id: str, name: str, attempt: int) -> None:
         self._stop()
@@ -68,8 +71,8 @@ class RichReporter(PlainReporter):
         style = {"failed": "red", "waiting": "yellow", "interrupted": "yellow"}.get(status, "green")
         took = f" in {seconds:.2f} s" if seconds else ""
         detail = f": {message}" if message else ""
-        self.console.print(f"{SYMBOLS.get(status, '?')} {step_id} {status}{took}{detail}",
-                           style=style, markup=False)
+        self.console.print(shown(f"{SYMBOLS.get(status, '?')} {step_id} {status}{took}{detail}",
+                                 keep_newlines=True), style=style, markup=False)
 
     def run_finished(self, run_id: str, status: str, message: str) -> None:
         self._stop()

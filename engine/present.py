@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.api import PlanReport, RunDetail
 from engine.execute import RunResult
+from engine.identity import shown
 from engine.model import Runbook
 from engine.store import RunRecord
 
@@ -178,7 +179,8 @@ def runs_table(runs: list[RunRecord]) -> str:
     if not runs:
         return "no runs yet"
     rows = [("RUN", "RUNBOOK", "STATUS", "STARTED", "BY", "PARAMS")]
-    rows += [(r.id, r.runbook, r.status, r.started_at, r.user, _params(r.params)) for r in runs]
+    rows += [(r.id, r.runbook, r.status, r.started_at, shown(r.user), shown(_params(r.params)))
+             for r in runs]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
                      + "  " + row[5] for row in rows)
@@ -187,22 +189,25 @@ def runs_table(runs: list[RunRecord]) -> str:
 def detail_text(detail: RunDetail) -> str:
     r = detail.run
     lines = [f"run {r.id}  runbook {r.runbook}  status {r.status}",
-             f"started {r.started_at} by {r.user}"
+             f"started {r.started_at} by {shown(r.user)}"
              + (f", ended {r.ended_at}" if r.ended_at else ""),
-             f"params: {_params(r.params)}", f"plan hash: {r.plan_hash}"]
+             f"params: {shown(_params(r.params))}", f"plan hash: {r.plan_hash}"]
     if r.message:
-        lines.append(f"message: {r.message}")
+        lines.append(f"message: {shown(r.message)}")
     lines.append("steps:")
     for s in detail.steps.values():
         extra = f" ({s.attempts} attempts)" if s.attempts > 1 else ""
-        err = f": {s.error}" if s.error else ""
+        err = f": {shown(s.error)}" if s.error else ""
         lines.append(f"  {s.step_id:<24} {s.status:<12}{extra}{err}")
         for item_id, ev in (s.result.get("items") or {}).items():
             mark = "✓" if ev.get("passed", True) else " "
-            lines.append(f"      [{mark}] {item_id}: {ev.get('detail') or ev.get('by', '')}")
+            lines.append(f"      [{mark}] {item_id}: "
+                         f"{shown(ev.get('detail') or ev.get('by', ''))}")
     for a in detail.approvals:
-        note = f": {a.note}" if a.note else ""
-        lines.append(f"approved {a.step_id} by {a.by} at {a.at}{note}")
+        what = a.step_id + (f" / {a.item}" if a.item else "")
+        note = f": {shown(a.note)}" if a.note else ""
+        ticket = f" ({shown(a.ticket)})" if a.ticket else ""
+        lines.append(f"approved {shown(what)} by {shown(a.by)} at {a.at}{ticket}{note}")
     for e in detail.events:
         lines.append(f"event {e.kind} at {e.at}: {json.dumps(e.detail, sort_keys=True)}")
     return "\n".join(lines)

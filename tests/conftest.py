@@ -94,7 +94,7 @@ metadata: {name: book}
 def _start_sandbox(where: Path) -> dict[str, str]:
     from engine import sandbox
 
-    return sandbox.up(where, rollout_delay=0.3)
+    return sandbox.up(where, rollout_delay=0.3, operator="tester")
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 
 import psycopg
 import pytest
 
+from engine.identity import login_name
 from tests.conftest import runbook_process
 from tests.helpers import append_step, book
 from tests.store.test_store import store_location
@@ -73,7 +75,8 @@ def test_aborting_or_releasing_frees_the_environment(shared_state, write_runbook
     assert released.code == 0
     events = runbook_cli("status", other, "--output", "json").json()["events"]
     assert events[-1]["kind"] == "lock-release"
-    assert events[-1]["detail"] == {"env": "live", "by": "erin", "reason": "INC-9 stuck run"}
+    assert events[-1]["detail"] == {"env": "live", "by": "erin", "reason": "INC-9 stuck run",
+                                    "os_user": login_name(), "host": socket.gethostname()}
     assert runbook_cli("lock", "release", "--env", "live", "--reason", "x").code == 2
 
 

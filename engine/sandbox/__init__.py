@@ -36,7 +36,12 @@ def status(where: Path) -> dict[str, Any] | None:
     return info
 
 
-def up(where: Path, *, rollout_delay: float = 1.0) -> dict[str, Any]:
+def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "") -> dict[str, Any]:
+    """Start the sandbox; ``operator`` (default: the name this process claims) becomes one
+    of the people of its inventory."""
+    from engine import identity
+
+    operator = identity.check_name(operator or identity.claimed(), "the sandbox operator")
     running = status(where)
     if running:
         return running
@@ -45,7 +50,7 @@ def up(where: Path, *, rollout_delay: float = 1.0) -> dict[str, Any]:
     log = (where / "sandbox.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.sandbox.serve", "--dir", str(where.resolve()),
-         "--rollout-delay", str(rollout_delay)],
+         "--rollout-delay", str(rollout_delay), "--operator", operator],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:

@@ -23,6 +23,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
     parser.add_argument("--rollout-delay", type=float, default=1.0)
+    parser.add_argument("--operator", default="",
+                        help="who runs the sandbox: one of its inventory's people")
     args = parser.parse_args()
     where = Path(args.dir)
     where.mkdir(parents=True, exist_ok=True)
@@ -41,7 +43,8 @@ def main() -> int:
     seed.seed_aws(aws_url)
     seed.seed_cluster(cluster, overlays / "overlays")
     kubeconfig = write_kubeconfig(where, kube.url)
-    inventory = write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url)
+    inventory = write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url,
+                                args.operator)
     # Wait for the seeded rollouts to settle before saying we are up.
     time.sleep(args.rollout_delay + 0.2)
     info = {"pid": os.getpid(), "kube_url": kube.url, "aws_url": aws_url,
@@ -79,9 +82,12 @@ def write_kubeconfig(where: Path, url: str) -> Path:
 
 
 def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
-                    kube_url: str) -> Path:
-    """The shipped inventory, pointed at the sandbox's cluster, AWS endpoint and overlays."""
+                    kube_url: str, operator: str = "") -> Path:
+    """The shipped inventory, pointed at the sandbox's cluster, AWS endpoint and overlays;
+    whoever started the sandbox is one of its people, so they can start runs in it."""
     data = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
+    if operator and operator not in data["people"]:
+        data["people"][operator] = {"name": "Sandbox operator", "roles": ["release"]}
     data["metadata"]["description"] = "The quikapp inventory, pointed at the local sandbox"
     data["vars"]["kubeconfig"] = str(kubeconfig)
     data["vars"]["aws"]["endpoint_url"] = aws_url

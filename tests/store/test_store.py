@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.identity import origin
 from engine.store import (
     ApprovalRecord,
     EventRecord,
@@ -89,7 +90,9 @@ def test_approvals_and_events(store):
     store.add_approval(ApprovalRecord("r1", "gate", "bob", "t3", "again"))  # replaces
     store.add_event(EventRecord("r1", "t2", "force-resume", {"by": "ann"}))
     assert store.approvals("r1") == [ApprovalRecord("r1", "gate", "bob", "t3", "again")]
-    assert store.events("r1") == [EventRecord("r1", "t2", "force-resume", {"by": "ann"})]
+    # The journal adds who made the record on this machine beside the name claimed.
+    assert store.events("r1") == [EventRecord("r1", "t2", "force-resume",
+                                              {"by": "ann", **origin()})]
 
 
 def test_plans_and_their_approvals(store):
