@@ -117,14 +117,18 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
     workdir = home() / "plans" / run_id
     store = open_store(state)
     try:
+        result = Executor(the_plan, run_id=run_id, store=store,
+                          reporter=reporter or NullReporter(), clock=clock, workdir=workdir,
+                          checkpoints={}, dry_run=True).run()
+        # The hash covers what the dry run resolved for the runbook's bindings.
+        the_plan = replace(the_plan, hash=result.plan_hash or the_plan.hash,
+                           bound=dict(result.bound))
         # Recorded so that approvals can be given to this plan's hash before a run exists.
         store.save_plan(PlanRecord(hash=the_plan.hash, runbook=book.name,
                                    runbook_sha=book.sha256, inventory_sha=inv.sha256,
                                    params=dict(the_plan.params), created_at=info["started_at"],
-                                   created_by=info["user"], path=str(book.path.resolve())))
-        result = Executor(the_plan, run_id=run_id, store=store,
-                          reporter=reporter or NullReporter(), clock=clock, workdir=workdir,
-                          checkpoints={}, dry_run=True).run()
+                                   created_by=info["user"], path=str(book.path.resolve()),
+                                   bound=dict(the_plan.bound)))
     finally:
         store.close()
     return PlanReport(plan=the_plan, dry_run=result)

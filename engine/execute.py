@@ -8,8 +8,8 @@ that step again. Nothing is written in a dry run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,13 @@ from engine.model import Outcome, Step
 from engine.plan import (
     DONE,
     Plan,
+    bind,
     fingerprint,
     is_done,
     note_step,
     pending,
     pending_steps,
+    plan_hash,
     remember,
     render_spec,
     step_context,
@@ -37,7 +39,7 @@ from engine.plan import (
 from engine.render import Deferred, condition, render_text
 from engine.report import Reporter
 from engine.steps import STEP_TYPES, StepContext
-from engine.store import StateStore, StepRecord
+from engine.store import ApprovalAlreadyUsed, StateStore, StepRecord
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class RunResult:
     message: str
     steps: tuple[StepReport, ...]
     waiting_for: str | None = None
+    plan_hash: str = ""  # with what the runbook binds, as this run (or dry run) resolved it
+    bound: Mapping[str, Any] = field(default_factory=dict)
 
 
 # A run in these states is over: its environment lock is released. A failed, waiting or
@@ -87,9 +91,11 @@ class Executor:
         self.context: dict[str, Any] = {**plan.variables, "facts": {},
                                         "steps": pending_steps(plan.runbook)}
         self._approvals = store.approvals(run_id) if store and not dry_run else []
-        self._gate_inputs = {"plan_hash": plan.hash, "runbook": plan.runbook.name,
-                             "runbook_sha": plan.runbook.sha256,
-                             "inventory_sha": plan.inventory.sha256, "params": dict(plan.params)}
+        self._gate_inputs: dict[str, Any] = {
+            "plan_hash": plan.hash, "runbook": plan.runbook.name,
+            "runbook_sha": plan.runbook.sha256, "inventory_sha": plan.inventory.sha256,
+            "params": dict(plan.params), "bound": {}}
+        self._bound = False
 
     def run(self) -> RunResult:
         try:
@@ -107,6 +113,8 @@ class Executor:
             return self._finish("interrupted", "interrupted")
         if failed:
             return self._finish("failed", failed)
+        if self.dry_run and not self._bound:
+            self._bind(None)
         return self._finish("planned" if self.dry_run else "done", "")
 
     def _finish(self, status: str, message: str, waiting_for: str | None = None) -> RunResult:
@@ -120,7 +128,30 @@ class Executor:
                 self.store.release_lock(self.plan.lock_env, run_id=self.run_id, at=now,
                                         reason=f"run {status}")
         self.reporter.run_finished(self.run_id, status, message)
-        return RunResult(self.run_id, status, message, tuple(self.reports), waiting_for)
+        return RunResult(self.run_id, status, message, tuple(self.reports), waiting_for,
+                         self._gate_inputs["plan_hash"], self._gate_inputs["bound"])
+
+    def _bind(self, step: Step | None) -> str:
+        """Resolve what the runbook binds, before an approval step counts approvals: the
+        approvals given to a plan count only if this hash, bound values included, is the
+        plan's. Returns the failure, or ''."""
+        book = self.plan.runbook
+        if not book.bind:
+            return ""
+        values, missing = bind(book, self.context)
+        if missing and not self.dry_run:
+            name, needs = next(iter(missing.items()))
+            return (f"metadata.bind.{name} needs the result of {needs!r}, which is not known "
+                    f"before step {step.id if step else 'the end'}: bind only what the steps "
+                    "before the first approval step register")
+        values.update({n: f"(not known in a plan: needs {needs})"
+                       for n, needs in missing.items()})
+        shown = self.plan.redactor.value(values)
+        self._gate_inputs["bound"] = shown
+        self._gate_inputs["plan_hash"] = plan_hash(book, self.plan.inventory, self.plan.params,
+                                                   shown)
+        self._bound = True
+        return ""
 
     def _steps(self, steps: tuple[Step, ...], *, allow_done: bool) -> str:
         """Run ``steps`` in order; return the failure message, or '' if all went well."""
@@ -155,6 +186,10 @@ class Executor:
             self._report(StepReport(step.id, name, "done", "done in an earlier attempt of this run",
                                     attempts=record.attempts, result=record.result))
             return ""
+        if step.type == "approval":
+            failure = self._bind(step)
+            if failure:
+                return self._failed_early(step, failure)
         same = record is not None and record.fingerprint == fp and record.status not in DONE
         attempts = record.attempts if same and record else 0
         if same and record and record.status == "waiting":
@@ -203,7 +238,13 @@ class Executor:
             except Exception as exc:  # a bug in a step type must still leave a clean record
                 return self._end(base, name, "failed",
                                  f"unexpected error: {type(exc).__name__}: {exc}", {}, t0)
-            self._end(base, name, outcome.status, outcome.message, outcome.result, t0, shown)
+            uses = outcome.result.get("plan_approvals_used") if step.type == "approval" else None
+            try:
+                self._end(base, name, outcome.status, outcome.message, outcome.result, t0, shown,
+                          uses=uses or ())
+            except ApprovalAlreadyUsed as used:  # another run passed its gate with it first
+                self._end(base, name, "waiting", str(used), outcome.result, t0)
+                raise WaitingForApproval(step.id, str(used), outcome.result) from None
             if outcome.status == "would-run":
                 pending(step, self.context)
             else:
@@ -212,13 +253,14 @@ class Executor:
 
     def _end(self, base: StepRecord, name: str, status: str, message: str,
              result: Mapping[str, Any], t0: float,
-             rendered: Mapping[str, Any] | None = None) -> str:
+             rendered: Mapping[str, Any] | None = None,
+             uses: Sequence[Mapping[str, str]] = ()) -> str:
         redactor = self.plan.redactor
         message = redactor.text(message)
         shown = redactor.value(dict(result))
         final = replace(base, status=status, ended_at=iso(self.clock.now()), result=shown,
                         error=message if status == "failed" else "")
-        self._save(final)
+        self._save(final, uses)
         note_step(self.context, final)
         self._report(StepReport(base.step_id, name, status, message,
                                 round(time.monotonic() - t0, 3), base.attempts, shown, rendered))
@@ -259,9 +301,11 @@ class Executor:
         self.reporter.step_finished(report.step_id, report.name, report.status, report.message,
                                     report.seconds)
 
-    def _save(self, record: StepRecord) -> None:
+    def _save(self, record: StepRecord, uses: Sequence[Mapping[str, str]] = ()) -> None:
+        """Checkpoint; a gate that passed with approvals given to a plan uses them up in the
+        same transaction, so no other run can pass its gate with them."""
         if self.store and not self.dry_run:
-            self.store.save_step(record)
+            self.store.save_step(record, uses=uses)
 
     def _check_not_aborted(self) -> None:
         if self._aborted():

@@ -98,6 +98,10 @@ class GateContext:
     people: Mapping[str, Any]
     expiry_hours: float
     now: datetime
+    run_id: str = ""
+    bound: Mapping[str, Any] = field(default_factory=dict)  # as this run resolved them
+    # The run that used each approval given to this plan, by (gate, person).
+    used: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def gate(item: Item, run_approvals: Sequence[ApprovalRecord],
@@ -111,7 +115,7 @@ def gate(item: Item, run_approvals: Sequence[ApprovalRecord],
     offered = [a for a in run_approvals if a.item == name] + \
         [a for a, p in plan_approvals if a.item == name and p.hash == ctx.plan_hash]
     for approval in offered:
-        why_not = _ineligible(approval, item, ctx)
+        why_not = _ineligible(approval, item, ctx) or _used(approval, name, ctx)
         if why_not:
             notes.append(why_not)
         else:
@@ -121,7 +125,7 @@ def gate(item: Item, run_approvals: Sequence[ApprovalRecord],
             notes.append(f"{approval.by} approved plan {plan.hash[:12]}, not this one: "
                          f"{_what_changed(plan, ctx)}")
     people = sorted(counted)
-    data = {"gate": name, "quorum": quorum,
+    data = {"gate": name, "quorum": quorum, "plan_hash": ctx.plan_hash, "bound": dict(ctx.bound),
             "approvals": [{"by": a.by, "at": a.at, "ticket": a.ticket, "note": a.note,
                            "plan_hash": a.plan_hash} for a in counted.values()]}
     detail = f"{len(people)} of {quorum} approvals" + (f" ({', '.join(people)})"
@@ -129,6 +133,15 @@ def gate(item: Item, run_approvals: Sequence[ApprovalRecord],
     if notes:
         detail += "; " + "; ".join(dict.fromkeys(notes))
     return Evidence(item, len(people) >= quorum, detail, data)
+
+
+def _used(approval: ApprovalRecord, gate_name: str, ctx: GateContext) -> str:
+    """An approval given to a plan approves one run: the first whose gate passes with it."""
+    user = ctx.used.get((gate_name, approval.by)) if approval.plan_hash else None
+    if user and user != ctx.run_id:
+        return (f"{approval.by}'s approval of plan {approval.plan_hash[:12]} was already used "
+                f"by run {user}")
+    return ""
 
 
 def _ineligible(approval: ApprovalRecord, item: Item, ctx: GateContext) -> str:
@@ -161,6 +174,10 @@ def _what_changed(plan: PlanRecord, ctx: GateContext) -> str:
         old, new = plan.params.get(key), ctx.params.get(key)
         if old != new:
             changes.append(f"{key} was {old!r}, now {new!r}")
+    for key in sorted(set(plan.bound) | set(ctx.bound)):
+        old, new = plan.bound.get(key), ctx.bound.get(key)
+        if old != new:
+            changes.append(f"{key} was {old!r} when the plan was made, now {new!r}")
     return ", ".join(changes) or "different inputs"
 
 

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidInput
@@ -47,14 +47,35 @@ class Plan:
     steps: tuple[PlannedStep, ...]  # flattened: on_failure steps follow their step
     redactor: Redactor
     lock_env: str | None = None
+    bound: Mapping[str, Any] = field(default_factory=dict)  # resolved by a dry run or a run
 
     def step(self, step_id: str) -> PlannedStep:
         return next(p for p in self.steps if p.step.id == step_id)
 
 
-def plan_hash(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any]) -> str:
-    payload = {"runbook": runbook.sha256, "inventory": inventory.sha256, "params": params}
+def plan_hash(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
+              bound: Mapping[str, Any] | None = None) -> str:
+    """What an approval of a plan is for: the runbook, the inventory, the params and what the
+    runbook binds (the image's digest, the target's revision) as resolved."""
+    payload: dict[str, Any] = {"runbook": runbook.sha256, "inventory": inventory.sha256,
+                               "params": params}
+    if bound:
+        payload["bound"] = bound
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def bind(runbook: Runbook, context: Mapping[str, Any]
+         ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The runbook's ``metadata.bind`` rendered with what the steps so far registered, and
+    for each one that needs a result not known yet, the name of that result."""
+    values: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    for name, template in runbook.bind.items():
+        try:
+            values[name] = _render_checked(template, context, runbook, f"$.metadata.bind.{name}")
+        except Deferred as exc:
+            missing[name] = exc.name
+    return values, missing
 
 
 def fingerprint(step: Step, rendered: Mapping[str, Any], name: str) -> str:

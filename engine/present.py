@@ -34,7 +34,7 @@ def plan_dict(report: PlanReport) -> dict[str, Any]:
         })
     return {"runbook": plan.runbook.name, "path": str(plan.runbook.path),
             "inventory": plan.inventory.name or None, "params": dict(plan.params),
-            "plan_hash": plan.hash, "status": report.dry_run.status,
+            "plan_hash": plan.hash, "bound": dict(plan.bound), "status": report.dry_run.status,
             "message": report.dry_run.message, "steps": steps}
 
 
@@ -50,6 +50,9 @@ def plan_text(report: PlanReport) -> str:
              f"params: {_params(data['params'])}"]
     if data["inventory"]:
         lines.append(f"inventory: {data['inventory']}")
+    if data["bound"]:
+        lines.append("bound (an approval of this plan is for these values, resolved now):")
+        lines.extend(f"    {k}: {shown(v)}" for k, v in data["bound"].items())
     n = 0
     for step in data["steps"]:
         indent = "    " * step["depth"]
@@ -73,8 +76,14 @@ def plan_markdown(report: PlanReport) -> str:
            f"- **Inventory:** {data['inventory'] or '(none)'}",
            f"- **Parameters:** {_params(data['params'])}",
            f"- **Dry run:** {data['status']}"
-           + (f" — {data['message']}" if data["message"] else ""),
-           "", "## Steps", "", "| # | Step | Type | What it will do | Dry run |",
+           + (f" — {data['message']}" if data["message"] else ""), ""]
+    if data["bound"]:
+        out += ["## Bound values", "", "Resolved by this dry run; the run resolves them again "
+                "and an approval of this plan counts only if they are the same.", "",
+                "| Name | Value |", "|---|---|"]
+        out += [f"| `{k}` | `{_md(v)}` |" for k, v in data["bound"].items()]
+        out.append("")
+    out += ["## Steps", "", "| # | Step | Type | What it will do | Dry run |",
            "|---|---|---|---|---|"]
     n = 0
     for step in data["steps"]:
@@ -89,8 +98,9 @@ def plan_markdown(report: PlanReport) -> str:
                                                                if dry["message"] else ""))
         out.append(f"| {num} | `{step['id']}` {_md(step['name'])} | {step['type']} | {what} "
                    f"| {dry_text} |")
-    out += ["", "Approving this plan approves exactly these inputs: the same runbook, inventory "
-            "and parameters give the same hash."]
+    out += ["", "Approving this plan approves exactly these inputs: the same runbook, inventory, "
+            "parameters and bound values give the same hash. An approval of a plan is used "
+            "by the first run whose gate passes with it."]
     return "\n".join(out) + "\n"
 
 
@@ -168,7 +178,7 @@ def _params(params: dict[str, Any]) -> str:
 
 
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", "<br>")
+    return shown(str(text).replace("|", "\\|").replace("\n", "<br>"))
 
 
 def result_dict(result: RunResult) -> dict[str, Any]:
@@ -203,6 +213,10 @@ def detail_text(detail: RunDetail) -> str:
             mark = "✓" if ev.get("passed", True) else " "
             lines.append(f"      [{mark}] {item_id}: "
                          f"{shown(ev.get('detail') or ev.get('by', ''))}")
+            if ev.get("bound"):
+                bound = ", ".join(f"{k}={v}" for k, v in ev["bound"].items())
+                lines.append(f"          for plan {str(ev.get('plan_hash'))[:16]}: "
+                             f"{shown(bound)}")
     for a in detail.approvals:
         what = a.step_id + (f" / {a.item}" if a.item else "")
         note = f": {shown(a.note)}" if a.note else ""

@@ -47,6 +47,11 @@ def run(ctx: StepContext) -> Outcome:
     if failed:
         raise StepFailed("checks not passing: " + "; ".join(
             f"{e.item.id}: {e.detail}" for e in failed), result)
+    # The plan approvals this gate passed with: used up by this run when its checkpoint is made.
+    result["plan_approvals_used"] = [
+        {"plan_hash": a["plan_hash"], "gate": e.data["gate"], "by": a["by"]}
+        for e in evidence if e.item.kind == "approval" and e.satisfied
+        for a in e.data["approvals"] if a.get("plan_hash")]
     missing = [e for e in evidence if not e.satisfied]
     if missing:
         raise WaitingForApproval(
@@ -68,7 +73,9 @@ def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates
             inventory_sha=facts.get("inventory_sha", ""), params=facts.get("params", {}),
             people=inventory.get("people") or {},
             expiry_hours=float((inventory.get("approvals") or {}).get(
-                "expiry_hours", gates.DEFAULT_EXPIRY_HOURS)), now=now)
+                "expiry_hours", gates.DEFAULT_EXPIRY_HOURS)), now=now, run_id=ctx.run_id,
+            bound=facts.get("bound") or {},
+            used=ctx.store.plan_approval_uses(facts.get("plan_hash", "")) if ctx.store else {})
         offered = ctx.store.plan_approvals(facts.get("runbook", "")) if ctx.store else []
         return gates.gate(item, [a for a in approvals if not a.plan_hash], offered, context)
     if "soak" in item.spec:

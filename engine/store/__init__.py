@@ -9,6 +9,7 @@ journal in the same transaction.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,16 @@ class PlanRecord:
     created_at: str
     created_by: str
     path: str = ""  # the runbook file the plan was made from
+    bound: dict[str, Any] = field(default_factory=dict)  # what the runbook binds, resolved
+
+
+class ApprovalAlreadyUsed(Exception):
+    """An approval given to a plan was used by another run's gate first."""
+
+    def __init__(self, by: str, gate: str, plan_hash: str, run_id: str) -> None:
+        super().__init__(f"{by}'s approval of the {gate} gate for plan {plan_hash[:12]} was "
+                         f"already used by run {run_id}")
+        self.run_id = run_id
 
 
 @dataclass(frozen=True)
@@ -138,11 +149,17 @@ class StateStore(Protocol):
     def claim_run(self, run_id: str, owner: str) -> str | None:
         """Take the run for this process; return the owner holding it instead, if alive."""
     def release_run(self, run_id: str, owner: str) -> None: ...
-    def save_step(self, record: StepRecord) -> None: ...
+    def save_step(self, record: StepRecord,
+                  uses: Sequence[Mapping[str, str]] = ()) -> None:
+        """Checkpoint a step; ``uses`` (plan_hash, gate, by) are approvals given to a plan
+        that this step's gate passed with: recorded as used by this run in the same
+        transaction, or ApprovalAlreadyUsed (and nothing written) if another run has one."""
     def steps(self, run_id: str) -> dict[str, StepRecord]: ...
     def add_approval(self, approval: ApprovalRecord) -> None: ...
     def approvals(self, run_id: str) -> list[ApprovalRecord]: ...
     def plan_approvals(self, runbook: str) -> list[tuple[ApprovalRecord, PlanRecord]]: ...
+    def plan_approval_uses(self, plan_hash: str) -> dict[tuple[str, str], str]:
+        """The run that used each approval given to this plan, by (gate, person)."""
     def save_plan(self, plan: PlanRecord) -> None: ...
     def find_plan(self, hash_prefix: str) -> list[PlanRecord]: ...
     def add_event(self, event: EventRecord) -> None: ...

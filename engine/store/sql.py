@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from typing import Any
 
 from engine.identity import origin
 from engine.store import (
+    ApprovalAlreadyUsed,
     ApprovalRecord,
     EventRecord,
     HistoryRecord,
@@ -179,11 +180,14 @@ class SqlStore:
                           (run_id, owner))
 
     # -- steps -----------------------------------------------------------------------------
-    def save_step(self, record: StepRecord) -> None:
+    def save_step(self, record: StepRecord,
+                  uses: Sequence[Mapping[str, str]] = ()) -> None:
         values = (record.run_id, record.step_id, record.status, record.attempts,
                   record.started_at, record.ended_at, record.fingerprint,
                   dumps(record.result), record.error, record.schema_version)
         with self._tx():
+            for use in uses:
+                self._use_plan_approval(use, record.run_id, record.ended_at or "")
             seq = self._one("SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?",
                             (record.run_id,))[0]
             self._execute(
@@ -217,8 +221,25 @@ class SqlStore:
             self._insert_ignore("plans", ("hash", "runbook", "runbook_sha", "inventory_sha",
                                           "params", "created_at", "created_by", "path"),
                                 (plan.hash, plan.runbook, plan.runbook_sha, plan.inventory_sha,
-                                 dumps(plan.params), plan.created_at, plan.created_by,
+                                 dumps(_with_bound(plan)), plan.created_at, plan.created_by,
                                  plan.path), "hash")
+
+    def _use_plan_approval(self, use: Mapping[str, str], run_id: str, at: str) -> None:
+        key = (use["plan_hash"], use["gate"], use["by"])
+        self._insert_ignore("plan_approval_uses", ("plan_hash", "gate", "by_name", "run_id",
+                                                   "at"), (*key, run_id, at),
+                            "plan_hash, gate, by_name")
+        row = self._one("SELECT run_id FROM plan_approval_uses WHERE plan_hash = ? AND "
+                        "gate = ? AND by_name = ?", key)
+        if row[0] != run_id:
+            raise ApprovalAlreadyUsed(use["by"], use["gate"], use["plan_hash"], row[0])
+        self._append(at, run_id, "plan-approval-used",
+                     {"plan_hash": key[0], "gate": key[1], "by": key[2]})
+
+    def plan_approval_uses(self, plan_hash: str) -> dict[tuple[str, str], str]:
+        rows = self._all("SELECT gate, by_name, run_id FROM plan_approval_uses "
+                         "WHERE plan_hash = ?", (plan_hash,))
+        return {(r[0], r[1]): r[2] for r in rows}
 
     def find_plan(self, hash_prefix: str) -> list[PlanRecord]:
         rows = self._all("SELECT hash, runbook, runbook_sha, inventory_sha, params, "
@@ -335,10 +356,21 @@ def _run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(**data)
 
 
+# What a plan binds is kept in its params column under a key no param name can have (params
+# are lower-case names), so stores made before bindings existed read the same.
+BOUND_KEY = "@bound"
+
+
+def _with_bound(plan: PlanRecord) -> dict[str, Any]:
+    return {**plan.params, BOUND_KEY: plan.bound} if plan.bound else dict(plan.params)
+
+
 def _plan(row: Sequence[Any]) -> PlanRecord:
+    params = json.loads(row[4])
+    bound = params.pop(BOUND_KEY, {})
     return PlanRecord(hash=row[0], runbook=row[1], runbook_sha=row[2], inventory_sha=row[3],
-                      params=json.loads(row[4]), created_at=row[5], created_by=row[6],
-                      path=row[7])
+                      params=params, created_at=row[5], created_by=row[6], path=row[7],
+                      bound=bound)
 
 
 def _approval(row: Sequence[Any]) -> ApprovalRecord:
@@ -380,3 +412,6 @@ def tables(serial: str, json_type: str = "TEXT") -> Iterator[str]:
       seq INTEGER PRIMARY KEY, at TEXT NOT NULL, run_id TEXT NOT NULL, kind TEXT NOT NULL,
       data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"""
     yield "CREATE INDEX IF NOT EXISTS journal_run ON journal (run_id)"
+    yield """CREATE TABLE IF NOT EXISTS plan_approval_uses (
+      plan_hash TEXT NOT NULL, gate TEXT NOT NULL, by_name TEXT NOT NULL,
+      run_id TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (plan_hash, gate, by_name))"""
