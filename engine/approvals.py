@@ -78,7 +78,7 @@ def _for_run(the_plan: Plan, run: RunRecord, by: str, at: str, step: str | None,
         names = ", ".join(p.step.id for p in steps) or "none"
         raise InvalidInput(f"run {run.id} has no approval step {step!r} "
                            f"(approval steps: {names})")
-    checklist = gates.items_of((target.rendered or {}).get("items"))
+    checklist = gates.items_of(target.items)
     attestable = [i.id for i in checklist if i.kind == "attest"]
     if checklist and not items:
         raise InvalidInput(f"step {step} is a checklist: attest its items with --item "
@@ -107,7 +107,7 @@ def _check_person(the_plan: Plan, by: str) -> None:
 def _check_gate(the_plan: Plan, gate: str, by: str) -> None:
     _check_person(the_plan, by)
     found = [i for p in the_plan.steps if p.step.type == "approval"
-             for i in gates.items_of((p.rendered or {}).get("items"))
+             for i in gates.items_of(p.items)
              if i.kind == "approval" and i.spec.get("gate") == gate]
     if not found:
         raise InvalidInput(f"runbook {the_plan.runbook.name} has no {gate} gate "

@@ -181,9 +181,12 @@ def _what_changed(plan: PlanRecord, ctx: GateContext) -> str:
     return ", ".join(changes) or "different inputs"
 
 
-def soak(item: Item, history: Sequence[HistoryRecord], now: datetime) -> Evidence:
+def soak(item: Item, history: Sequence[HistoryRecord], now: datetime,
+         running: Mapping[str, Any] | None = None) -> Evidence:
     """The environment has run the same image since its last promotion, for long enough,
-    with no rollback since (from the engine's own history, newest first)."""
+    with no rollback since (from the engine's own history, newest first). With ``running``
+    (the image, and digest, the environment runs now, as the cluster and ECR answer), that
+    promotion must be of that image: soak time of another image proves nothing."""
     env, hours = str(item.spec["env"]), float(item.spec["hours"])
     changes = [h for h in history if h.env == env and
                h.kind in ("promotion", "hotfix", "rollback")]
@@ -193,12 +196,31 @@ def soak(item: Item, history: Sequence[HistoryRecord], now: datetime) -> Evidenc
     if last.kind == "rollback":
         return Evidence(item, False, f"{env} was rolled back at {last.at}",
                         {"since": last.at})
+    mismatch = _not_running(env, last, running or {})
+    if mismatch:
+        return Evidence(item, False, mismatch, {"since": last.at, "run_id": last.run_id,
+                                                "image": last.data.get("image"),
+                                                "running": dict(running or {})})
     ran = (now - parse_time(last.at)).total_seconds() / 3600
     detail = (f"{env} has run {last.data.get('image', '?')} since {last.at} "
               f"({ran:.1f} h of {hours:g} h)")
     return Evidence(item, ran >= hours, detail,
                     {"since": last.at, "hours": round(ran, 2), "digest": last.data.get("digest"),
-                     "run_id": last.run_id})
+                     "image": last.data.get("image"), "run_id": last.run_id})
+
+
+def _not_running(env: str, last: HistoryRecord, running: Mapping[str, Any]) -> str:
+    """Why the last recorded change of ``env`` is not of the image it runs now, or ''."""
+    promoted, now_runs = last.data.get("image"), running.get("image")
+    if now_runs and promoted != now_runs:
+        return (f"{env} runs {now_runs} now, not {promoted or 'the image'} of its last "
+                f"recorded {last.kind} at {last.at}: the soak time is not of this image")
+    digest, now_digest = last.data.get("digest"), running.get("digest")
+    if now_digest and digest and digest != now_digest:
+        return (f"{env} runs {now_runs or 'its image'} at digest {now_digest} now, not "
+                f"{digest} of its last recorded {last.kind} at {last.at}: the soak time is "
+                "not of this image")
+    return ""
 
 
 def window(item: Item, windows: Sequence[Mapping[str, Any]], now: datetime) -> Evidence:

@@ -35,6 +35,9 @@ class PlannedStep:
     deferred_on: str | None
     fingerprint: str | None
     done: bool
+    # An approval step's checklist, known even when the rest of it waits for a result (the
+    # gates a run must pass are known before it starts).
+    items: Any = None
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,14 @@ def _plan_step(step: Step, depth: int, context: dict[str, Any],
             context["facts"].update(rendered)
         else:
             pending(step, context)
+    items = (rendered or {}).get("items")
+    if step.type == "approval" and rendered is None and when is True:
+        with contextlib.suppress(Deferred):
+            items = _checked(lambda: render_value(step.spec.get("items"), seen,
+                                                  f"$.steps[{step.id}].approval.items"),
+                             runbook, step)
     return PlannedStep(step=step, depth=depth, name=name, when=when, rendered=rendered,
-                       deferred_on=deferred_on, fingerprint=fp, done=done)
+                       deferred_on=deferred_on, fingerprint=fp, done=done, items=items)
 
 
 def render_spec(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dict[str, Any]:
@@ -249,7 +258,7 @@ def _check_required_gates(runbook: Runbook, inventory: Inventory, lock_env: str 
     from engine.gates import items_of
 
     present = {str(i.spec.get("gate")) for p in planned if p.step.type == "approval"
-               for i in items_of((p.rendered or {}).get("items")) if i.kind == "approval"}
+               for i in items_of(p.items) if i.kind == "approval"}
     environments = inventory.data.get("environments") or {}
     for env in (lock_env or "").split(","):
         required = (environments.get(env.strip()) or {}).get("required_gates") or []

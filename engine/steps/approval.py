@@ -81,8 +81,11 @@ def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates
     if "soak" in item.spec:
         history = ctx.store.history(env=str(item.spec["soak"]["env"]), limit=20) \
             if ctx.store else []
+        env = str(item.spec["soak"]["env"])
+        running = next((r for r in ctx.spec.get("running") or [] if str(r.get("env")) == env),
+                       None)
         return gates.soak(gates.Item(item.id, item.text, item.kind, item.spec["soak"]),
-                          history, now)
+                          history, now, running)
     if "window" in item.spec:
         env = str(item.spec["window"]["env"])
         windows = (inventory.get("maintenance_windows") or {}).get(env, [])

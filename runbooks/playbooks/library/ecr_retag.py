@@ -14,6 +14,7 @@ options:
   repository: {type: str, required: true}
   source_tag: {type: str, required: true}
   target_tag: {type: str, required: true}
+  expect_digest: {type: str, description: "the digest that was approved: fail if the source tag points elsewhere now"}
   region: {type: str}
   endpoint_url: {type: str}
 """
@@ -37,6 +38,7 @@ def main():
         argument_spec={"repository": {"type": "str", "required": True},
                        "source_tag": {"type": "str", "required": True},
                        "target_tag": {"type": "str", "required": True},
+                       "expect_digest": {"type": "str"},
                        "region": {"type": "str"},
                        "endpoint_url": {"type": "str"}},
         supports_check_mode=True)
@@ -50,6 +52,11 @@ def main():
     if source is None:
         module.fail_json(msg=f"image {repo}:{source_tag} not found in ECR")
     digest = source["imageId"]["imageDigest"]
+    expected = p["expect_digest"]
+    if expected and digest != expected:  # the tag moved since the approval: deploy nothing
+        module.fail_json(msg=f"image {repo}:{source_tag} is now {digest}, not the approved "
+                             f"{expected}: refusing to deploy it", digest=digest,
+                         expected_digest=expected)
     manifest = json.loads(source["imageManifest"])
     layers = manifest.get("layers", [])
     sizes = {"layers": len(layers),
