@@ -102,6 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["RUNBOOK_HOME"] = str(Path(tmp) / "state")
+        os.environ["RUNBOOK_USER"] = "operator"  # the sandbox makes its operator a person
         os.chdir(tmp)
         samples, rollbacks = [], []
         for _ in range(args.runs):
