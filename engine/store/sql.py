@@ -226,15 +226,16 @@ class SqlStore:
 
     def _use_plan_approval(self, use: Mapping[str, str], run_id: str, at: str) -> None:
         key = (use["plan_hash"], use["gate"], use["by"])
-        self._insert_ignore("plan_approval_uses", ("plan_hash", "gate", "by_name", "run_id",
-                                                   "at"), (*key, run_id, at),
-                            "plan_hash, gate, by_name")
+        added = self._insert_ignore("plan_approval_uses", ("plan_hash", "gate", "by_name",
+                                                           "run_id", "at"), (*key, run_id, at),
+                                    "plan_hash, gate, by_name")
         row = self._one("SELECT run_id FROM plan_approval_uses WHERE plan_hash = ? AND "
                         "gate = ? AND by_name = ?", key)
         if row[0] != run_id:
             raise ApprovalAlreadyUsed(use["by"], use["gate"], use["plan_hash"], row[0])
-        self._append(at, run_id, "plan-approval-used",
-                     {"plan_hash": key[0], "gate": key[1], "by": key[2]})
+        if added:
+            self._append(at, run_id, "plan-approval-used",
+                         {"plan_hash": key[0], "gate": key[1], "by": key[2]})
 
     def plan_approval_uses(self, plan_hash: str) -> dict[tuple[str, str], str]:
         rows = self._all("SELECT gate, by_name, run_id FROM plan_approval_uses "

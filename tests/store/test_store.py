@@ -13,6 +13,7 @@ import pytest
 
 from engine.identity import origin
 from engine.store import (
+    ApprovalAlreadyUsed,
     ApprovalRecord,
     EventRecord,
     LockRecord,
@@ -107,6 +108,30 @@ def test_plans_and_their_approvals(store):
     store.add_approval(given)
     assert store.plan_approvals("promote") == [(given, plan)]
     assert store.plan_approvals("rollback") == []
+
+
+def test_a_plan_keeps_what_it_bound(store):
+    plan = PlanRecord(hash="cd" * 32, runbook="promote", runbook_sha="s", inventory_sha="i",
+                      params={"to": "live"}, created_at="t0", created_by="ann",
+                      bound={"source_digest": "sha256:1"})
+    store.save_plan(plan)
+    assert store.find_plan("cdcd") == [plan]
+
+
+def test_a_plan_approval_is_used_by_one_run_in_the_transaction_of_its_gate(store):
+    for run_id in ("r1", "r2"):
+        store.create_run(a_run(run_id))
+    use = {"plan_hash": "ab" * 32, "gate": "cab", "by": "bob"}
+    gate = StepRecord("r1", "checklist", "ok", 1, "t1", "fp", ended_at="t2")
+    store.save_step(gate, uses=[use])
+    store.save_step(gate, uses=[use])  # the same run again (a resumed checkpoint): no conflict
+    assert store.plan_approval_uses("ab" * 32) == {("cab", "bob"): "r1"}
+    other = StepRecord("r2", "checklist", "ok", 1, "t3", "fp", ended_at="t4")
+    with pytest.raises(ApprovalAlreadyUsed, match="already used by run r1"):
+        store.save_step(other, uses=[use])
+    assert store.steps("r2") == {}  # the gate's checkpoint was not written either
+    used = [j for j in store.journal() if j.kind == "plan-approval-used"]
+    assert [(j.run_id, j.data["by"]) for j in used] == [("r1", "bob")]
 
 
 def test_a_lock_is_held_by_one_run_at_a_time(store):
