@@ -175,9 +175,8 @@ def test_promoting_twice_changes_nothing_the_second_time(sandbox, runbook_cli):
 def test_explicit_tag_and_missing_tag(sandbox, runbook_cli):
     promote(runbook_cli, "qa", "uat2", "--tag", "1.4.3")
     assert deployment("uat2")["image"] == image("uat2-1.4.3")
-    run_id = start(runbook_cli, "qa", "uat3", "--tag", "9.9.9")
-    attest(runbook_cli, run_id, "uat3")
-    failed = runbook_cli("resume", run_id)
+    # The image's digest is read before the checklist: a missing tag fails at once.
+    failed = runbook_cli("run", "promote", "--from", "qa", "--to", "uat3", "--tag", "9.9.9")
     assert failed.code == 1
     assert "image quikapp/api:9.9.9 not found in ECR" in failed.out
     assert deployment("uat3")["image"] == image("uat3-1.4.1")
