@@ -28,6 +28,7 @@ def payloads(marks: Path) -> list[str]:
 
 def inventory(path: Path, value: str) -> Path:
     path.write_text("apiVersion: runbook/v1\nkind: Inventory\nmetadata: {name: hostile}\n"
+                    "anyone_may_start: true\n"
                     f"vars:\n  kubeconfig: {json.dumps(value)}\n")
     return path
 
