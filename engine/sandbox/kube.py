@@ -57,8 +57,11 @@ class Cluster:
         self.lock = threading.RLock()
         self.version = 0
         self.rollout_delay = rollout_delay
-        self.crash_after = crash_after  # how long a crashing release looks healthy
+        self.crash_after = crash_after  # between two crashes of a crashing release
         self._timers: list[threading.Timer] = []
+        # A crashing release looks healthy until its service is first probed: however slow
+        # the machine, a rollout wait sees it come up and a verification sees it crash.
+        self._crash_on_probe: dict[tuple[str, str], tuple[int, str]] = {}
 
     # -- storage ---------------------------------------------------------------------------
     def _bump(self, obj: dict[str, Any]) -> None:
@@ -251,7 +254,14 @@ class Cluster:
                     other["status"] = {"replicas": 0}
             self._set_available(dep, rs, replicas, available=True)
             if "crashloop" in _image(dep["spec"]["template"]):
-                self._later(self.crash_after, self._crash, ns, name, generation, rs_name)
+                self._crash_on_probe[(ns, name)] = (generation, rs_name)
+
+    def probe(self, ns: str, name: str) -> None:
+        """The deployment's service is being probed: a crashing release now crashes."""
+        with self.lock:
+            pending = self._crash_on_probe.pop((ns, name), None)
+            if pending is not None:
+                self._crash(ns, name, *pending)
 
     def _set_available(self, dep: dict[str, Any], rs: dict[str, Any], replicas: int, *,
                        available: bool) -> None:

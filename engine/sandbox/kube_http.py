@@ -171,8 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _health(self, where: str) -> None:
         """The service's health endpoint, as the sandbox plays it: up while the deployment
-        has all its replicas available."""
+        has all its replicas available (the first probe of a crashing release crashes it)."""
         ns, _, name = where.partition("/")
+        self.server.cluster.probe(ns, name)
         dep = self.server.cluster.get("apps", "deployments", ns, name)
         want = dep.get("spec", {}).get("replicas", 1)
         ok = dep.get("status", {}).get("availableReplicas") == want

@@ -6,6 +6,8 @@ import os
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,12 +117,18 @@ def test_errors_are_kubernetes_status_objects(api):
     assert dup.value.status == 409
 
 
-def test_a_crashing_release_comes_up_then_restarts_and_loses_availability(api):
+def test_a_crashing_release_comes_up_then_crashes_once_its_service_is_probed(api):
     deps = api.resources.get(api_version="apps/v1", kind="Deployment")
     deps.create(body=deployment_body("img:1.0-crashloop"), namespace="app")
-    time.sleep(DELAY * 2)
-    assert deps.get(name="api", namespace="app").status.availableReplicas == 2
-    time.sleep(DELAY * 4)
+    deadline = time.monotonic() + 30
+    while deps.get(name="api", namespace="app").status.availableReplicas != 2:
+        assert time.monotonic() < deadline, "never came up"
+        time.sleep(DELAY / 4)
+    assert deps.get(name="api", namespace="app").status.availableReplicas == 2  # still up
+    health = api.client.configuration.host + "/sandbox/health/app/api"
+    with pytest.raises(urllib.error.HTTPError) as down:
+        urllib.request.urlopen(health)
+    assert down.value.code == 503
     dep = deps.get(name="api", namespace="app")
     assert dep.status.availableReplicas == 0 and dep.status.unavailableReplicas == 2
     pods = api.resources.get(api_version="v1", kind="Pod").get(namespace="app")
