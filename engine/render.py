@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from engine import patterns
 from engine.errors import InvalidInput
@@ -54,7 +55,23 @@ def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# range() items one rendering may ask for, over all its calls: the sandbox bounds each call, but
+# loops nested in loops would still run for hours.
+MAX_RANGE_ITEMS = 200_000
+_ranged: ContextVar[int] = ContextVar("ranged", default=0)
+
+
+def _range(*args: int) -> range:
+    numbers = safe_range(*args)
+    total = _ranged.get() + len(numbers)
+    if total > MAX_RANGE_ITEMS:
+        raise SecurityError(f"the template's loops ask for more than {MAX_RANGE_ITEMS} items")
+    _ranged.set(total)
+    return numbers
+
+
 _ENV = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV.globals["range"] = _range
 
 
 def _regex_replace(value: Any, pattern: str, replacement: str = "") -> str:
@@ -120,6 +137,7 @@ def render_value(value: Any, context: Mapping[str, Any], where: str = "") -> Any
 def render_string(source: str, context: Mapping[str, Any], where: str = "") -> Any:
     if "{{" not in source and "{%" not in source:
         return source
+    budget = _ranged.set(0)
     try:
         match = _SINGLE_EXPR.match(source)
         if match:
@@ -137,6 +155,8 @@ def render_string(source: str, context: Mapping[str, Any], where: str = "") -> A
     except _EVALUATION_ERRORS as exc:
         raise InvalidInput(f"template {source!r}: {type(exc).__name__}: {exc}",
                            path=where or None) from exc
+    finally:
+        _ranged.reset(budget)
 
 
 def render_text(source: str, context: Mapping[str, Any], where: str = "") -> str:

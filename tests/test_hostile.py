@@ -330,6 +330,9 @@ CASES: dict[str, Build] = {
     "template-huge-power": template("{{ 9 ** 99999999 }}", "is too large a number"),
     "template-huge-string": template("{{ 'x' * 10**9 }}", "is too large"),
     "template-division-by-zero": template("{{ 1 / 0 }}", "ZeroDivisionError"),
+    "template-nested-loops": template(
+        "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+        "loops ask for more than"),
     "template-endless-macro": template(
         "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError"),
     "catastrophic-param-pattern": slow_param_pattern,

@@ -52,7 +52,9 @@ def test_conditions():
 
 @pytest.mark.parametrize(("template", "value"), [
     ("{{ params.n * 60 }}", 180), ("{{ 2 ** 64 }}", 2**64), ("{{ 'ab' * params.n }}", "ababab"),
-    ("{{ [1] * 3 + [2] }}", [1, 1, 1, 2]), ("{{ 'uat1-1.4.2' | regex_replace('^uat1-', '') }}",
+    ("{{ [1] * 3 + [2] }}", [1, 1, 1, 2]),
+    ("{% for i in range(3) %}{% for j in range(2) %}{{ i }}{{ j }},{% endfor %}{% endfor %}",
+     "00,01,10,11,20,21,"), ("{{ 'uat1-1.4.2' | regex_replace('^uat1-', '') }}",
                                            "1.4.2"),
     ("{{ 'image:1.4.2' | regex_search('[0-9.]+$') }}", "1.4.2"),
 ])
@@ -65,6 +67,8 @@ def test_ordinary_arithmetic_and_regex_filters_work(template, value):
     ("{{ 'x' * 10 ** 9 }}", "too large"),
     ("{{ [0] * 10 ** 7 }}", "too large"),
     ("{{ range(10 ** 9) | list }}", "OverflowError"),
+    ("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+     "loops ask for more than 200000 items"),
     ("{{ params.n / 0 }}", "ZeroDivisionError"),
     ("{{ params.env + 1 }}", "TypeError"),
     ("{{ ('a' * 60 ~ '!') | regex_search('(a|aa)+$') }}", "took more than 0.5 s"),
