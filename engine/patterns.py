@@ -15,7 +15,7 @@ import regex
 from engine.errors import InvalidInput
 
 # A sane pattern matches a param or a command's output in microseconds to milliseconds.
-TIMEOUT = 0.5
+TIMEOUT = 0.25
 
 
 @lru_cache(maxsize=512)

@@ -262,20 +262,20 @@ def template(expr: str, says: str) -> Build:
 
 def slow_param_pattern(work: Path) -> Case:
     path = book(work, HEADER + "params: {name: {pattern: '(a|aa)+$'}}\n" + STEP)
-    return Case(["run", str(path), "--name", SLOW], str(path), "took more than 0.5 s")
+    return Case(["run", str(path), "--name", SLOW], str(path), "took more than 0.25 s")
 
 
 def slow_regex_search(work: Path) -> Case:
     path = book(work, HEADER + "params: {name: {}}\n"
                 "vars: {x: \"{{ params.name | regex_search('(a|aa)+$') }}\"}\n" + STEP)
-    return Case(["run", str(path), "--name", SLOW], str(path), "took more than 0.5 s")
+    return Case(["run", str(path), "--name", SLOW], str(path), "took more than 0.25 s")
 
 
 def slow_regex_replace(work: Path) -> Case:
     path = book(work, HEADER + "params: {name: {}}\n"
                 "checks:\n  - that: \"params.name | regex_replace('(a|aa)+$', '') == ''\"\n"
                 "    message: refused\n" + STEP)
-    return Case(["run", str(path), "--name", SLOW], str(path), "took more than 0.5 s", 6)
+    return Case(["run", str(path), "--name", SLOW], str(path), "took more than 0.25 s", 6)
 
 
 def invalid_param_pattern(work: Path) -> Case:

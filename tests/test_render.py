@@ -71,7 +71,7 @@ def test_ordinary_arithmetic_and_regex_filters_work(template, value):
      "loops ask for more than 200000 items"),
     ("{{ params.n / 0 }}", "ZeroDivisionError"),
     ("{{ params.env + 1 }}", "TypeError"),
-    ("{{ ('a' * 60 ~ '!') | regex_search('(a|aa)+$') }}", "took more than 0.5 s"),
+    ("{{ ('a' * 60 ~ '!') | regex_search('(a|aa)+$') }}", "took more than 0.25 s"),
     ("{{ 'x' | regex_replace('(', '') }}", "invalid regular expression"),
     ("{{ 'x' | regex_replace('(x)', '\\\\2') }}", "invalid replacement"),
 ])
