@@ -53,6 +53,7 @@ def migrated(database, isolated, monkeypatch):
         "name": database["name"], "user": database["user"], "password_env": "QA_DB_PASSWORD",
         "migrations_dir": str(MIGRATIONS), "migrate_rollback": [*ALEMBIC, "downgrade", "-1"],
         "migrate_version": [*ALEMBIC, "current"]}
+    inventory["people"]["tester"] = {"name": "The tests", "roles": ["sre"]}
     path = isolated / "db-inventory.yaml"
     path.write_text(yaml.safe_dump(inventory))
     monkeypatch.setenv("RUNBOOK_INVENTORY", str(path))
