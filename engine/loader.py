@@ -134,6 +134,9 @@ def parse(raw: bytes, path: Path, kind: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or exc.context or "malformed YAML"
+        if isinstance(exc, yaml.composer.ComposerError):
+            # It quotes an anchor's name, and the file may not be a runbook at all.
+            problem = re.sub(r" '[^']*'", "", problem)
         ctx = exc.context_mark
         if exc.context and ctx and mark and ctx.line != mark.line:
             problem += f" ({exc.context} started on line {ctx.line + 1})"

@@ -102,6 +102,11 @@ def recursive_alias_foreign(work: Path) -> Case:
     return Case(["validate", str(path)], str(path), "a recursive alias", 1, (FOREIGN,))
 
 
+def undefined_alias_in_a_foreign_file(work: Path) -> Case:
+    path = book(work, f"key: *{FOREIGN}\n", "alias.yaml")
+    return Case(["validate", str(path)], str(path), "found undefined alias", 1, (FOREIGN,))
+
+
 def billion_laughs(work: Path) -> Case:
     lines = ['x-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for i, name in enumerate("bcdefghi"):
@@ -295,6 +300,7 @@ CASES: dict[str, Build] = {
     "recursive-alias": recursive_alias,
     "recursive-alias-in-a-list": recursive_alias_in_list,
     "recursive-alias-in-a-foreign-file": recursive_alias_foreign,
+    "undefined-alias-in-a-foreign-file": undefined_alias_in_a_foreign_file,
     "billion-laughs": billion_laughs,
     "alias-chain-70-deep": alias_chain,
     "nul-byte": nul_byte,
