@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +40,7 @@ from engine.store.owner import interrupt, this_process
 from engine.store.sql import lock_envs
 
 RESUMABLE = ("running", "waiting", "failed", "interrupted")
+ABORT_WAIT = 15.0  # seconds an abort waits for the process executing the run to stop
 
 
 @dataclass(frozen=True)
@@ -286,8 +288,17 @@ def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,
         store.close()
 
 
+@dataclass(frozen=True)
+class AbortResult:
+    run: RunRecord
+    holder: str | None = None  # the process that was executing it, asked to stop
+    stopped: bool = True  # whether that process stopped within the time given
+
+
 def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
-          state: str | None = None) -> RunRecord:
+          state: str | None = None, wait: float = ABORT_WAIT) -> AbortResult:
+    """End a run for good. A process executing it is stopped (as by an interrupt) and waited
+    for, at most ``wait`` seconds; the run's lock is released once nothing executes it."""
     clock = clock or SystemClock()
     store = open_store(state)
     try:
@@ -295,6 +306,7 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
         who = identity.check_person(name, _inventory_at(get_run(store, run_id).inventory).data,
                                     where)
         pause.before_claim()
+        me = this_process()
         # One transaction from the status check to the abort: a run that ends meanwhile
         # (done by a resume) stays as it ended.
         with store.locked_run(run_id) as record:
@@ -304,20 +316,35 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
                 raise InvalidInput(f"run {run_id} is {record.status}: it cannot be aborted")
             at = iso(clock.now())
             store.set_run_status(run_id, "aborted", ended_at=at, message=f"aborted by {who}")
-            if record.lock_env:
-                store.release_lock(record.lock_env, run_id=run_id, by=who,
-                                   reason="run aborted", at=at)
             store.add_event(EventRecord(run_id, at, "abort", {"by": who}))
-            holder = store.claim_run(run_id, this_process())  # the live process holding it
-            if not holder:
-                store.release_run(run_id, this_process())
+            holder = store.claim_run(run_id, me)  # the live process executing it, if any
+        stopped = True
         if holder:
             interrupt(holder)  # once committed, so that it finds the run aborted
+            stopped = _wait_for_release(store, run_id, me, wait)
+        if stopped:
+            # Nothing executes the run any more: its environments are free. (A holder that
+            # saw the abort has released them already.)
+            if record.lock_env:
+                store.release_lock(record.lock_env, run_id=run_id, by=who,
+                                   reason="run aborted", at=iso(clock.now()))
+            store.release_run(run_id, me)
         updated = store.get_run(run_id)
         assert updated is not None
-        return updated
+        return AbortResult(updated, holder, stopped)
     finally:
         store.close()
+
+
+def _wait_for_release(store: StateStore, run_id: str, me: str, wait: float) -> bool:
+    """Whether the process holding the run let go of it (or died) within ``wait`` seconds;
+    the run is then this process's."""
+    deadline = time.monotonic() + wait
+    while store.claim_run(run_id, me) is not None:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def status(*, run_id: str | None = None, limit: int = 20,

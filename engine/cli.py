@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
+from engine import interrupts
 from engine.commands import COMMANDS
 from engine.errors import (
     EXIT_INTERRUPTED,
@@ -97,8 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGTERM (from a service manager, or from `runbook abort` in another shell) stops a
+    # run as Ctrl-C does.
+    with interrupts.handled():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(args_list: list[str]) -> int:
     output = "text"
     try:
         parser = build_parser()
@@ -122,10 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"unexpected error: {type(exc).__name__}: {exc} (RUNBOOK_DEBUG=1 shows where)",
                EXIT_STEP_FAILED, output)
         return EXIT_STEP_FAILED
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _error(message: str, code: int, output: str) -> None:

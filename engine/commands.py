@@ -253,11 +253,18 @@ def cmd_abort(args: argparse.Namespace, extra: list[str]) -> int:
 
     from engine import api
 
-    record = api.abort(run_id=args.run_id, by=args.by)
+    result = api.abort(run_id=args.run_id, by=args.by)
+    record = result.run
     if args.output == "json":
-        _emit(asdict(record))
+        _emit({**asdict(record), "holder": result.holder, "stopped": result.stopped})
+    elif result.stopped:
+        print(f"run {record.id} {record.status}"
+              + (f"; process {result.holder} stopped" if result.holder else ""))
     else:
-        print(f"run {record.id} {record.status}")
+        print(f"run {record.id} {record.status}; process {result.holder} has not stopped "
+              f"after {api.ABORT_WAIT:g} s: its lock is released when it does",
+              file=sys.stderr)
+        return EXIT_STEP_FAILED
     return EXIT_OK
 
 

@@ -3,6 +3,10 @@
 A checkpoint is written before a step starts (status ``running``) and again, in one
 transaction, once it has ended. A process killed in between leaves ``running``: resume runs
 that step again. Nothing is written in a dry run.
+
+An interrupt (Ctrl-C, SIGTERM, ``runbook abort``) is never a failure: whatever the step type
+made of it, the step and the run end ``interrupted`` (or ``aborted``) and no ``on_failure``
+step runs. The store keeps an aborted or done run as it is, whatever this process writes.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine import interrupts
 from engine.clock import Clock, iso
 from engine.errors import (
     InvalidInput,
@@ -96,6 +101,7 @@ class Executor:
             "runbook_sha": plan.runbook.sha256, "inventory_sha": plan.inventory.sha256,
             "params": dict(plan.params), "bound": {}}
         self._bound = False
+        self._current: StepRecord | None = None  # the step in flight
 
     def run(self) -> RunResult:
         try:
@@ -108,6 +114,7 @@ class Executor:
         except StepRefused as refused:
             return self._finish("refused", str(refused))
         except KeyboardInterrupt:
+            self._interrupted()
             if self._aborted():
                 return self._finish("aborted", "the run was aborted")
             return self._finish("interrupted", "interrupted")
@@ -117,16 +124,29 @@ class Executor:
             self._bind(None)
         return self._finish("planned" if self.dry_run else "done", "")
 
+    def _interrupted(self) -> None:
+        """The step in flight when the interrupt came, if nothing recorded its end."""
+        if self._current is not None:
+            now = iso(self.clock.now())
+            self._save(replace(self._current, status="interrupted", ended_at=now))
+            self._current = None
+
     def _finish(self, status: str, message: str, waiting_for: str | None = None) -> RunResult:
         message = self.plan.redactor.text(message)
         if self.store and not self.dry_run:
-            now = iso(self.clock.now())
-            ended = None if status == "waiting" else now  # a waiting run has not ended
-            self.store.set_run_status(self.run_id, status, ended_at=ended, message=message,
-                                      at=now)
-            if status in ENDED and self.plan.lock_env:
-                self.store.release_lock(self.plan.lock_env, run_id=self.run_id, at=now,
-                                        reason=f"run {status}")
+            # The run has stopped: a signal now changes nothing in how it ended.
+            with interrupts.shielded(deliver=False):
+                now = iso(self.clock.now())
+                ended = None if status == "waiting" else now  # a waiting run has not ended
+                if not self.store.set_run_status(self.run_id, status, ended_at=ended,
+                                                 message=message, at=now):
+                    # Aborted (or ended) by someone else meanwhile: that is how it ended.
+                    current = self.store.get_run(self.run_id)
+                    if current is not None:
+                        status, message = current.status, current.message
+                if status in ENDED and self.plan.lock_env:
+                    self.store.release_lock(self.plan.lock_env, run_id=self.run_id, at=now,
+                                            reason=f"run {status}")
         self.reporter.run_finished(self.run_id, status, message)
         return RunResult(self.run_id, status, message, tuple(self.reports), waiting_for,
                          self._gate_inputs["plan_hash"], self._gate_inputs["bound"])
@@ -201,6 +221,7 @@ class Executor:
             attempts += 1
             tries += 1
             base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
+            self._current = base
             self._save(base)
             self.reporter.step_started(step.id, name, attempts)
             ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=seen,
@@ -212,7 +233,7 @@ class Executor:
                               approvals=self._approvals,
                               store=self.store, gate_inputs=self._gate_inputs)
             try:
-                outcome = STEP_TYPES[step.type].run(ctx)
+                outcome = _call(step.type, ctx)
             except (StepFailed, StepRetryable) as exc:
                 delay = exc.delay if isinstance(exc, StepRetryable) else step.delay
                 result = exc.result if isinstance(exc, StepFailed) else {}
@@ -261,6 +282,7 @@ class Executor:
         final = replace(base, status=status, ended_at=iso(self.clock.now()), result=shown,
                         error=message if status == "failed" else "")
         self._save(final, uses)
+        self._current = None
         note_step(self.context, final)
         self._report(StepReport(base.step_id, name, status, message,
                                 round(time.monotonic() - t0, 3), base.attempts, shown, rendered))
@@ -305,7 +327,8 @@ class Executor:
         """Checkpoint; a gate that passed with approvals given to a plan uses them up in the
         same transaction, so no other run can pass its gate with them."""
         if self.store and not self.dry_run:
-            self.store.save_step(record, uses=uses)
+            with interrupts.shielded():
+                self.store.save_step(record, uses=uses)
 
     def _check_not_aborted(self) -> None:
         if self._aborted():
@@ -316,6 +339,21 @@ class Executor:
             return False
         run = self.store.get_run(self.run_id)
         return run is not None and run.status == "aborted"
+
+
+def _call(step_type: str, ctx: StepContext) -> Outcome:
+    """Run a step; once an interrupt has come, the step was interrupted, whatever the step
+    type (or a library it calls) made of it: a caught KeyboardInterrupt, a killed child's
+    exit code read as a failure."""
+    try:
+        outcome = STEP_TYPES[step_type].run(ctx)
+    except Exception:
+        if interrupts.stopping():
+            raise KeyboardInterrupt from None
+        raise
+    if interrupts.stopping():
+        raise KeyboardInterrupt
+    return outcome
 
 
 __all__ = ["Executor", "Outcome", "RunResult", "StepReport"]

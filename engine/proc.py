@@ -24,6 +24,7 @@ from typing import IO
 MAX_KEPT = 64 * 1024
 GUARD = Path(__file__).resolve().with_name("guard.py")
 RUN_TAG = "RUNBOOK_RUN_ID"
+ENGINE_TAG = "RUNBOOK_ENGINE_PID"
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def guarded(argv: Sequence[str]) -> list[str]:
 
 def tags(run_id: str) -> dict[str, str]:
     """Environment that marks a child (and everything it starts) as this run's."""
-    return {RUN_TAG: run_id, "RUNBOOK_ENGINE_PID": str(os.getpid())}
+    return {RUN_TAG: run_id, ENGINE_TAG: str(os.getpid())}
 
 
 def run(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
@@ -95,12 +96,20 @@ def _end_group(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def end_processes_of(run_id: str, step_id: str | None = None) -> list[int]:
-    """SIGKILL every process of this machine tagged with ``run_id`` (and ``step_id``): what an
-    earlier, killed attempt of the run left behind. Returns their pids."""
-    wanted = {f"{RUN_TAG}={run_id}".encode()}
+def end_processes_of(run_id: str | None, step_id: str | None = None, *,
+                     engine_pid: int | None = None) -> list[int]:
+    """SIGKILL every process of this machine tagged with ``run_id`` (and ``step_id``, and the
+    engine ``engine_pid`` that started it): what an earlier, killed attempt of the run left
+    behind, or what an engine that must stop at once started. Returns their pids."""
+    wanted = set()
+    if run_id is not None:
+        wanted.add(f"{RUN_TAG}={run_id}".encode())
     if step_id is not None:
         wanted.add(f"RUNBOOK_STEP_ID={step_id}".encode())
+    if engine_pid is not None:
+        wanted.add(f"{ENGINE_TAG}={engine_pid}".encode())
+    if not wanted:
+        raise ValueError("say whose processes to end")
     ended = []
     me = os.getpid()
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from ansible_runner.interface import init_runner
 
-from engine import proc
+from engine import interrupts, proc
 from engine.errors import StepFailed
 from engine.model import Outcome
 
@@ -78,36 +78,42 @@ def run(ctx: StepContext) -> Outcome:
     with proc.scratch_dir(ctx.run_id or "plan", ctx.step.id) as scratch:
         extravars = scratch / "extravars.yml"
         extravars.write_text(unsafe_yaml(dict(spec.get("extravars") or {})))
-        runner = init_runner(
-            private_data_dir=str(scratch),
-            playbook=str(playbook),
-            inventory=_inventory(scratch, spec),
-            extravars=str(extravars),
-            # With a launcher as its binary, ansible-runner passes the playbook on only here.
-            cmdline=shlex.join([*(["--check", "--diff"] if ctx.dry_run else []), str(playbook)]),
-            envvars=_envvars(scratch),
-            project_dir=os.getcwd(),
-            binary=_launcher(ctx.workdir),
-            event_handler=on_event,
-            cancel_callback=lambda: False,  # signals stay the engine's, not ansible-runner's
-            quiet=True,
-            suppress_env_files=True,
-            timeout=spec.get("timeout"),
-        )
-        runner.config.env = playbook_env(runner.config.env, os.environ,
-                                         [str(n) for n in spec.get("env") or []],
-                                         {**proc.tags(ctx.run_id), "PATH": _path(),
-                                          "RUNBOOK_STEP_ID": ctx.step.id})
-        try:
-            runner.run()
-        finally:
-            # After a timeout or an interrupt, Ansible's workers (in sessions of their own)
-            # could outlive the playbook: nothing of this step runs on once it has ended.
-            proc.end_processes_of(ctx.run_id, ctx.step.id)
-            keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
+        # Whatever ansible-runner does with signals, the engine's handlers are back after it:
+        # a Ctrl-C or SIGTERM after a playbook still stops the run.
+        with interrupts.kept():
+            runner = init_runner(
+                private_data_dir=str(scratch),
+                playbook=str(playbook),
+                inventory=_inventory(scratch, spec),
+                extravars=str(extravars),
+                # With a launcher as its binary, ansible-runner passes the playbook on only here.
+                cmdline=shlex.join([*(["--check", "--diff"] if ctx.dry_run else []),
+                                    str(playbook)]),
+                envvars=_envvars(scratch),
+                project_dir=os.getcwd(),
+                binary=_launcher(ctx.workdir),
+                event_handler=on_event,
+                cancel_callback=lambda: False,  # signals stay the engine's, not ansible-runner's
+                quiet=True,
+                suppress_env_files=True,
+                timeout=spec.get("timeout"),
+            )
+            runner.config.env = playbook_env(runner.config.env, os.environ,
+                                             [str(n) for n in spec.get("env") or []],
+                                             {**proc.tags(ctx.run_id), "PATH": _path(),
+                                              "RUNBOOK_STEP_ID": ctx.step.id})
+            try:
+                runner.run()
+            finally:
+                # After a timeout or an interrupt, Ansible's workers (in sessions of their own)
+                # could outlive the playbook: nothing of this step runs on once it has ended.
+                proc.end_processes_of(ctx.run_id, ctx.step.id)
+                keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
         stats = runner.stats or {}  # read from the artifacts, before they are removed
     result = {"rc": runner.rc, "status": runner.status, "stats": stats, "results": results,
               "changed": any(r.get("changed") for r in results.values())}
+    if runner.status == "canceled":  # only ansible-runner's own signal handling cancels
+        raise KeyboardInterrupt
     if runner.status == "timeout":
         raise StepFailed(f"playbook {playbook.name} timed out after {spec['timeout']} s", result)
     if runner.rc != 0:

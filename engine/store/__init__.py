@@ -145,7 +145,9 @@ class StateStore(Protocol):
         it (an exception rolls them all back)."""
     def list_runs(self, limit: int = 20) -> list[RunRecord]: ...
     def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
-                       message: str = "", at: str = "") -> None: ...
+                       message: str = "", at: str = "") -> bool:
+        """Record the run's status; False (and nothing written) if the run is aborted or
+        done: those are final."""
     def claim_run(self, run_id: str, owner: str) -> str | None:
         """Take the run for this process; return the owner holding it instead, if alive."""
     def release_run(self, run_id: str, owner: str) -> None: ...

@@ -32,6 +32,9 @@ STEP_COLUMNS = ("run_id", "step_id", "status", "attempts", "started_at", "ended_
 APPROVAL_COLUMNS = ("run_id", "step_id", "by_name", "at", "note", "item", "ticket",
                     "plan_hash")
 GENESIS = "0" * 64
+# Run statuses no write changes any more.
+FINAL_STATUSES = ("aborted", "done")
+FINAL_SQL = ", ".join(f"'{status}'" for status in FINAL_STATUSES)
 
 
 class _LockTaken(Exception):
@@ -156,13 +159,19 @@ class SqlStore:
         return [_run(r) for r in rows]
 
     def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
-                       message: str = "", at: str = "") -> None:
+                       message: str = "", at: str = "") -> bool:
         with self._tx():
-            self._execute("UPDATE runs SET status = ?, ended_at = ?, message = ? WHERE id = ?",
-                          (status, ended_at, message, run_id))
+            # An aborted or done run is over: no later write, from whichever process, turns
+            # it back into one that could be resumed or executed.
+            cur = self._execute("UPDATE runs SET status = ?, ended_at = ?, message = ? "
+                                f"WHERE id = ? AND status NOT IN ({FINAL_SQL})",
+                                (status, ended_at, message, run_id))
+            if cur.rowcount == 0:
+                return False
             if status not in ("running",):
                 self._append(at or ended_at or "", run_id, "run-status",
                              {"status": status, "message": message})
+        return True
 
     def claim_run(self, run_id: str, owner: str) -> str | None:
         with self._tx():
