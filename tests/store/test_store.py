@@ -66,6 +66,18 @@ def test_run_round_trip_and_status(store):
     assert store.get_run("nope") is None
 
 
+@pytest.mark.parametrize("final", ["aborted", "done"])
+def test_an_aborted_or_done_run_keeps_its_status(store, final):
+    store.create_run(a_run())
+    assert store.set_run_status("r1", final, ended_at="t1", message="by erin", at="t1")
+    journal = len(store.journal())
+    for later in ("failed", "interrupted", "running", "waiting", "done", "aborted"):
+        assert not store.set_run_status("r1", later, ended_at="t2", message="late", at="t2")
+    got = store.get_run("r1")
+    assert (got.status, got.ended_at, got.message) == (final, "t1", "by erin")
+    assert len(store.journal()) == journal  # nothing recorded of the refused writes
+
+
 def test_runs_listed_newest_first(store):
     for i in range(3):
         store.create_run(a_run(f"r{i}", f"2026-01-0{i + 1}T00:00:00.000+00:00"))
