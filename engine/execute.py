@@ -312,6 +312,7 @@ class Executor:
         return emit
 
     def _failed_early(self, step: Step, message: str) -> str:
+        self._current = None  # its end is this record: an interrupt now does not change it
         now = iso(self.clock.now())
         self._save(StepRecord(self.run_id, step.id, "failed", 0, now, "", ended_at=now,
                               error=message))
