@@ -61,16 +61,20 @@ def run(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] |
     err: list[str] = []
     readers = [threading.Thread(target=_pump, args=(proc.stdout, out, emit), daemon=True),
                threading.Thread(target=_pump, args=(proc.stderr, err, emit), daemon=True)]
-    for t in readers:
-        t.start()
-    if stdin is not None and proc.stdin:
-        try:
-            proc.stdin.write(stdin)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
     timed_out = False
     try:
+        # The readers never take Ctrl-C or SIGTERM: the kernel could hand a signal to a
+        # reader (after a stop and continue, say), and the main thread, waiting for the
+        # child, would never hear of it. Threads inherit the mask they are started with.
+        with _signals_blocked():
+            for t in readers:
+                t.start()
+        if stdin is not None and proc.stdin:
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
@@ -82,6 +86,16 @@ def run(argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] |
         t.join(timeout=5)
     return Completed(rc=proc.returncode, stdout=_tail("".join(out)), stderr=_tail("".join(err)),
                      timed_out=timed_out)
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    wanted = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _end_group(proc: subprocess.Popen[str]) -> None:
