@@ -40,6 +40,6 @@ def pid_alive(pid: int) -> bool:
 def interrupt(owner: str) -> None:
     """Ask the process holding a run to stop (SIGTERM), if it runs on this machine."""
     host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname():
+    if host == socket.gethostname() and owner != this_process():  # never this very process
         with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
             os.kill(int(pid), signal.SIGTERM)
