@@ -1,6 +1,8 @@
 #!/usr/bin/python
 """Ansible module: set an image's newName/newTag in a kustomization (``kustomize edit set
-image`` without needing the kustomize binary)."""
+image`` without needing the kustomize binary). Given a whole image reference (``image``, as a
+deployment or ReplicaSet holds it), it is split into newName and newTag or digest, so that the
+overlay renders exactly that reference."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ short_description: Set images[].newName and newTag in an overlay's kustomization
 options:
   path: {type: path, required: true, description: overlay folder}
   name: {type: str, required: true, description: image name as written in the base}
-  new_name: {type: str, required: true}
-  new_tag: {type: str, required: true}
+  new_name: {type: str, description: "with new_tag, or give image"}
+  new_tag: {type: str}
+  image: {type: str, description: "a whole reference: NAME:TAG, NAME@DIGEST or NAME:TAG@DIGEST"}
 """
 
 
@@ -27,14 +30,32 @@ class _IndentedLists(yaml.SafeDumper):
         return super().increase_indent(flow, False)
 
 
+def split(image):
+    """NAME[:TAG][@DIGEST] → (name, tag, digest); a ':' before the last '/' is a port."""
+    rest, _, digest = image.partition("@")
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        return rest[:colon], rest[colon + 1:], digest or None
+    return rest, None, digest or None
+
+
 def main():
     module = AnsibleModule(
         argument_spec={"path": {"type": "path", "required": True},
                        "name": {"type": "str", "required": True},
-                       "new_name": {"type": "str", "required": True},
-                       "new_tag": {"type": "str", "required": True}},
+                       "new_name": {"type": "str"},
+                       "new_tag": {"type": "str"},
+                       "image": {"type": "str"}},
+        required_one_of=[["image", "new_tag"]],
+        mutually_exclusive=[["image", "new_tag"], ["image", "new_name"]],
+        required_together=[["new_name", "new_tag"]],
         supports_check_mode=True)
     p = module.params
+    if p["image"]:
+        new_name, new_tag, digest = split(p["image"])
+    else:
+        new_name, new_tag, digest = p["new_name"], p["new_tag"], None
     file = next((os.path.join(p["path"], f) for f in
                  ("kustomization.yaml", "kustomization.yml", "Kustomization")
                  if os.path.isfile(os.path.join(p["path"], f))), None)
@@ -48,11 +69,16 @@ def main():
     if entry is None:
         entry = {"name": p["name"]}
         images.append(entry)
-    old = (entry.get("newName"), entry.get("newTag"))
-    entry["newName"], entry["newTag"] = p["new_name"], p["new_tag"]
-    result = {"file": file, "image": f"{p['new_name']}:{p['new_tag']}",
-              "previous": f"{old[0]}:{old[1]}" if old[1] else None}
-    if old == (p["new_name"], p["new_tag"]):
+    old = (entry.get("newName"), entry.get("newTag"), entry.get("digest"))
+    new = (new_name, new_tag, digest)
+    for key, value in zip(("newName", "newTag", "digest"), new):
+        if value is None:
+            entry.pop(key, None)  # a tag left from before would render another image
+        else:
+            entry[key] = value
+    result = {"file": file, "image": _reference(*new),
+              "previous": _reference(*old) if old[1] or old[2] else None}
+    if old == new:
         module.exit_json(changed=False, **result)
     after = yaml.dump(data, Dumper=_IndentedLists, sort_keys=False)
     if not module.check_mode:
@@ -63,6 +89,10 @@ def main():
     module.exit_json(changed=True, diff={"before": before, "after": after,
                                          "before_header": file, "after_header": file},
                      **result)
+
+
+def _reference(name, tag, digest):
+    return (name or "") + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
 if __name__ == "__main__":
