@@ -16,6 +16,8 @@ from typing import Any
 from engine.store import ApprovalRecord, HistoryRecord, PlanRecord
 
 DEFAULT_EXPIRY_HOURS = 24.0
+# History kinds that change the image an environment runs.
+CHANGE_KINDS = ("promotion", "hotfix", "rollback")
 
 
 @dataclass(frozen=True)
@@ -183,30 +185,33 @@ def _what_changed(plan: PlanRecord, ctx: GateContext) -> str:
 
 def soak(item: Item, history: Sequence[HistoryRecord], now: datetime,
          running: Mapping[str, Any] | None = None) -> Evidence:
-    """The environment has run the same image since its last promotion, for long enough,
-    with no rollback since (from the engine's own history, newest first). With ``running``
-    (the image, and digest, the environment runs now, as the cluster and ECR answer), that
-    promotion must be of that image: soak time of another image proves nothing."""
+    """The environment has run the same image for long enough: the time since its last
+    recorded change (a promotion, a hotfix or a rollback: each restarts the clock), from the
+    engine's own history, newest first. With ``running`` (the image, and digest, the
+    environment runs now, as the cluster and ECR answer), that change must be to that image:
+    soak time of another image proves nothing."""
     env, hours = str(item.spec["env"]), float(item.spec["hours"])
-    changes = [h for h in history if h.env == env and
-               h.kind in ("promotion", "hotfix", "rollback")]
+    changes = [h for h in history if h.env == env and h.kind in CHANGE_KINDS]
     if not changes:
         return Evidence(item, False, f"no promotion of {env} is recorded")
     last = changes[0]
-    if last.kind == "rollback":
-        return Evidence(item, False, f"{env} was rolled back at {last.at}",
-                        {"since": last.at})
+    if not last.data.get("image"):
+        return Evidence(item, False, f"{env} changed at {last.at} ({last.kind} by run "
+                                     f"{last.run_id}) to an image that was not recorded",
+                        {"since": last.at, "run_id": last.run_id})
     mismatch = _not_running(env, last, running or {})
     if mismatch:
         return Evidence(item, False, mismatch, {"since": last.at, "run_id": last.run_id,
                                                 "image": last.data.get("image"),
                                                 "running": dict(running or {})})
     ran = (now - parse_time(last.at)).total_seconds() / 3600
-    detail = (f"{env} has run {last.data.get('image', '?')} since {last.at} "
-              f"({ran:.1f} h of {hours:g} h)")
+    digest = last.data.get("digest")
+    detail = (f"{env} has run {last.data['image']}" + (f" ({digest})" if digest else "")
+              + f" since {last.at}, its last recorded {last.kind} ({ran:.1f} h of {hours:g} h)")
     return Evidence(item, ran >= hours, detail,
-                    {"since": last.at, "hours": round(ran, 2), "digest": last.data.get("digest"),
-                     "image": last.data.get("image"), "run_id": last.run_id})
+                    {"since": last.at, "hours": round(ran, 2), "digest": digest,
+                     "image": last.data.get("image"), "kind": last.kind,
+                     "run_id": last.run_id})
 
 
 def _not_running(env: str, last: HistoryRecord, running: Mapping[str, Any]) -> str:

@@ -197,13 +197,32 @@ def test_a_rollback_restarts_the_soak(setup):
     soaked(setup, clock)
     from engine.store import HistoryRecord, open_store
 
+    rolled_back_at = (clock.now() - timedelta(hours=1)).isoformat()
+    store = open_store()
+    store.add_history(HistoryRecord(at=rolled_back_at, run_id="rb", user="erin",
+                                    kind="rollback", env="staging",
+                                    data={"image": "app:v0", "digest": "sha256:00"}))
+    store.close()
+    plan = api.plan(runbook=setup["golive"], params={"tag": "v1"}, clock=clock)
+    soak = next(s for s in plan.dry_run.steps if s.step_id == "checklist").result["items"]["soak"]
+    assert not soak["passed"]
+    assert soak["detail"] == (f"staging has run app:v0 (sha256:00) since {rolled_back_at}, its "
+                              "last recorded rollback (1.0 h of 24 h)")
+
+
+def test_a_change_whose_image_is_not_recorded_proves_no_soak(setup):
+    clock = FakeClock(T0 + timedelta(days=1))
+    soaked(setup, clock)
+    from engine.store import HistoryRecord, open_store
+
     store = open_store()
     store.add_history(HistoryRecord(at=(clock.now() - timedelta(hours=1)).isoformat(),
                                     run_id="rb", user="erin", kind="rollback", env="staging"))
     store.close()
     plan = api.plan(runbook=setup["golive"], params={"tag": "v1"}, clock=clock)
-    check = next(s for s in plan.dry_run.steps if s.step_id == "checklist")
-    assert "staging was rolled back at" in check.result["items"]["soak"]["detail"]
+    soak = next(s for s in plan.dry_run.steps if s.step_id == "checklist").result["items"]["soak"]
+    assert not soak["passed"]
+    assert "to an image that was not recorded" in soak["detail"]
 
 
 def test_live_needs_the_cab_gate(setup, isolated):
