@@ -13,10 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine import drift as drift_mod
 from engine import gates, identity, loader, pause, schema
 from engine import params as params_mod
 from engine.clock import Clock, SystemClock, iso
-from engine.errors import InvalidInput, LockHeld, RunNotFound
+from engine.errors import Drifted, InvalidInput, LockHeld, RunNotFound
 from engine.execute import Executor, RunResult
 from engine.model import Inventory, Runbook, build_runbook
 from engine.plan import Plan
@@ -47,6 +48,7 @@ ABORT_WAIT = 15.0  # seconds an abort waits for the process executing the run to
 class PlanReport:
     plan: Plan
     dry_run: RunResult
+    drift: tuple[drift_mod.Drift, ...] = ()  # of the environments it changes
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,11 @@ def validate(paths: Sequence[str]) -> list[tuple[str, InvalidInput | None]]:
 
 def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None,
          user: str | None = None, clock: Clock | None = None,
-         reporter: Reporter | None = None, state: str | None = None) -> PlanReport:
-    """Render every step, run the read-only parts (check mode), change nothing."""
+         reporter: Reporter | None = None, state: str | None = None,
+         accept_drift: bool = False) -> PlanReport:
+    """Render every step, run the read-only parts (check mode), change nothing. A runbook
+    that checks drift is refused (``Drifted``) when an environment it changes has drifted,
+    unless ``accept_drift``."""
     clock = clock or SystemClock()
     book, inv, values, redactor = _prepare(runbook, params, inventory)
     run_id = "plan-" + new_run_id(clock)
@@ -119,6 +124,7 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
     workdir = home() / "plans" / run_id
     store = open_store(state)
     try:
+        drifts = _drift_before(book, inv, the_plan, store, accept_drift)
         result = Executor(the_plan, run_id=run_id, store=store,
                           reporter=reporter or NullReporter(), clock=clock, workdir=workdir,
                           checkpoints={}, dry_run=True).run()
@@ -133,12 +139,14 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
                                    bound=dict(the_plan.bound)))
     finally:
         store.close()
-    return PlanReport(plan=the_plan, dry_run=result)
+    return PlanReport(plan=the_plan, dry_run=result, drift=tuple(drifts))
 
 
 def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None,
         user: str | None = None, clock: Clock | None = None, reporter: Reporter | None = None,
-        state: str | None = None) -> RunResult:
+        state: str | None = None, accept_drift: bool = False) -> RunResult:
+    """Record a run, take its locks and execute it. A drifted environment refuses it before
+    anything is recorded (``Drifted``), unless ``accept_drift``, which its journal records."""
     clock = clock or SystemClock()
     reporter = reporter or NullReporter()
     book, inv, values, redactor = _prepare(runbook, params, inventory)
@@ -155,10 +163,15 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
                            if inv.path else None, inventory_sha=inv.sha256,
                            params=dict(the_plan.params), user=user, started_at=started,
                            plan_hash=the_plan.hash, lock_env=the_plan.lock_env)
+        drifted = [d for d in _drift_before(book, inv, the_plan, store, accept_drift)
+                   if not d.agrees]
         owner = this_process()
         holder = store.create_run(record, owner=owner)
         if holder is not None:
             raise _locked(holder)
+        if drifted:
+            store.add_event(EventRecord(run_id, started, "accept-drift", {
+                "by": user, "drift": [d.as_dict() for d in drifted]}))
         try:
             return _execute(store, record, the_plan, {}, reporter, clock, resumed=False)
         finally:
@@ -277,6 +290,46 @@ def _execute(store: StateStore, record: RunRecord, the_plan: Plan,
     workdir = home() / "runs" / record.id
     return Executor(the_plan, run_id=record.id, store=store, reporter=reporter, clock=clock,
                     workdir=workdir, checkpoints=checkpoints).run()
+
+
+def drift(*, env: str | None = None, inventory: str | None = None,
+          state: str | None = None) -> list[drift_mod.Drift]:
+    """What the overlay, the cluster and the history say each environment (or ``env``) runs,
+    in the inventory's order."""
+    inv = load_inventory(inventory)
+    if inv.path is None:
+        raise InvalidInput("no inventory: give --inventory NAME or set RUNBOOK_INVENTORY")
+    environments = inv.data.get("environments") or {}
+    if env is not None and env not in environments:
+        raise InvalidInput(f"unknown environment {env} (environments: "
+                           f"{', '.join(environments)})", file=str(inv.path))
+    store = open_store(state, readonly=True)
+    try:
+        return drift_mod.check(environments, [env] if env else list(environments), store,
+                               drift_mod.cluster_reader(_kubeconfig(inv)))
+    finally:
+        store.close()
+
+
+def _drift_before(book: Runbook, inv: Inventory, the_plan: Plan, store: StateStore,
+                  accept: bool) -> list[drift_mod.Drift]:
+    """The drift of the environments a runbook changes; ``Drifted`` if any has drifted and
+    that is not accepted."""
+    environments = inv.data.get("environments") or {}
+    locked = lock_envs(the_plan.lock_env)
+    envs = [e for e in environments if e in locked]
+    if not book.check_drift or not envs:
+        return []
+    found = drift_mod.check(environments, envs, store, drift_mod.cluster_reader(_kubeconfig(inv)))
+    problems = [p for d in found for p in d.problems]
+    if problems and not accept:
+        raise Drifted(f"{book.name} refused: {'; '.join(problems)} (runbook drift shows it; "
+                      "make them agree, or give --accept-drift to go on anyway, recorded)")
+    return found
+
+
+def _kubeconfig(inv: Inventory) -> str:
+    return str((inv.data.get("vars") or {}).get("kubeconfig") or "")
 
 
 def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,

@@ -24,8 +24,9 @@ from engine.errors import (
 from engine.identity import shown
 from engine.parser import Parser
 
-EPILOG = """exit codes: 0 done, 1 a step failed, 2 invalid input, 3 waiting for an approval,
-4 blocked by a lock held by another run, 130 interrupted"""
+EPILOG = """exit codes: 0 done, 1 a step failed (drift: environments disagree), 2 invalid input
+or a drifted environment, 3 waiting for an approval, 4 blocked by a lock held by another run,
+130 interrupted"""
 
 
 
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name")
         p.add_argument("--inventory", help="inventory name or path")
         p.add_argument("--output", choices=("text", "json", "markdown"), default="text")
+        # An option of the engine, not a param: what drift means is the same for every runbook.
+        p.add_argument("--accept-drift", action="store_true",
+                       help="go on although an environment it changes has drifted (recorded)")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="same as runbook plan")
     p = sub.add_parser("resume", parents=[out], help="continue a stopped run")
@@ -71,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("abort", parents=[out], help="stop a run for good")
     p.add_argument("run_id")
     p.add_argument("--by")
+    p = sub.add_parser("drift", parents=[out],
+                       help="whether each environment's overlay, cluster and history agree")
+    p.add_argument("--env")
+    p.add_argument("--inventory", help="inventory name or path")
     p = sub.add_parser("history", parents=[out], help="promotions, rollbacks and restores")
     p.add_argument("--env")
     p.add_argument("--kind")

@@ -102,7 +102,8 @@ def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
     if want_help:
         print(present.runbook_text(api.load_runbook(args.name)))
         return EXIT_OK
-    report = api.plan(runbook=args.name, params=params, inventory=args.inventory)
+    report = api.plan(runbook=args.name, params=params, inventory=args.inventory,
+                      accept_drift=args.accept_drift)
     if args.output == "json":
         _emit(present.plan_dict(report))
     elif args.output == "markdown":
@@ -125,7 +126,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         return EXIT_OK
     reporter = NullReporter() if args.output == "json" else reporter_for()
     result = api.run(runbook=args.name, params=params, inventory=args.inventory,
-                     reporter=reporter)
+                     reporter=reporter, accept_drift=args.accept_drift)
     return _finish(args.output, result)
 
 
@@ -216,6 +217,17 @@ def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"{r.at}  {r.kind:<10} {r.env:<8} by {shown(r.user):<10} run {r.run_id}  "
               f"{shown(detail)}")
     return EXIT_OK
+
+
+def cmd_drift(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api, present
+
+    found = api.drift(env=args.env, inventory=args.inventory)
+    if args.output == "json":
+        _emit([d.as_dict() for d in found])
+    else:
+        print(present.drift_text(found))
+    return EXIT_OK if all(d.agrees for d in found) else EXIT_STEP_FAILED
 
 
 def cmd_sandbox(args: argparse.Namespace, extra: list[str]) -> int:
@@ -328,5 +340,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "list": cmd_list, "show": cmd_show, "validate": cmd_validate, "plan": cmd_plan,
     "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "approve": cmd_approve,
     "abort": cmd_abort, "schema": cmd_schema, "history": cmd_history, "sandbox": cmd_sandbox,
-    "lock": cmd_lock, "audit": cmd_audit,
+    "lock": cmd_lock, "audit": cmd_audit, "drift": cmd_drift,
 }

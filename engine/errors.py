@@ -51,6 +51,13 @@ class LockHeld(RunbookError):
     exit_code = EXIT_LOCKED
 
 
+class Drifted(RunbookError):
+    """An environment the run would change has drifted (its overlay, cluster and history
+    disagree): refused before anything ran or was recorded."""
+
+    exit_code = EXIT_INVALID
+
+
 class RunNotFound(InvalidInput):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run with id {run_id!r}")

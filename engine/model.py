@@ -97,6 +97,7 @@ class Runbook:
     lock: str | None = None  # template: the environment a run holds the lock of
     gated: bool = False
     bind: Mapping[str, str] = field(default_factory=dict)  # name → template, see plan.bind
+    check_drift: bool = False  # its locked environments must have no drift (engine/drift.py)
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
 
@@ -149,6 +150,7 @@ def build_runbook(doc: Document, load_fragment: FragmentLoader) -> Runbook:
         sha256=digest.hexdigest() if builder.fragment_shas else doc.sha256, params=params,
         vars=data.get("vars") or {}, steps=steps, inventory=meta.get("inventory"),
         lock=meta.get("lock"), gated=meta.get("gated", False), bind=meta.get("bind") or {},
+        check_drift=meta.get("check_drift", False),
         checks=tuple(Check(c["that"], c["message"], doc.line_of(("checks", i)))
                      for i, c in enumerate(data.get("checks", ()))))
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import difflib
 import json
 import shlex
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from engine.api import PlanReport, RunDetail
+from engine.drift import Drift
 from engine.execute import RunResult
 from engine.identity import shown
 from engine.model import Runbook
@@ -35,7 +37,8 @@ def plan_dict(report: PlanReport) -> dict[str, Any]:
     return {"runbook": plan.runbook.name, "path": str(plan.runbook.path),
             "inventory": plan.inventory.name or None, "params": dict(plan.params),
             "plan_hash": plan.hash, "bound": dict(plan.bound), "status": report.dry_run.status,
-            "message": report.dry_run.message, "steps": steps}
+            "message": report.dry_run.message, "steps": steps,
+            "drift": [d.as_dict() for d in report.drift]}
 
 
 def _rendered(p: Any, outcome: Any, plan: Any) -> Any:
@@ -53,6 +56,9 @@ def plan_text(report: PlanReport) -> str:
     if data["bound"]:
         lines.append("bound (an approval of this plan is for these values, resolved now):")
         lines.extend(f"    {k}: {shown(v)}" for k, v in data["bound"].items())
+    if report.drift:
+        lines.append("drift of the environments it changes (overlay, cluster, history):")
+        lines.extend(f"    {line}" for line in drift_lines(report.drift))
     n = 0
     for step in data["steps"]:
         indent = "    " * step["depth"]
@@ -82,6 +88,11 @@ def plan_markdown(report: PlanReport) -> str:
                 "and an approval of this plan counts only if they are the same.", "",
                 "| Name | Value |", "|---|---|"]
         out += [f"| `{k}` | `{_md(v)}` |" for k, v in data["bound"].items()]
+        out.append("")
+    if report.drift:
+        out += ["## Drift", "", "What the overlay, the cluster and the history say each "
+                "environment it changes runs.", ""]
+        out += [f"- {_md(line)}" for line in drift_lines(report.drift)]
         out.append("")
     out += ["## Steps", "", "| # | Step | Type | What it will do | Dry run |",
            "|---|---|---|---|---|"]
@@ -271,3 +282,32 @@ def runbook_dict(book: Runbook) -> dict[str, Any]:
     return {"name": book.name, "description": book.description, "path": str(book.path),
             "params": [asdict(p) for p in book.params],
             "steps": [{"id": s.id, "type": s.type, "name": s.name} for s in book.all_steps()]}
+
+
+def drift_lines(found: Sequence[Drift]) -> list[str]:
+    lines = []
+    for d in found:
+        if d.agrees:
+            recorded = f" (last recorded: {d.history['kind']} at {d.history['at']})" \
+                if d.history else " (no change recorded yet)"
+            lines.append(f"{d.env}: agree on {d.cluster}{recorded}")
+        else:
+            lines.extend(f"DRIFT {p}" for p in d.problems)
+    return [shown(line) for line in lines]
+
+
+def drift_text(found: Sequence[Drift]) -> str:
+    rows = []
+    for d in found:
+        rows.append(f"{d.env:<10} {'ok' if d.agrees else 'DRIFT'}")
+        last = d.history
+        history = (f"{last['image']} ({last['kind']} at {last['at']}, run {last['run_id']})"
+                   if last else "no change recorded")
+        for what, value in (("overlay", d.overlay), ("cluster", d.cluster),
+                            ("history", history)):
+            rows.append(f"    {what:<8} {value if value is not None else '?'}")
+        rows.extend(f"    {p}" for p in d.problems)
+    drifted = [d.env for d in found if not d.agrees]
+    rows.append(f"drift in {', '.join(drifted)}" if drifted else
+                "no drift: every overlay, cluster and history agree")
+    return "\n".join(shown(r) for r in rows)
