@@ -63,3 +63,23 @@ def snapshot(sandbox: dict[str, str]) -> dict[str, Any]:
 
 def image(tag: str) -> str:
     return f"123456789012.dkr.ecr.us-east-1.amazonaws.com/quikapp/api:{tag}"
+
+
+def kubectl(*args: str) -> str:
+    env = {**os.environ, "HOME": KUBECTL_HOME}
+    return subprocess.run(["kubectl", *args], check=True, capture_output=True, text=True,
+                          env=env).stdout
+
+
+def rendered_image(sandbox: dict[str, str], env: str) -> str:
+    """The image `kubectl kustomize` renders from the environment's overlay in the sandbox's
+    git copy: what the next `kubectl apply -k` would run."""
+    docs = yaml.safe_load_all(kubectl("kustomize", f"{sandbox['overlays']}/overlays/{env}"))
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def overlay_is_committed(sandbox: dict[str, str]) -> bool:
+    out = subprocess.run(["git", "-C", sandbox["overlays"], "status", "--porcelain"],
+                         check=True, capture_output=True, text=True).stdout
+    return out == ""

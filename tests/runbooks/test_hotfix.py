@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from tests.runbooks.killing import kill_during
-from tests.world import deployment, ecr_tags, image, overlay_commits, snapshot
+from tests.world import (
+    deployment,
+    ecr_tags,
+    image,
+    overlay_commits,
+    overlay_is_committed,
+    rendered_image,
+    snapshot,
+)
 
 REASON = "CVE-2026-1234 in session handling"
 
@@ -44,6 +52,19 @@ def test_a_hotfix_that_passes_verification_reaches_live(sandbox, runbook_cli):
     assert (data["tag"], data["reason"], data["approved_by"]) == ("1.4.3", REASON, "carol")
     assert data["started_at"] < data["approved_at"] <= data["staging_at"] < \
         data["verified_at"] < data["live_at"]
+    assert (data["image"], data["digest"]) == (image("live-1.4.3"), tags["1.4.3"])
+    assert rendered_image(sandbox, "staging") == image("staging-1.4.3")
+    assert rendered_image(sandbox, "live") == image("live-1.4.3")
+    assert runbook_cli("drift").code == 0
+    # Staging's soak is of the hotfix now: its image and digest, since its deploy.
+    staging = runbook_cli("history", "--env", "staging", "--output", "json").json()[0]
+    assert (staging["kind"], staging["data"]["image"], staging["data"]["digest"]) == \
+        ("hotfix", image("staging-1.4.3"), tags["1.4.3"])
+    plan = runbook_cli("plan", "promote", "--from", "staging", "--to", "live", "--output", "json")
+    checklist = next(s for s in plan.json()["steps"] if s["id"] == "checklist")
+    soak = checklist["dry_run"]["result"]["items"]["staging-soak"]
+    assert soak["image"] == image("staging-1.4.3") and soak["digest"] == tags["1.4.3"]
+    assert soak["since"] == staging["at"] and soak["kind"] == "hotfix"
 
 
 def test_a_failed_verification_rolls_staging_back_and_leaves_live_alone(sandbox, runbook_cli):
@@ -59,6 +80,28 @@ def test_a_failed_verification_rolls_staging_back_and_leaves_live_alone(sandbox,
     again = runbook_cli("resume", run_id)  # resuming cannot sneak it into live
     assert again.code == 1
     assert deployment("live")["image"] == image("live-1.4.0")
+
+
+
+def test_a_failed_hotfix_leaves_staging_s_overlay_and_history_on_what_staging_runs(
+        sandbox, runbook_cli):
+    run_id = start(runbook_cli, "1.4.4-crashloop")
+    runbook_cli("approve", run_id, "--gate", "cab", "--by", "carol")
+    assert runbook_cli("resume", run_id).code == 1
+    assert rendered_image(sandbox, "staging") == deployment("staging")["image"] == \
+        image("staging-1.4.1")
+    assert rendered_image(sandbox, "live") == deployment("live")["image"] == image("live-1.4.0")
+    assert overlay_is_committed(sandbox)
+    assert overlay_commits(sandbox)[0].startswith(
+        f"Hotfix 1.4.4-crashloop failed in staging: back to {image('staging-1.4.1')}")
+    tags = ecr_tags()
+    rollback, hotfix = runbook_cli("history", "--env", "staging", "--output", "json").json()
+    assert (rollback["kind"], rollback["data"]["image"], rollback["data"]["digest"]) == \
+        ("rollback", image("staging-1.4.1"), tags["staging-1.4.1"])
+    assert (hotfix["kind"], hotfix["data"]["image"], hotfix["data"]["digest"]) == \
+        ("hotfix", image("staging-1.4.4-crashloop"), tags["staging-1.4.4-crashloop"])
+    drift = runbook_cli("drift")
+    assert drift.code == 0, drift.out
 
 
 def test_sigkill_during_verification_then_resume(sandbox, runbook_cli):

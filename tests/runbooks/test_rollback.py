@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from tests.runbooks.killing import kill_during
-from tests.world import deployment, image, replicasets, snapshot
+from tests.world import (
+    deployment,
+    ecr_tags,
+    image,
+    overlay_commits,
+    overlay_is_committed,
+    rendered_image,
+    replicasets,
+    snapshot,
+)
 
 
 def test_plan_shows_the_history_and_the_target(sandbox, runbook_cli):
@@ -26,6 +35,20 @@ def test_rollback_to_the_previous_revision(sandbox, runbook_cli):
     assert history[0]["kind"] == "rollback"
     assert history[0]["data"]["from_image"] == image("live-1.4.0")
     assert history[0]["data"]["image"] == image("live-1.3.9")
+    assert history[0]["data"]["digest"] == ecr_tags()["live-1.3.9"]
+
+
+def test_after_a_rollback_the_overlay_renders_what_the_cluster_runs(sandbox, runbook_cli):
+    result = runbook_cli("run", "rollback", "--env", "live")
+    assert result.code == 0, result.out
+    run_id = result.out.split()[1]
+    assert rendered_image(sandbox, "live") == deployment("live")["image"] == image("live-1.3.9")
+    assert overlay_is_committed(sandbox)
+    assert overlay_commits(sandbox)[0] == (
+        f"Roll live back to revision 1 ({image('live-1.3.9')}) (runbook run {run_id} by tester)")
+    drift = runbook_cli("drift")
+    assert drift.code == 0, drift.out
+    assert "no drift" in drift.out
 
 
 def test_rollback_to_a_given_revision(sandbox, runbook_cli):
