@@ -247,15 +247,15 @@ def cmd_sandbox(args: argparse.Namespace, extra: list[str]) -> int:
             return EXIT_STEP_FAILED
         info = found
     if args.output == "json":
-        _emit(info)
+        _emit(sandbox.shown(info))
     elif args.action == "status":
-        for key, value in info.items():
+        for key, value in sandbox.shown(info).items():
             print(f"{key}: {value}")
     else:
         print(sandbox.exports(info))
         if args.action == "up":
-            print(f"# sandbox up: Kubernetes {info['kube_url']}, AWS {info['aws_url']}",
-                  file=sys.stderr)
+            print(f"# sandbox up: Kubernetes {info['kube_url']}, AWS {info['aws_url']}, "
+                  f"PostgreSQL 127.0.0.1:{info['postgres_port']}", file=sys.stderr)
             print('# use it in this shell with: eval "$(runbook sandbox env)"', file=sys.stderr)
     return EXIT_OK
 

@@ -46,7 +46,7 @@ def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "") -> dict[s
     if running:
         return running
     where.mkdir(parents=True, exist_ok=True)
-    (where / "sandbox.json").unlink(missing_ok=True)
+    _remove_leftovers(where)
     log = (where / "sandbox.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.sandbox.serve", "--dir", str(where.resolve()),
@@ -65,12 +65,25 @@ def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "") -> dict[s
     raise RunbookError(f"the sandbox did not start within {STARTUP_TIMEOUT:.0f} s")
 
 
+def _remove_leftovers(where: Path) -> None:
+    """What a sandbox killed without being stopped left behind: its settings, its
+    PostgreSQL folder."""
+    from engine.sandbox import database
+
+    try:
+        old = json.loads((where / "sandbox.json").read_text())
+    except (OSError, ValueError):
+        old = {}
+    database.remove_leftover(old.get("postgres_folder"))
+    (where / "sandbox.json").unlink(missing_ok=True)
+
+
 def down(where: Path) -> bool:
     info = status(where)
     if info is None:
         return False
     os.kill(info["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while status(where) and time.monotonic() < deadline:
         time.sleep(0.1)
     (where / "sandbox.json").unlink(missing_ok=True)
@@ -78,13 +91,27 @@ def down(where: Path) -> bool:
 
 
 def environment(info: dict[str, Any]) -> dict[str, str]:
-    """The variables that point the engine, Ansible, boto3 and kubectl at the sandbox."""
+    """The variables that point the engine, Ansible, boto3 and kubectl at the sandbox, and
+    the database passwords under the names its inventory gives them (``password_env``)."""
     from engine.sandbox import seed
 
-    return {"KUBECONFIG": info["kubeconfig"], "AWS_ENDPOINT_URL": info["aws_url"],
-            "AWS_ACCESS_KEY_ID": seed.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": seed.SECRET_KEY,
-            "AWS_DEFAULT_REGION": info["region"], "RUNBOOK_INVENTORY": info["inventory"]}
+    env = {"KUBECONFIG": info["kubeconfig"], "AWS_ENDPOINT_URL": info["aws_url"],
+           "AWS_ACCESS_KEY_ID": seed.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": seed.SECRET_KEY,
+           "AWS_DEFAULT_REGION": info["region"], "RUNBOOK_INVENTORY": info["inventory"]}
+    for db in (info.get("databases") or {}).values():
+        env[db["password_env"]] = db["password"]
+    return env
 
 
 def exports(info: dict[str, Any]) -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in environment(info).items())
+
+
+def shown(info: dict[str, Any]) -> dict[str, Any]:
+    """The settings as ``sandbox status`` shows them: the database passwords only by the
+    names of their variables (``sandbox env`` exports them)."""
+    from engine.secrets import MASK
+
+    databases = {env: {**db, "password": MASK} for env, db in
+                 (info.get("databases") or {}).items()}
+    return {**info, "databases": databases}

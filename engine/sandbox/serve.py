@@ -8,13 +8,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from engine.loader import PROJECT_ROOT
-from engine.sandbox import seed
+from engine.sandbox import database, seed
 from engine.sandbox.kube import Cluster
 from engine.sandbox.kube_http import KubeServer
 
@@ -28,6 +30,12 @@ def main() -> int:
     args = parser.parse_args()
     where = Path(args.dir)
     where.mkdir(parents=True, exist_ok=True)
+    # PostgreSQL starts first, in its own thread: its initdb runs while moto loads.
+    shipped = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
+    envs = [env for env, settings in shipped["environments"].items() if "database" in settings]
+    project = database.copy_project(where)
+    postgres = database.Server(envs, project, (where / "postgres.log").open("w"))
+    postgres.start()
 
     from moto.server import ThreadedMotoServer
 
@@ -43,18 +51,31 @@ def main() -> int:
     seed.seed_aws(aws_url)
     seed.seed_cluster(cluster, overlays / "overlays")
     kubeconfig = write_kubeconfig(where, kube.url)
+    try:
+        postgres.wait()
+    except RuntimeError as exc:
+        postgres.stop()
+        kube.shutdown()
+        aws.stop()
+        print(f"{exc} (see {where / 'postgres.log'})", file=sys.stderr, flush=True)
+        return 1
     inventory = write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url,
-                                args.operator)
+                                args.operator, postgres.databases, project)
     # Wait for the seeded rollouts to settle before saying we are up.
     time.sleep(args.rollout_delay + 0.2)
     info = {"pid": os.getpid(), "kube_url": kube.url, "aws_url": aws_url,
             "kubeconfig": str(kubeconfig), "inventory": str(inventory),
             "region": seed.REGION, "registry": seed.REGISTRY, "overlays": str(overlays),
-            "rollout_delay": args.rollout_delay}
+            "rollout_delay": args.rollout_delay, "postgres_folder": str(postgres.folder),
+            "postgres_port": postgres.port,
+            "databases": {env: {**db, "password_env": shipped["environments"][env]["database"]
+                                ["password_env"]} for env, db in postgres.databases.items()}}
     tmp = where / "sandbox.json.tmp"
+    # It holds the databases' passwords: for whoever runs the sandbox only.
+    tmp.touch(mode=0o600)
     tmp.write_text(json.dumps(info, indent=2))
     tmp.replace(where / "sandbox.json")
-    print(f"sandbox up: {json.dumps(info)}", flush=True)
+    print(f"sandbox up: {json.dumps(info['kube_url'])} {json.dumps(aws_url)}", flush=True)
 
     stop = {"now": False}
 
@@ -67,6 +88,7 @@ def main() -> int:
         time.sleep(0.2)
     kube.shutdown()
     aws.stop()
+    postgres.stop()
     return 0
 
 
@@ -82,9 +104,12 @@ def write_kubeconfig(where: Path, url: str) -> Path:
 
 
 def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
-                    kube_url: str, operator: str = "") -> Path:
-    """The shipped inventory, pointed at the sandbox's cluster, AWS endpoint and overlays;
-    whoever started the sandbox is one of its people, so they can start runs in it."""
+                    kube_url: str, operator: str = "",
+                    databases: Mapping[str, Mapping[str, Any]] | None = None,
+                    project: Path | None = None) -> Path:
+    """The shipped inventory, pointed at the sandbox's cluster, AWS endpoint, overlays and
+    databases; whoever started the sandbox is one of its people, so they can start runs in
+    it."""
     data = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
     if operator and operator not in data["people"]:
         data["people"][operator] = {"name": "Sandbox operator", "roles": ["release"]}
@@ -102,6 +127,13 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
         settings["rollout_timeout"] = 60
         health = f"{kube_url}/sandbox/health/{settings['namespace']}/{settings['deployment']}"
         settings["verify"] = [{"name": "health", "url": health, "status": 200}]
+        db = (databases or {}).get(env)
+        if db and project and "database" in settings:
+            migrate = [sys.executable, "-m", "engine.sandbox.migrate"]
+            settings["database"].update({
+                "host": db["host"], "port": db["port"], "name": db["name"], "user": db["user"],
+                "migrations_dir": str(project), "migrate_rollback": [*migrate, "rollback"],
+                "migrate_version": [*migrate, "version"]})
     path = where / "quikapp.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
