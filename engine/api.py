@@ -121,6 +121,7 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
     info = {"id": run_id, "user": identity.check_name(name, where),
             "started_at": iso(clock.now())}
     the_plan = build_plan(book, inv, values, info, {}, redactor)
+    _check_commands(the_plan)
     workdir = home() / "plans" / run_id
     store = open_store(state)
     try:
@@ -156,6 +157,7 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
     started = iso(clock.now())
     the_plan = build_plan(book, inv, values, {"id": run_id, "user": user, "started_at": started},
                           {}, redactor)
+    _check_commands(the_plan)
     store = open_store(state)
     try:
         record = RunRecord(id=run_id, runbook=book.name, path=str(book.path.resolve()),
@@ -178,6 +180,22 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
             store.release_run(record.id, owner)
     finally:
         store.close()
+
+
+def _check_commands(the_plan: Plan) -> None:
+    """A command that cannot even start (no such program or folder) is refused with the
+    run, before it is recorded or takes a lock."""
+    from engine.steps import command
+
+    for planned in the_plan.steps:
+        if planned.step.type != "command" or planned.rendered is None or planned.when is False:
+            continue
+        problem = command.missing(planned.rendered)
+        if problem:
+            step = planned.step
+            raise InvalidInput(the_plan.redactor.text(f"step {step.id} cannot run: {problem}"),
+                               file=step.file or str(the_plan.runbook.path),
+                               line=step.line_of(f"$.steps[{step.id}].command.argv"))
 
 
 def resume(*, run_id: str, force: bool = False, user: str | None = None,

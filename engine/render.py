@@ -148,7 +148,9 @@ def render_string(source: str, context: Mapping[str, Any], where: str = "") -> A
     except Deferred:
         raise
     except InvalidInput as exc:  # raised by a template function such as secret_env
-        raise InvalidInput(f"template {source!r}: {exc.message}", path=where or None) from exc
+        # Its message says what is missing; the template is not quoted, since the values
+        # around the call (a URL with credentials) are no business of an error message.
+        raise InvalidInput(exc.message, path=where or None) from exc
     except TemplateError as exc:
         raise InvalidInput(f"template {source!r}: {exc.message or exc}",
                            path=where or None) from exc

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +14,9 @@ from engine.model import Outcome
 
 if TYPE_CHECKING:
     from engine.steps import StepContext
+
+# Enough to see an error and what led to it; the whole output is in the step's result.
+LAST_LINES = 10
 
 
 def run(ctx: StepContext) -> Outcome:
@@ -28,13 +33,50 @@ def run(ctx: StepContext) -> Outcome:
     result = {"rc": done.rc, "stdout": done.stdout, "stderr": done.stderr,
               "stdout_lines": done.stdout.splitlines()}
     if done.timed_out:
-        raise StepFailed(f"timed out after {spec['timeout']} s: {shlex.join(argv)}", result)
+        raise StepFailed(ctx.redact(f"timed out after {spec['timeout']} s: {shlex.join(argv)} "
+                                    f"in {_where(spec.get('cwd'))}"), result)
     if done.rc != 0:
-        last = done.stderr.strip().splitlines()[-1:] or done.stdout.strip().splitlines()[-1:]
-        detail = f": {last[0]}" if last else ""
-        raise StepFailed(f"{argv[0]} exited with {done.rc}{detail}", result)
+        raise StepFailed(ctx.redact(failure(argv, spec.get("cwd"), done)), result)
     status = "checked" if ctx.dry_run else "ok"
     return Outcome(status, result)
+
+
+def missing(spec: Mapping[str, Any]) -> str | None:
+    """What is missing for a rendered command to start at all (its folder, its program), so a
+    run is refused before anything runs rather than failing part-way, holding its lock."""
+    try:
+        argv = argv_of(spec.get("argv"))
+    except StepFailed as exc:
+        return str(exc)
+    cwd = _where(spec.get("cwd"))
+    if not os.path.isdir(cwd):
+        return f"its folder {cwd} does not exist"
+    program = argv[0]
+    if "/" in program:
+        found = os.path.join(cwd, program)
+        if not (os.path.isfile(found) and os.access(found, os.X_OK)):
+            return f"{program} is not an executable file (in {cwd})"
+    env = spec.get("env")
+    path = str(env["PATH"]) if isinstance(env, Mapping) and "PATH" in env else None
+    if "/" not in program and shutil.which(program, path=path) is None:
+        return f"{program} is not installed (not found on PATH)"
+    return None
+
+
+def failure(argv: list[str], cwd: str | None, done: proc.Completed) -> str:
+    """What the operator needs to act on a failed command without running it again: what
+    ran, where, its exit code and the last lines it printed (or that it printed nothing)."""
+    head = f"{shlex.join(argv)} exited with {done.rc} in {_where(cwd)}"
+    lines = [line for line in (done.stdout + "\n" + done.stderr).splitlines() if line.strip()]
+    if not lines:
+        return f"{head}; it printed nothing"
+    tail = lines[-LAST_LINES:]
+    shown = "\n".join(f"    {line}" for line in tail)
+    return f"{head}; its last {'line' if len(tail) == 1 else f'{len(tail)} lines'}:\n{shown}"
+
+
+def _where(cwd: str | None) -> str:
+    return os.path.abspath(cwd or ".")
 
 
 def argv_of(value: Any) -> list[str]:

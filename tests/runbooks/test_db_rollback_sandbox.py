@@ -101,3 +101,17 @@ def test_killed_after_the_rollback_committed_it_is_not_redone(sandbox, runbook_c
     assert "rollback skipped" in done.out
     assert version(sandbox, "qa") == "0002"
     assert order_columns(sandbox, "qa") != []  # 0002's orders table is still there
+
+
+def test_without_the_password_the_run_is_refused_and_keeps_no_lock(sandbox, runbook_cli,
+                                                                   monkeypatch):
+    monkeypatch.delenv("QUIKAPP_QA_DB_PASSWORD")
+    result = runbook_cli("run", "db-rollback", "--env", "qa")
+    assert result.code == 2
+    assert result.err.strip().endswith(
+        "at $.vars.connection.DATABASE_URL: the environment variable QUIKAPP_QA_DB_PASSWORD "
+        "is not set")
+    assert "{{" not in result.err and "postgresql://" not in result.err
+    assert runbook_cli("lock", "list").out.strip() == "no environment is locked"
+    assert runbook_cli("status").out.strip() == "no runs yet"
+    assert version(sandbox, "qa") == "0003"
