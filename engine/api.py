@@ -418,6 +418,30 @@ def _wait_for_release(store: StateStore, run_id: str, me: str, wait: float) -> b
     return True
 
 
+def cannot_succeed(*, run_id: str, state: str | None = None) -> str | None:
+    """Why resuming run ``run_id`` cannot make it succeed (it failed and was rolled back),
+    or None."""
+    from engine import outlook
+
+    store = open_store(state, readonly=True)
+    try:
+        record = get_run(store, run_id)
+        if record.status != "failed":
+            return None
+        try:
+            book = load_runbook(record.path)
+        except InvalidInput:
+            return None
+        found = outlook.undone_by(book, store.steps(run_id))
+    finally:
+        store.close()
+    if found is None:
+        return None
+    failed, undo = found
+    return (f"step {failed} failed and {', '.join(undo)} undid its change, so resuming would "
+            "only fail again")
+
+
 def status(*, run_id: str | None = None, limit: int = 20,
            state: str | None = None) -> list[RunRecord] | RunDetail:
     store = open_store(state, readonly=True)

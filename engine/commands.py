@@ -141,11 +141,16 @@ def cmd_resume(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _finish(output: str, result: Any) -> int:
-    from engine import present
+    from engine import api, present
 
     code = RESULT_EXIT[result.status]
+    dead_end = api.cannot_succeed(run_id=result.run_id) if result.status == "failed" else None
     if output == "json":
-        _emit({**present.result_dict(result), "exit_code": code})
+        _emit({**present.result_dict(result), "exit_code": code,
+               **({"cannot_succeed": dead_end} if dead_end else {})})
+    elif dead_end:
+        print(f"run {result.run_id} cannot succeed: {dead_end}; end it with: "
+              f"runbook abort {result.run_id}")
     elif result.status == "waiting":
         items = " --item ITEM ... | --gate GATE" if "not satisfied" in result.message else ""
         print(f"approve with: runbook approve {result.run_id} --step {result.waiting_for} "

@@ -90,6 +90,19 @@ def seed_overlays(repo_k8s: Path, where: Path) -> Path:
     return target
 
 
+def seed_app_repository(project: Path) -> Path:
+    """The application's git repository: develop, main and the branch of a hotfix under way
+    (hotfix/1.4.3), which the hotfix runbook looks for when given --branch."""
+    git = ["git", "-C", str(project), "-c", "user.name=sandbox",
+           "-c", "user.email=sandbox@localhost"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "Sandbox application"], check=True)
+    for branch in ("develop", "hotfix/1.4.3"):
+        subprocess.run([*git, "branch", branch], check=True)
+    return project
+
+
 def seed_cluster(cluster: Cluster, overlays: Path) -> None:
     for env, (previous, _running) in RELEASES.items():
         ns = f"quikapp-{env}"

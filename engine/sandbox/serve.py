@@ -33,7 +33,7 @@ def main() -> int:
     # PostgreSQL starts first, in its own thread: its initdb runs while moto loads.
     shipped = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
     envs = [env for env, settings in shipped["environments"].items() if "database" in settings]
-    project = database.copy_project(where)
+    project = seed.seed_app_repository(database.copy_project(where))
     postgres = database.Server(envs, project, (where / "postgres.log").open("w"))
     postgres.start()
 
@@ -116,6 +116,8 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
     data["metadata"]["description"] = "The quikapp inventory, pointed at the local sandbox"
     data["vars"]["kubeconfig"] = str(kubeconfig)
     data["vars"]["aws"]["endpoint_url"] = aws_url
+    if project:
+        data["vars"]["app_repository"] = str(project)
     # The sandbox keeps a maintenance window open for live for a month from its start.
     start = datetime.now(UTC).replace(microsecond=0)
     data["maintenance_windows"] = {"live": [{

@@ -14,6 +14,7 @@ options:
   tag: {type: str, required: true}
   region: {type: str}
   endpoint_url: {type: str}
+  missing_ok: {type: bool, default: false, description: "a tag not in ECR is found=false, not a failure"}
 """
 
 
@@ -22,7 +23,8 @@ def main():
         argument_spec={"repository": {"type": "str", "required": True},
                        "tag": {"type": "str", "required": True},
                        "region": {"type": "str"},
-                       "endpoint_url": {"type": "str"}},
+                       "endpoint_url": {"type": "str"},
+                       "missing_ok": {"type": "bool", "default": False}},
         supports_check_mode=True)
     import boto3
     from botocore.exceptions import ClientError
@@ -38,9 +40,12 @@ def main():
         if code not in ("ImageNotFoundException", "RepositoryNotFoundException"):
             raise
         found = []
+    if not found and p["missing_ok"]:
+        module.exit_json(changed=False, repository=p["repository"], tag=p["tag"], found=False,
+                         digest="")
     if not found:
         module.fail_json(msg=f"image {p['repository']}:{p['tag']} not found in ECR")
-    module.exit_json(changed=False, repository=p["repository"], tag=p["tag"],
+    module.exit_json(changed=False, repository=p["repository"], tag=p["tag"], found=True,
                      digest=found[0]["imageDigest"])
 
 

@@ -21,6 +21,7 @@ options:
   deployment: {type: str, required: true}
   to_revision: {type: int, default: 0, description: "history: 0 means the previous revision"}
   to_hash: {type: str, description: "undo: pod-template-hash of the ReplicaSet to go back to"}
+  choose: {type: str, choices: [previous, running], default: previous, description: "history: the target is the previous revision, or the running one (what a failed change goes back to)"}
 """
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -59,7 +60,10 @@ def history(module, apps):
     _, current, revs = _revisions(apps, p)
     wanted = p["to_revision"]
     cur = next((r for r in revs if r["current"]), None)
-    if wanted:
+    if p["choose"] == "running":
+        target = cur
+        problem = None if cur else "the deployment runs no revision"
+    elif wanted:
         target = next((r for r in revs if r["revision"] == wanted), None)
         problem = None
         if target is None:
@@ -74,7 +78,10 @@ def history(module, apps):
     lines = [f"{'*' if r['current'] else ' '} {r['revision']:>3}  {r['image']}  {r['created']}"
              for r in revs]
     summary = "rollout history (* = running):\n" + "\n".join(lines)
-    if target and not problem:
+    if target and not problem and p["choose"] == "running":
+        summary += (f"\nif the change fails, it goes back to revision {target['revision']} "
+                    f"({target['image']}), the one running now")
+    elif target and not problem:
         summary += f"\nwill go back to revision {target['revision']} ({target['image']})"
     module.exit_json(changed=False, current=cur, revisions=revs,
                      target=None if problem else target, problem=problem, summary=summary)
@@ -109,7 +116,9 @@ def main():
                        "namespace": {"type": "str", "required": True},
                        "deployment": {"type": "str", "required": True},
                        "to_revision": {"type": "int", "default": 0},
-                       "to_hash": {"type": "str"}},
+                       "to_hash": {"type": "str"},
+                       "choose": {"type": "str", "choices": ["previous", "running"],
+                                  "default": "previous"}},
         required_if=[("action", "undo", ["to_hash"])],
         supports_check_mode=True)
     apps = _clients(module.params)
