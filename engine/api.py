@@ -438,6 +438,8 @@ def cannot_succeed(*, run_id: str, state: str | None = None) -> str | None:
     if found is None:
         return None
     failed, undo = found
+    if not undo:
+        return f"step {failed} failed, and resuming would only fail again"
     return (f"step {failed} failed and {', '.join(undo)} undid its change, so resuming would "
             "only fail again")
 

@@ -61,6 +61,7 @@ class Step:
     args: Mapping[str, Any] | None = None  # that include's `with:`, seen as `args`
     local_register: str | None = None  # the name a fragment's own steps use for its result
     fresh: bool = False  # run again on every resume, never taken as done
+    failure_is_final: bool = False  # failed and undone, the run cannot succeed
 
     def line_of(self, where: str | None) -> int | None:
         """The line of a field of this step from a path like ``$.steps[id].command.argv[1]``."""
@@ -251,7 +252,8 @@ class _StepBuilder:
             retries=raw.get("retries", 0), delay=raw.get("delay", 5.0), on_failure=on_failure,
             line=doc.line_of(at), at=at, file=str(doc.path), lines=doc.lines,
             group=include.id if include else None, args=include.args if include else None,
-            local_register=register if include else None, fresh=raw.get("fresh", False))
+            local_register=register if include else None, fresh=raw.get("fresh", False),
+            failure_is_final=raw.get("failure_is_final", False))
         self.built[step_id] = (raw, step)
         return step
 

@@ -32,7 +32,8 @@ def test_failed_step_runs_its_on_failure_steps_and_exits_1(write_runbook, runboo
         append_step("never")))
     result = runbook_cli("run", str(path))
     assert result.code == 1
-    assert "boom failed" in result.out and "python3 exited with 3" in result.out
+    assert "boom failed" in result.out
+    assert "python3 -c 'import sys; sys.exit(3)' exited with 3 in " in result.out
     assert lines(isolated / "log.txt") == ["a", "cleanup"]
     assert "resume with: runbook resume" in result.out
 
