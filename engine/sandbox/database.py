@@ -71,18 +71,26 @@ class Server(threading.Thread):
         self.port = 0
         self.databases: dict[str, dict[str, Any]] = {}
         self.error: BaseException | None = None
+        self.missing = ""
         self._ready = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
 
     def run(self) -> None:
+        if bindir() is None:
+            # The rest of the sandbox works without it; db-rollback then has no database.
+            self.missing = "no PostgreSQL binaries (initdb) found: the sandbox has no databases"
+            self._ready.set()
+            self._stopping.wait()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return
         try:
             self._start()
             self._seed()
         except BaseException as exc:  # reported by wait(), in the sandbox's own thread
             self.error = exc
         self._ready.set()
-        self._stop.wait()
+        self._stopping.wait()
         self._shutdown()
 
     def wait(self, timeout: float = START_TIMEOUT) -> None:
@@ -92,7 +100,7 @@ class Server(threading.Thread):
             raise RuntimeError(f"PostgreSQL did not start: {self.error}") from self.error
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join(timeout=30)
 
     def _as_owner(self) -> dict[str, Any]:
@@ -102,8 +110,7 @@ class Server(threading.Thread):
 
     def _start(self) -> None:
         where = bindir()
-        if where is None:
-            raise RuntimeError("no PostgreSQL binaries (initdb) were found")
+        assert where is not None  # run() checked
         owner = self._as_owner()
         if owner:
             shutil.chown(self.folder, "postgres", "postgres")

@@ -59,6 +59,8 @@ def main() -> int:
         aws.stop()
         print(f"{exc} (see {where / 'postgres.log'})", file=sys.stderr, flush=True)
         return 1
+    if postgres.missing:
+        print(postgres.missing, flush=True)
     inventory = write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url,
                                 args.operator, postgres.databases, project)
     # Wait for the seeded rollouts to settle before saying we are up.
@@ -67,7 +69,7 @@ def main() -> int:
             "kubeconfig": str(kubeconfig), "inventory": str(inventory),
             "region": seed.REGION, "registry": seed.REGISTRY, "overlays": str(overlays),
             "rollout_delay": args.rollout_delay, "postgres_folder": str(postgres.folder),
-            "postgres_port": postgres.port,
+            "postgres_port": postgres.port, "postgres_missing": postgres.missing,
             "databases": {env: {**db, "password_env": shipped["environments"][env]["database"]
                                 ["password_env"]} for env, db in postgres.databases.items()}}
     tmp = where / "sandbox.json.tmp"
