@@ -74,6 +74,7 @@ def main() -> int:
                                 ["password_env"]} for env, db in postgres.databases.items()}}
     tmp = where / "sandbox.json.tmp"
     # It holds the databases' passwords: for whoever runs the sandbox only.
+    tmp.unlink(missing_ok=True)
     tmp.touch(mode=0o600)
     tmp.write_text(json.dumps(info, indent=2))
     tmp.replace(where / "sandbox.json")
