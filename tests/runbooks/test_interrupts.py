@@ -119,7 +119,12 @@ def test_hotfix_interrupted_then_resumed_keeps_staging_and_its_approval(step, si
     assert commits[0].startswith(f"Hotfix 1.4.3 to live: {test_hotfix.REASON}")
     assert commits[1].startswith(f"Hotfix 1.4.3 to staging: {test_hotfix.REASON}")
     assert commits[2:] == ["Sandbox overlays"]
-    records = runbook_cli("history", "--kind", "hotfix", "--output", "json").json()
+    records = runbook_cli("history", "--kind", "hotfix", "--env", "live",
+                          "--output", "json").json()
     assert [(r["run_id"], r["data"]["approved_by"]) for r in records] == [(run_id, "carol")]
+    staging = runbook_cli("history", "--kind", "hotfix", "--env", "staging",
+                          "--output", "json").json()
+    assert [(r["run_id"], r["data"]["digest"]) for r in staging] == \
+        [(run_id, tags["staging-1.4.3"])]  # recorded once, resumed or not
     _, steps = statuses(runbook_cli, run_id)
     assert "staging-rollback" not in steps
