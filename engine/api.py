@@ -7,7 +7,6 @@ import hashlib
 import os
 import secrets
 import time
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -545,8 +544,7 @@ def redactor_for(book: Runbook, values: Mapping[str, Any],
     named = password_envs(inventory.data) if inventory else []
     redactor = Redactor((str(values[n]) for n in secret_names if n in values), secret_names)
     for value in environment_secrets(os.environ, named):
-        redactor.add(value)
-        redactor.add(urllib.parse.quote(value, safe=""))  # as it appears inside a URL
+        redactor.add_value(value)
     return redactor
 
 

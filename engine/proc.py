@@ -25,6 +25,7 @@ MAX_KEPT = 64 * 1024
 GUARD = Path(__file__).resolve().with_name("guard.py")
 RUN_TAG = "RUNBOOK_RUN_ID"
 ENGINE_TAG = "RUNBOOK_ENGINE_PID"
+STEP_TAG = "RUNBOOK_STEP_ID"
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def end_processes_of(run_id: str | None, step_id: str | None = None, *,
     if run_id is not None:
         wanted.add(f"{RUN_TAG}={run_id}".encode())
     if step_id is not None:
-        wanted.add(f"RUNBOOK_STEP_ID={step_id}".encode())
+        wanted.add(f"{STEP_TAG}={step_id}".encode())
     if engine_pid is not None:
         wanted.add(f"{ENGINE_TAG}={engine_pid}".encode())
     if not wanted:

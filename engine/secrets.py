@@ -42,13 +42,17 @@ class Redactor:
         if secret and secret not in self._secrets:
             self._secrets = sorted({*self._secrets, secret}, key=len, reverse=True)
 
+    def add_value(self, value: str) -> None:
+        """A secret value, also as it appears inside a URL."""
+        self.add(value)
+        self.add(urllib.parse.quote(value, safe=""))
+
     def secret_env(self, name: str) -> str:
         """Template function: a secret from the environment, masked wherever it shows up."""
         value = os.environ.get(str(name))
         if value is None:
             raise InvalidInput(f"the environment variable {name} is not set")
-        self.add(value)
-        self.add(urllib.parse.quote(value, safe=""))  # as it appears inside a URL
+        self.add_value(value)
         return value
 
     def text(self, text: str) -> str:

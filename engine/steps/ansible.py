@@ -101,7 +101,7 @@ def run(ctx: StepContext) -> Outcome:
             runner.config.env = playbook_env(runner.config.env, os.environ,
                                              [str(n) for n in spec.get("env") or []],
                                              {**proc.tags(ctx.run_id), "PATH": _path(),
-                                              "RUNBOOK_STEP_ID": ctx.step.id})
+                                              proc.STEP_TAG: ctx.step.id})
             try:
                 runner.run()
             finally:
