@@ -99,8 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("verify", "export"))
     p.add_argument("--run")
     p.add_argument("--file", help="write the change record here instead of printing it")
-    p = sub.add_parser("schema", parents=[out], help="print a JSON schema")
-    p.add_argument("kind", nargs="?", default="runbook", choices=("runbook", "inventory"))
+    p = sub.add_parser("schema", parents=[out],
+                       help="print the JSON Schema of runbooks, fragments or inventories")
+    p.add_argument("kind", nargs="?", default="runbook",
+                   choices=("runbook", "fragment", "inventory"))
     return parser
 
 

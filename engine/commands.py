@@ -289,7 +289,8 @@ def cmd_abort(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_schema(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import schema
 
-    _emit(schema.schema(args.kind))
+    # The shipped file as it is, so that saving the output gives the file editors point at.
+    print(schema.schema_text(args.kind), end="")
     return EXIT_OK
 
 

@@ -28,6 +28,12 @@ KINDS = ("Runbook", "Fragment", "Inventory")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+
+def source_tree() -> Path | None:
+    """The checkout this engine runs from, with its runbooks, inventories and overlays; None
+    for an installed engine (its parent folder is site-packages, which holds none of ours)."""
+    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else None
+
 JsonPath = tuple[str | int, ...]
 
 
@@ -50,10 +56,14 @@ class Document:
 
 
 def search_dirs(kind: str) -> list[Path]:
-    """Folders searched for runbooks or inventories: ./<kind>, then the ones shipped here."""
+    """Folders searched for runbooks or inventories: ``$RUNBOOK_<KIND>_PATH``, ./<kind>, then
+    the checkout's own when the engine runs from one."""
     env = os.environ.get(f"RUNBOOK_{kind.upper()}_PATH")
     dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else []
-    dirs += [Path.cwd() / kind, PROJECT_ROOT / kind]
+    dirs.append(Path.cwd() / kind)
+    checkout = source_tree()
+    if checkout is not None:
+        dirs.append(checkout / kind)
     seen: list[Path] = []
     for d in dirs:
         if d.resolve() not in [s.resolve() for s in seen]:

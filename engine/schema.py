@@ -1,28 +1,40 @@
-"""Validate parsed documents against ``schemas/*.json`` and say where the problem is.
+"""Validate parsed documents against the JSON Schemas and say where the problem is.
 
-After this module, code works on known shapes only: unknown keys never get past here.
+After this module, code works on known shapes only: unknown keys never get past here. The
+schemas are package data (``engine/schemas``, the same files as the checkout's top-level
+``schemas/`` that editors point at), so an installed engine validates from any folder.
 """
 
 from __future__ import annotations
 
 import json
 from functools import cache
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
 
 from engine.errors import InvalidInput
-from engine.loader import PROJECT_ROOT, Document
+from engine.loader import Document
 
-SCHEMA_DIR = PROJECT_ROOT / "schemas"
+SCHEMA_KINDS = ("runbook", "fragment", "inventory")
 STEP_TYPE_KEYS = ("command", "ansible", "assert", "set", "wait", "approval", "record")
+
+
+def schema_file(kind: str) -> Traversable:
+    """The shipped JSON Schema of a ``kind`` (one of SCHEMA_KINDS)."""
+    return resources.files("engine") / "schemas" / f"{kind}.schema.json"
+
+
+def schema_text(kind: str) -> str:
+    return schema_file(kind).read_text(encoding="utf-8")
 
 
 @cache
 def schema(kind: str) -> dict[str, Any]:
-    with (SCHEMA_DIR / f"{kind}.schema.json").open() as fh:
-        data: dict[str, Any] = json.load(fh)
+    data: dict[str, Any] = json.loads(schema_text(kind))
     return data
 
 
@@ -30,10 +42,9 @@ def schema(kind: str) -> dict[str, Any]:
 def _validator(kind: str) -> Draft202012Validator:
     from referencing import Registry, Resource
 
-    resources = [Resource.from_contents(schema(p.name.removesuffix(".schema.json")))
-                 for p in SCHEMA_DIR.glob("*.schema.json")]
+    shipped = [Resource.from_contents(schema(name)) for name in SCHEMA_KINDS]
     registry: Registry[Any] = Registry().with_resources(
-        (str(r.contents["$id"]), r) for r in resources)
+        (str(r.contents["$id"]), r) for r in shipped)
     return Draft202012Validator(schema(kind), registry=registry)
 
 

@@ -40,7 +40,11 @@ def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "") -> dict[s
     """Start the sandbox; ``operator`` (default: the name this process claims) becomes one
     of the people of its inventory."""
     from engine import identity
+    from engine.loader import source_tree
 
+    if source_tree() is None:
+        raise RunbookError("the sandbox runs from a checkout of runbook: it deploys the "
+                           "checkout's inventory and overlays, which an installed engine has not")
     operator = identity.check_name(operator or identity.claimed(), "the sandbox operator")
     running = status(where)
     if running:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from engine.loader import PROJECT_ROOT
+from engine.loader import PROJECT_ROOT  # the sandbox only runs from a checkout
 from engine.sandbox import database, seed
 from engine.sandbox.kube import Cluster
 from engine.sandbox.kube_http import KubeServer
