@@ -1,8 +1,9 @@
 """The audit journal: checking its hash chain, and the change record a CAB ticket needs.
 
 Each journal record carries the hash of the one before it, so editing, removing or
-reordering a record breaks the chain from that point on. (Whoever can rewrite the whole
-database can rewrite the whole chain too: keep exported records, or the head hash, elsewhere.)
+reordering a record breaks the chain from that point on (``engine.store.chain`` hashes and
+checks it, for the store and for this module alike). Whoever can rewrite the whole database
+can rewrite the whole chain too: keep exported records, or the head hash, elsewhere.
 """
 
 from __future__ import annotations
@@ -13,27 +14,9 @@ from typing import Any
 
 from engine.identity import shown
 from engine.store import JournalRecord
-from engine.store.sql import GENESIS, chain_hash
+from engine.store.chain import verify
 
-
-def verify(records: Sequence[JournalRecord]) -> list[str]:
-    """What is wrong with the chain, record by record; empty when it is intact."""
-    problems: list[str] = []
-    prev_hash = GENESIS
-    expected_seq = 1
-    for rec in records:
-        if rec.seq != expected_seq:
-            problems.append(f"record {rec.seq}: expected record {expected_seq} here "
-                            f"({'missing' if rec.seq > expected_seq else 'out of order'})")
-        if rec.prev_hash != prev_hash:
-            problems.append(f"record {rec.seq}: does not follow the record before it "
-                            "(removed, inserted or reordered records)")
-        if chain_hash(rec.prev_hash, rec.seq, rec.at, rec.run_id, rec.kind,
-                      rec.data) != rec.hash:
-            problems.append(f"record {rec.seq}: its content does not match its hash (edited)")
-        prev_hash = rec.hash
-        expected_seq = rec.seq + 1
-    return problems
+__all__ = ["change_record", "verify"]
 
 
 def change_record(detail: Any, journal: Sequence[JournalRecord],

@@ -22,6 +22,7 @@ from engine.store import (
     RunRecord,
     StepRecord,
 )
+from engine.store.chain import dumps, next_link, record_hash
 from engine.store.owner import is_alive
 
 RUN_COLUMNS = ("id", "runbook", "path", "runbook_sha", "inventory", "inventory_sha", "params",
@@ -31,7 +32,6 @@ STEP_COLUMNS = ("run_id", "step_id", "status", "attempts", "started_at", "ended_
                 "fingerprint", "result", "error", "schema_version")
 APPROVAL_COLUMNS = ("run_id", "step_id", "by_name", "at", "note", "item", "ticket",
                     "plan_hash")
-GENESIS = "0" * 64
 # Run statuses no write changes any more.
 FINAL_STATUSES = ("aborted", "done")
 FINAL_SQL = ", ".join(f"'{status}'" for status in FINAL_STATUSES)
@@ -45,16 +45,6 @@ class _LockTaken(Exception):
         self.holder = holder
 # Step statuses worth a journal record: the end of an attempt, not its start.
 JOURNALED_STEP_STATUSES = ("ok", "skipped", "failed", "refused", "interrupted", "waiting")
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def chain_hash(prev_hash: str, seq: int, at: str, run_id: str, kind: str,
-               data: dict[str, Any]) -> str:
-    text = "\n".join([prev_hash, str(seq), at, run_id, kind, dumps(data)])
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class SqlStore:
@@ -100,9 +90,9 @@ class SqlStore:
         # Whoever runs this process, besides the name it claims: a borrowed name is traceable.
         data = {**data, **origin()}
         self._serialize_journal()
-        last = self._one("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
-        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-        digest = chain_hash(prev, seq, at, run_id, kind, data)
+        seq, prev = next_link(self._one("SELECT seq, hash FROM journal "
+                                        "ORDER BY seq DESC LIMIT 1"))
+        digest = record_hash(prev, seq, at, run_id, kind, data)
         self._execute("INSERT INTO journal (seq, at, run_id, kind, data, prev_hash, hash) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (seq, at, run_id, kind, dumps(data), prev, digest))
