@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # of the run and step records; the tables' version is STORE_VERSION
 
 
 def home() -> Path:
@@ -135,6 +136,15 @@ class JournalRecord:
 
 
 class StateStore(Protocol):
+    """Opened by ``with open_store(...) as store``: leaving the block closes it."""
+
+    migrated_from: int  # the store's schema version when this engine opened it
+
+    def __enter__(self) -> StateStore: ...
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+    def version(self) -> int:
+        """The store's schema version (engine.store.migrations)."""
     def create_run(self, run: RunRecord, *, owner: str | None = None) -> LockRecord | None:
         """Record a new run, held by ``owner``, and take its lock; return the lock's holder
         instead if it is taken."""
@@ -184,12 +194,19 @@ def state_location() -> str:
 
 
 def open_store(location: str | None = None, *, readonly: bool = False) -> StateStore:
-    """The store at ``location`` (``$RUNBOOK_STATE`` by default). A ``readonly`` store only
-    reads: it creates no file or table, and works with read access alone (a read-only
-    folder, a role granted SELECT)."""
+    """The store at ``location`` (``$RUNBOOK_STATE`` by default), migrated to this engine's
+    schema version if it is older. A ``readonly`` store only reads: it creates no file or
+    table, migrates nothing, and works with read access alone (a read-only folder, a role
+    granted SELECT). Use it as ``with open_store(...) as store:``."""
     location = location or state_location()
     if location.startswith(("postgresql://", "postgres://")):
         from engine.store.postgres import PostgresStore
         return PostgresStore(location, readonly=readonly)
     from engine.store.sqlite import SqliteStore
     return SqliteStore(Path(location), readonly=readonly)
+
+
+def migrate(location: str | None = None) -> tuple[int, int]:
+    """Bring the store to this engine's schema version; (version before, version now)."""
+    with open_store(location) as store:
+        return store.migrated_from, store.version()

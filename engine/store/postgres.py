@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 
 from engine.errors import RunbookError
-from engine.store.sql import SqlStore, tables
+from engine.store.migrations import POSTGRES, check_version
+from engine.store.sql import SqlStore
 
 _JOURNAL_LOCK = 0x72756E62  # any constant: the advisory lock that orders journal appends
 _DDL_LOCK = _JOURNAL_LOCK + 1
@@ -27,6 +28,7 @@ _DDL_LOCK = _JOURNAL_LOCK + 1
 class PostgresStore(SqlStore):
     placeholder = "%s"
     for_update = " FOR UPDATE"
+    dialect = POSTGRES
 
     def __init__(self, dsn: str, *, readonly: bool = False) -> None:
         try:
@@ -34,22 +36,30 @@ class PostgresStore(SqlStore):
         except psycopg.OperationalError as exc:
             raise RunbookError(f"cannot reach the PostgreSQL state store: {exc}") from exc
         self._depth = 0
-        if readonly:
-            self._readonly()
-            return
-        with self._tx():
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
-            for statement in tables("BIGSERIAL PRIMARY KEY"):
-                self._db.execute(statement)
+        self._where = _without_password(dsn)
+        try:
+            if readonly:
+                self._readonly()
+            else:
+                self._migrate(self._where)  # PostgreSQL's DDL is transactional too
+        except BaseException:
+            self._db.close()
+            raise
 
     def _readonly(self) -> None:
         # No DDL, and the server itself refuses any write from this session.
         self._db.execute("SET default_transaction_read_only = on")
         if self._one("SELECT to_regclass('journal')")[0] is None:
-            self._db.close()
             raise RunbookError("the PostgreSQL state store has no runbook tables: no run was "
                                "recorded there yet, or this role cannot see them (it needs "
                                "USAGE on their schema and SELECT on them)")
+        check_version(self.version(), readonly=True, where=self._where)
+
+    def _has_table(self, name: str) -> bool:
+        return self._one("SELECT to_regclass(%s)", (name,))[0] is not None
+
+    def _lock_schema(self) -> None:
+        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
@@ -71,3 +81,15 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _without_password(dsn: str) -> str:
+    """The DSN as errors may show it: no password, whichever form it was given in."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "the PostgreSQL state store"
+    parts.pop("password", None)
+    return make_conninfo(**{k: str(v) for k, v in parts.items() if v is not None})

@@ -8,8 +8,11 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
+from engine.clock import iso
 from engine.identity import origin
 from engine.store import (
     ApprovalAlreadyUsed,
@@ -23,6 +26,14 @@ from engine.store import (
     StepRecord,
 )
 from engine.store.chain import dumps, next_link, record_hash
+from engine.store.migrations import (
+    MIGRATIONS,
+    SQLITE,
+    STORE_VERSION,
+    VERSION_TABLE,
+    Dialect,
+    check_version,
+)
 from engine.store.owner import is_alive
 
 RUN_COLUMNS = ("id", "runbook", "path", "runbook_sha", "inventory", "inventory_sha", "params",
@@ -52,6 +63,15 @@ class SqlStore:
 
     placeholder = "?"
     for_update = ""  # row locking where the database has it (SQLite locks the whole file)
+    dialect: Dialect = SQLITE
+    migrated_from = STORE_VERSION  # the store's version when this engine opened it
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     # -- backend hooks ---------------------------------------------------------------------
     def _tx(self) -> AbstractContextManager[Any]:
@@ -76,6 +96,49 @@ class SqlStore:
     def close(self) -> None:
         raise NotImplementedError
 
+    def _has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _lock_schema(self) -> None:
+        """Called inside the migration's transaction: no other engine migrates meanwhile."""
+
+    # -- schema version --------------------------------------------------------------------
+    def version(self) -> int:
+        """The store's schema version: 0 for an empty database."""
+        if self._has_table("store_version"):
+            row = self._one("SELECT MAX(version) FROM store_version")
+            if row[0] is not None:
+                return int(row[0])
+        # The tables of version 1 without a version table: made before versions were kept.
+        return 1 if self._has_table("journal") else 0
+
+    def _migrate(self, where: str) -> None:
+        """Bring the store to this engine's version, in one transaction (see migrations)."""
+        found = self.version()
+        check_version(found, readonly=False, where=where)
+        self.migrated_from = found
+        if found == STORE_VERSION:
+            return
+        with self._tx():
+            self._lock_schema()
+            found = self.version()  # another engine may have migrated it meanwhile
+            check_version(found, readonly=False, where=where)
+            self.migrated_from = found
+            if found == STORE_VERSION:
+                return
+            at = iso(datetime.now(UTC))
+            self._execute(VERSION_TABLE)
+            if found:
+                self._insert_ignore("store_version", ("version", "applied_at"), (found, ""),
+                                    "version")
+            for version in range(found + 1, STORE_VERSION + 1):
+                for statement in MIGRATIONS[version - 1](self.dialect):
+                    self._execute(statement)
+                self._execute("INSERT INTO store_version (version, applied_at) VALUES (?, ?)",
+                              (version, at))
+            if found:  # an upgrade, not a new store: the journal says who did it and when
+                self._append(at, "", "store-migrate", {"from": found, "to": STORE_VERSION})
+
     def _q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
@@ -98,9 +161,10 @@ class SqlStore:
                       (seq, at, run_id, kind, dumps(data), prev, digest))
 
     def journal(self, run_id: str | None = None) -> list[JournalRecord]:
-        rows = self._all("SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal "
-                         "WHERE (CAST(? AS TEXT) IS NULL OR run_id = ?) ORDER BY seq",
-                         (run_id, run_id))
+        # Two queries, not one with "? IS NULL OR run_id = ?": that form cannot use an index.
+        columns = "SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal"
+        rows = (self._all(f"{columns} ORDER BY seq") if run_id is None else
+                self._all(f"{columns} WHERE run_id = ? ORDER BY seq", (run_id,)))
         return [JournalRecord(seq=r[0], at=r[1], run_id=r[2], kind=r[3], data=json.loads(r[4]),
                               prev_hash=r[5], hash=r[6]) for r in rows]
 
@@ -298,10 +362,13 @@ class SqlStore:
 
     def history(self, *, env: str | None = None, kind: str | None = None,
                 limit: int = 50) -> list[HistoryRecord]:
+        # Only the filters given, so that the (env, seq) index serves ``history --env``.
+        given = [(column, value) for column, value in (("env", env), ("kind", kind))
+                 if value is not None]
+        where = " AND ".join(f"{column} = ?" for column, _ in given)
         rows = self._all("SELECT at, run_id, run_user, kind, env, data FROM history "
-                         "WHERE (CAST(? AS TEXT) IS NULL OR env = ?) "
-                         "AND (CAST(? AS TEXT) IS NULL OR kind = ?) "
-                         "ORDER BY seq DESC LIMIT ?", (env, env, kind, kind, limit))
+                         + (f"WHERE {where} " if where else "") + "ORDER BY seq DESC LIMIT ?",
+                         (*(value for _, value in given), limit))
         return [HistoryRecord(at=r[0], run_id=r[1], user=r[2], kind=r[3], env=r[4],
                               data=json.loads(r[5])) for r in rows]
 
@@ -377,41 +444,3 @@ def _approval(row: Sequence[Any]) -> ApprovalRecord:
     data = dict(zip(APPROVAL_COLUMNS, row, strict=True))
     data["by"] = data.pop("by_name")
     return ApprovalRecord(**data)
-
-
-def tables(serial: str, json_type: str = "TEXT") -> Iterator[str]:
-    """The DDL, with the backend's auto-increment column type."""
-    yield """CREATE TABLE IF NOT EXISTS runs (
-      id TEXT PRIMARY KEY, runbook TEXT NOT NULL, path TEXT NOT NULL,
-      runbook_sha TEXT NOT NULL, inventory TEXT, inventory_sha TEXT NOT NULL,
-      params TEXT NOT NULL, run_user TEXT NOT NULL, started_at TEXT NOT NULL,
-      plan_hash TEXT NOT NULL, status TEXT NOT NULL, ended_at TEXT,
-      message TEXT NOT NULL DEFAULT '', owner TEXT, lock_env TEXT,
-      schema_version INTEGER NOT NULL)"""
-    yield "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)"
-    yield """CREATE TABLE IF NOT EXISTS steps (
-      run_id TEXT NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL,
-      attempts INTEGER NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
-      fingerprint TEXT NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL,
-      schema_version INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (run_id, step_id))"""
-    yield """CREATE TABLE IF NOT EXISTS approvals (
-      run_id TEXT NOT NULL, plan_hash TEXT NOT NULL, step_id TEXT NOT NULL,
-      item TEXT NOT NULL, by_name TEXT NOT NULL, at TEXT NOT NULL, note TEXT NOT NULL,
-      ticket TEXT NOT NULL, PRIMARY KEY (run_id, plan_hash, step_id, item, by_name))"""
-    yield """CREATE TABLE IF NOT EXISTS plans (
-      hash TEXT PRIMARY KEY, runbook TEXT NOT NULL, runbook_sha TEXT NOT NULL,
-      inventory_sha TEXT NOT NULL, params TEXT NOT NULL, created_at TEXT NOT NULL,
-      created_by TEXT NOT NULL, path TEXT NOT NULL)"""
-    yield f"""CREATE TABLE IF NOT EXISTS history (
-      seq {serial}, at TEXT NOT NULL, run_id TEXT NOT NULL, run_user TEXT NOT NULL,
-      kind TEXT NOT NULL, env TEXT NOT NULL, data TEXT NOT NULL, UNIQUE (run_id, kind, env))"""
-    yield """CREATE TABLE IF NOT EXISTS locks (
-      env TEXT PRIMARY KEY, run_id TEXT NOT NULL, run_user TEXT NOT NULL,
-      since TEXT NOT NULL)"""
-    yield """CREATE TABLE IF NOT EXISTS journal (
-      seq INTEGER PRIMARY KEY, at TEXT NOT NULL, run_id TEXT NOT NULL, kind TEXT NOT NULL,
-      data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"""
-    yield "CREATE INDEX IF NOT EXISTS journal_run ON journal (run_id)"
-    yield """CREATE TABLE IF NOT EXISTS plan_approval_uses (
-      plan_hash TEXT NOT NULL, gate TEXT NOT NULL, by_name TEXT NOT NULL,
-      run_id TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (plan_hash, gate, by_name))"""

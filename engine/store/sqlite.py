@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidInput, RunbookError
-from engine.store.sql import SqlStore, tables
+from engine.store.migrations import SQLITE, check_version, statements
+from engine.store.sql import SqlStore
 
 
 class SqliteStore(SqlStore):
@@ -32,6 +33,7 @@ class SqliteStore(SqlStore):
             self._db = _open_readonly(path)
             try:
                 self._check()
+                check_version(self.version(), readonly=True, where=str(path))
             except sqlite3.DatabaseError as exc:
                 self._db.close()
                 raise _damaged(path, str(exc)) from exc
@@ -44,10 +46,11 @@ class SqliteStore(SqlStore):
         try:
             self._db.execute("PRAGMA busy_timeout=30000")
             self._check()
+            # A store newer than this engine is refused before anything, WAL included, is
+            # written to it.
+            check_version(self.version(), readonly=False, where=str(path))
             self._wal()
-            with self._tx():
-                for statement in tables("INTEGER PRIMARY KEY AUTOINCREMENT"):
-                    self._db.execute(statement)
+            self._migrate(str(path))  # DDL is transactional in SQLite: all of it, or none
         except sqlite3.DatabaseError as exc:
             self._db.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
@@ -98,6 +101,10 @@ class SqliteStore(SqlStore):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params))
 
+    def _has_table(self, name: str) -> bool:
+        return bool(self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                     "AND name = ?", (name,)).fetchone()[0])
+
     def close(self) -> None:
         self._db.close()
 
@@ -145,7 +152,7 @@ def _connect_probed(uri: str) -> sqlite3.Connection:
 def _empty() -> sqlite3.Connection:
     """A store with the tables and no rows, in memory: what reading a new store shows."""
     db = sqlite3.connect(":memory:", isolation_level=None)
-    for statement in tables("INTEGER PRIMARY KEY AUTOINCREMENT"):
+    for _, statement in statements(0, SQLITE):
         db.execute(statement)
     db.execute("PRAGMA query_only=ON")
     return db

@@ -1,0 +1,107 @@
+"""Versioned schema migrations of the state store, for SQLite and PostgreSQL alike.
+
+A store records the migrations applied to it in ``store_version``. A store made before
+versions were recorded has the tables of migration 1 and no such table: it is version 1.
+Opening a store for writing applies what is missing, all in one transaction taken under the
+store's write lock (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's advisory lock), so two
+engines starting at once migrate once, and a process killed in the middle leaves the store
+as it was. Migrations only add: no table, column or row is ever dropped, and no column the
+journal's hash chain covers is changed, so every record verifies after a migration.
+
+A read-only open never migrates: it reads a store from READABLE_FROM on (older versions'
+tables hold everything its queries ask for) and asks for ``runbook store migrate`` below
+that. A store newer than this engine is refused either way: its meaning is unknown here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from engine.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the backends' DDL."""
+
+    serial: str  # an auto-increment primary key column's type
+
+
+SQLITE = Dialect(serial="INTEGER PRIMARY KEY AUTOINCREMENT")
+POSTGRES = Dialect(serial="BIGSERIAL PRIMARY KEY")
+
+VERSION_TABLE = """CREATE TABLE IF NOT EXISTS store_version (
+  version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"""
+
+
+def _v1_tables(d: Dialect) -> Iterator[str]:
+    """Runs, steps, approvals, plans, history, locks and the journal, as first released."""
+    yield """CREATE TABLE IF NOT EXISTS runs (
+      id TEXT PRIMARY KEY, runbook TEXT NOT NULL, path TEXT NOT NULL,
+      runbook_sha TEXT NOT NULL, inventory TEXT, inventory_sha TEXT NOT NULL,
+      params TEXT NOT NULL, run_user TEXT NOT NULL, started_at TEXT NOT NULL,
+      plan_hash TEXT NOT NULL, status TEXT NOT NULL, ended_at TEXT,
+      message TEXT NOT NULL DEFAULT '', owner TEXT, lock_env TEXT,
+      schema_version INTEGER NOT NULL)"""
+    yield "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)"
+    yield """CREATE TABLE IF NOT EXISTS steps (
+      run_id TEXT NOT NULL, step_id TEXT NOT NULL, status TEXT NOT NULL,
+      attempts INTEGER NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
+      fingerprint TEXT NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL,
+      schema_version INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (run_id, step_id))"""
+    yield """CREATE TABLE IF NOT EXISTS approvals (
+      run_id TEXT NOT NULL, plan_hash TEXT NOT NULL, step_id TEXT NOT NULL,
+      item TEXT NOT NULL, by_name TEXT NOT NULL, at TEXT NOT NULL, note TEXT NOT NULL,
+      ticket TEXT NOT NULL, PRIMARY KEY (run_id, plan_hash, step_id, item, by_name))"""
+    yield """CREATE TABLE IF NOT EXISTS plans (
+      hash TEXT PRIMARY KEY, runbook TEXT NOT NULL, runbook_sha TEXT NOT NULL,
+      inventory_sha TEXT NOT NULL, params TEXT NOT NULL, created_at TEXT NOT NULL,
+      created_by TEXT NOT NULL, path TEXT NOT NULL)"""
+    yield f"""CREATE TABLE IF NOT EXISTS history (
+      seq {d.serial}, at TEXT NOT NULL, run_id TEXT NOT NULL, run_user TEXT NOT NULL,
+      kind TEXT NOT NULL, env TEXT NOT NULL, data TEXT NOT NULL, UNIQUE (run_id, kind, env))"""
+    yield """CREATE TABLE IF NOT EXISTS locks (
+      env TEXT PRIMARY KEY, run_id TEXT NOT NULL, run_user TEXT NOT NULL,
+      since TEXT NOT NULL)"""
+    yield """CREATE TABLE IF NOT EXISTS journal (
+      seq INTEGER PRIMARY KEY, at TEXT NOT NULL, run_id TEXT NOT NULL, kind TEXT NOT NULL,
+      data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)"""
+    yield "CREATE INDEX IF NOT EXISTS journal_run ON journal (run_id)"
+    yield """CREATE TABLE IF NOT EXISTS plan_approval_uses (
+      plan_hash TEXT NOT NULL, gate TEXT NOT NULL, by_name TEXT NOT NULL,
+      run_id TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (plan_hash, gate, by_name))"""
+
+
+def _v2_ordered_lookups(d: Dialect) -> Iterator[str]:
+    """One run's journal and one environment's history, read in order from an index:
+    ``status RUN`` and ``history --env`` no longer read and sort the whole table."""
+    yield "CREATE INDEX IF NOT EXISTS history_env ON history (env, seq)"
+    yield "CREATE INDEX IF NOT EXISTS journal_run_seq ON journal (run_id, seq)"
+    # Its leading column is journal_run_seq's: one index fewer to keep up on every append.
+    yield "DROP INDEX IF EXISTS journal_run"
+
+
+# Version N is reached by applying MIGRATIONS[N - 1]; never edit one that was released.
+MIGRATIONS: tuple[Callable[[Dialect], Iterator[str]], ...] = (_v1_tables, _v2_ordered_lookups)
+STORE_VERSION = len(MIGRATIONS)
+READABLE_FROM = 1  # the oldest version whose tables this engine's reads understand
+
+
+def check_version(found: int, *, readonly: bool, where: str) -> None:
+    """Refuse a store this engine cannot use as it is."""
+    if found > STORE_VERSION:
+        raise InvalidInput(f"the state store is at version {found}, newer than this engine "
+                           f"(version {STORE_VERSION}) knows: use a newer runbook; nothing "
+                           "was read or written", file=where)
+    if readonly and 0 < found < READABLE_FROM:
+        raise InvalidInput(f"the state store is at version {found}, older than this engine "
+                           f"reads: run `runbook store migrate` to bring it to version "
+                           f"{STORE_VERSION}", file=where)
+
+
+def statements(found: int, dialect: Dialect) -> Iterator[tuple[int, str]]:
+    """(version, statement) for what brings a store from version ``found`` to the latest."""
+    for version, migration in enumerate(MIGRATIONS[found:], start=found + 1):
+        for statement in migration(dialect):
+            yield version, statement
