@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("verify", "export"))
     p.add_argument("--run")
     p.add_argument("--file", help="write the change record here instead of printing it")
+    p = sub.add_parser("store", parents=[out],
+                       help="the state store: migrate (to this engine's schema version)")
+    p.add_argument("action", choices=("migrate",))
     p = sub.add_parser("schema", parents=[out],
                        help="print the JSON Schema of runbooks, fragments or inventories")
     p.add_argument("kind", nargs="?", default="runbook",

@@ -296,6 +296,21 @@ def cmd_schema(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 
+def cmd_store(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import store
+
+    before, after = store.migrate()
+    if args.output == "json":
+        _emit({"from": before, "to": after})
+    elif before == after:
+        print(f"state store at version {after}: nothing to migrate")
+    elif before == 0:
+        print(f"state store created at version {after}")
+    else:
+        print(f"state store migrated from version {before} to {after}")
+    return EXIT_OK
+
+
 def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
     from dataclasses import asdict
 
@@ -348,4 +363,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "approve": cmd_approve,
     "abort": cmd_abort, "schema": cmd_schema, "history": cmd_history, "sandbox": cmd_sandbox,
     "lock": cmd_lock, "audit": cmd_audit, "drift": cmd_drift,
+    "store": cmd_store,
 }
