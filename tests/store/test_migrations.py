@@ -1,0 +1,298 @@
+"""A state store made by an older engine keeps its runs, approvals, history and journal when
+a newer engine migrates it; the journal's chain verifies across the migration; a store newer
+than the engine is refused untouched; two engines or a killed one never half-migrate it."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from engine.store import open_store
+from engine.store.migrations import MIGRATIONS, SQLITE, STORE_VERSION
+from tests.conftest import runbook_process
+from tests.store.test_readonly import record_two_runs
+from tests.store.test_store import BACKENDS, store_location
+
+TABLES = ("runs", "steps", "approvals", "plans", "history", "locks", "journal",
+          "plan_approval_uses")
+
+
+@pytest.fixture(params=BACKENDS)
+def location(request: pytest.FixtureRequest, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> str:
+    where = store_location(request.param, request, tmp_path)
+    monkeypatch.setenv("RUNBOOK_STATE", where)
+    return where
+
+
+@contextlib.contextmanager
+def raw(location: str) -> Iterator[Callable[..., list[Any]]]:
+    """The database itself, below the engine: run SQL and get the rows."""
+    if location.startswith("postgresql://"):
+        with psycopg.connect(location, autocommit=True) as conn:
+            yield lambda sql, *params: (list(cur.fetchall()) if (cur := conn.execute(
+                sql.replace("?", "%s"), params)).description else [])
+        return
+    conn = sqlite3.connect(location, isolation_level=None)
+    try:
+        yield lambda sql, *params: list(conn.execute(sql, params).fetchall())
+    finally:
+        conn.close()
+
+
+def as_version_1(location: str) -> None:
+    """Turn a store into what version 1 (the tables before migrations existed) left: the
+    records stay, the version table and version 2's indexes go."""
+    with raw(location) as sql:
+        sql("DROP TABLE store_version")
+        sql("DROP INDEX history_env")
+        sql("DROP INDEX journal_run_seq")
+        sql("CREATE INDEX journal_run ON journal (run_id)")
+    if not location.startswith("postgresql://"):
+        # The same tables and indexes, statement for statement, as version 1's DDL makes.
+        fresh = sqlite3.connect(":memory:")
+        for statement in MIGRATIONS[0](SQLITE):
+            fresh.execute(statement)
+        with raw(location) as sql:
+            assert sql(SCHEMA) == list(fresh.execute(SCHEMA).fetchall())
+
+
+SCHEMA = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+
+
+def version(location: str) -> int:
+    with open_store(location, readonly=True) as store:
+        return store.version()
+
+
+def contents(location: str) -> dict[str, list[Any]]:
+    """Every row of every table, as the database holds it."""
+    with raw(location) as sql:
+        return {table: sorted(map(tuple, sql(f"SELECT * FROM {table}")), key=repr)
+                for table in TABLES}
+
+
+def journal(location: str) -> list[tuple[Any, ...]]:
+    with raw(location) as sql:
+        return [tuple(r) for r in sql("SELECT seq, at, run_id, kind, data, prev_hash, hash "
+                                      "FROM journal ORDER BY seq")]
+
+
+def test_a_version_1_store_is_migrated_keeping_every_record(location, runbook_cli, isolated):
+    done_id, waiting_id = record_two_runs(runbook_cli, isolated)
+    as_version_1(location)
+    assert version(location) == 1
+    before = contents(location)
+    chain = journal(location)
+
+    # Reading needs no migration: version 1's tables hold all the reads ask for.
+    status = runbook_cli("status", done_id, "--output", "json")
+    assert status.code == 0, status.err
+    assert [a["by"] for a in status.json()["approvals"]] == ["alice"]
+    assert version(location) == 1
+
+    migrated = runbook_cli("store", "migrate")
+    assert migrated.code == 0, migrated.err
+    assert migrated.out == f"state store migrated from version 1 to {STORE_VERSION}\n"
+    assert version(location) == STORE_VERSION
+
+    after = contents(location)
+    assert {t: rows for t, rows in after.items() if t != "journal"} == \
+        {t: rows for t, rows in before.items() if t != "journal"}
+    # Every record as it was, then one saying who migrated the store, from which version.
+    new_chain = journal(location)
+    assert new_chain[:len(chain)] == chain
+    [(seq, _, run_id, kind, data, prev_hash, _)] = new_chain[len(chain):]
+    assert (seq, run_id, kind, prev_hash) == (len(chain) + 1, "", "store-migrate", chain[-1][6])
+    assert {k: json.loads(data)[k] for k in ("from", "to")} == {"from": 1, "to": STORE_VERSION}
+
+    verified = runbook_cli("audit", "verify")
+    assert verified.code == 0, verified.out
+    assert verified.out.startswith(f"journal intact: {len(chain) + 1} records")
+    assert runbook_cli("store", "migrate").out == \
+        f"state store at version {STORE_VERSION}: nothing to migrate\n"
+
+    # The run that waited across the migration goes on to the end.
+    assert runbook_cli("approve", waiting_id, "--step", "ok", "--by", "alice").code == 0
+    resumed = runbook_cli("resume", waiting_id)
+    assert resumed.code == 0, resumed.err
+    history = runbook_cli("history", "--env", "uat1", "--output", "json")
+    assert [(h["env"], h["run_id"]) for h in history.json()] == [("uat1", waiting_id)]
+    assert runbook_cli("audit", "verify").code == 0
+
+
+def test_the_first_write_of_a_newer_engine_migrates(location, runbook_cli, isolated):
+    _, waiting_id = record_two_runs(runbook_cli, isolated)
+    as_version_1(location)
+    chain = journal(location)
+    assert runbook_cli("approve", waiting_id, "--step", "ok", "--by", "bob").code == 0
+    assert version(location) == STORE_VERSION
+    kinds = [record[3] for record in journal(location)[len(chain):]]
+    assert kinds == ["store-migrate", "approval"]
+    assert runbook_cli("audit", "verify").code == 0
+
+
+def test_a_store_newer_than_the_engine_is_refused_untouched(location, runbook_cli, isolated):
+    record_two_runs(runbook_cli, isolated)
+    with raw(location) as sql:
+        sql("INSERT INTO store_version (version, applied_at) VALUES (?, ?)",
+            STORE_VERSION + 1, "2030-01-01T00:00:00.000+00:00")
+        if not location.startswith("postgresql://"):
+            sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = contents(location)
+    file_bytes = _file_digest(location)
+
+    for command in (("status",), ("audit", "verify"), ("store", "migrate"),
+                    ("run", str(isolated / "book.yaml"), "--env", "uat2")):
+        refused = runbook_cli(*command)
+        assert refused.code == 2, (command, refused.out, refused.err)
+        assert (f"the state store is at version {STORE_VERSION + 1}, newer than this engine "
+                f"(version {STORE_VERSION})") in refused.err
+    assert contents(location) == before
+    assert _file_digest(location) == file_bytes
+
+
+def _file_digest(location: str) -> str:
+    if location.startswith("postgresql://"):
+        return ""
+    return hashlib.sha256(Path(location).read_bytes()).hexdigest()
+
+
+def test_two_engines_migrating_at_once_migrate_once(location, runbook_cli, isolated):
+    record_two_runs(runbook_cli, isolated)
+    as_version_1(location)
+    chain = journal(location)
+    procs = [runbook_process("store", "migrate") for _ in range(2)]
+    outs = sorted(proc.communicate(timeout=120)[0] for proc in procs)
+    assert [proc.returncode for proc in procs] == [0, 0]
+    assert outs == [f"state store at version {STORE_VERSION}: nothing to migrate\n",
+                    f"state store migrated from version 1 to {STORE_VERSION}\n"]
+    assert [r[3] for r in journal(location)[len(chain):]] == ["store-migrate"]
+    assert runbook_cli("audit", "verify").code == 0
+
+
+# -- killed in the middle --------------------------------------------------------------------
+
+def wait_for(what: str, found: Callable[[], Any], proc: subprocess.Popen[str] | None = None,
+             limit: float = 60.0) -> Any:
+    """Poll until ``found`` returns something; the limit only bounds a failing test."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"ended before {what}: {proc.communicate()}")
+        time.sleep(0.02)
+    pytest.fail(f"never saw {what}")
+
+
+def check_still_version_1_then_migrate(location: str, before: dict[str, list[Any]],
+                                       runbook_cli) -> None:  # type: ignore[no-untyped-def]
+    assert version(location) == 1
+    assert contents(location) == before  # not one row of the half-done migration stayed
+    with raw(location) as sql:
+        if location.startswith("postgresql://"):
+            assert sql("SELECT to_regclass('store_version'), to_regclass('history_env')") == \
+                [(None, None)]
+        else:
+            assert sql("SELECT name FROM sqlite_master WHERE name IN "
+                       "('store_version', 'history_env')") == []
+    migrated = runbook_cli("store", "migrate")
+    assert migrated.out == f"state store migrated from version 1 to {STORE_VERSION}\n"
+    verified = runbook_cli("audit", "verify")
+    assert verified.code == 0, verified.out
+    assert verified.out.startswith(f"journal intact: {len(before['journal']) + 1} records")
+
+
+def test_postgres_migration_killed_midway_is_rolled_back(request, runbook_cli, isolated,
+                                                         monkeypatch):
+    location = store_location("postgres", request, isolated)
+    monkeypatch.setenv("RUNBOOK_STATE", location)
+    record_two_runs(runbook_cli, isolated)
+    as_version_1(location)
+    before = contents(location)
+    # A reader of the journal holds the migration at its journal index, after it changed
+    # other tables: the engine is killed there, inside its transaction.
+    with psycopg.connect(location) as holder, raw(location) as sql:
+        holder.execute("LOCK TABLE journal IN ROW EXCLUSIVE MODE")
+        proc = runbook_process("store", "migrate")
+        backend = wait_for("the migration waiting at the journal", lambda: sql(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND position('journal_run_seq' in query) > 0"), proc)[0][0]
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        holder.rollback()
+        wait_for("the killed engine's session to end", lambda: not sql(
+            "SELECT pid FROM pg_stat_activity WHERE pid = ?", backend))
+    check_still_version_1_then_migrate(location, before, runbook_cli)
+
+
+# A real engine opening the store, paused (not changed) when SQLite begins the statement
+# that makes version 2's journal index: by then the migration has written other tables.
+PAUSED_MIGRATION = """
+import sqlite3, sys
+from engine.store import open_store
+
+connect = sqlite3.connect
+
+def traced(*args, **kwargs):
+    db = connect(*args, **kwargs)
+    def pause(statement):
+        if "journal_run_seq" in statement:
+            print("migrating", flush=True)
+            sys.stdin.readline()
+    db.set_trace_callback(pause)
+    return db
+
+sqlite3.connect = traced
+open_store(sys.argv[1])
+print("finished", flush=True)
+"""
+
+
+def test_sqlite_migration_killed_midway_is_rolled_back(runbook_cli, isolated, monkeypatch,
+                                                       tmp_path):
+    location = str(tmp_path / "state.db")
+    monkeypatch.setenv("RUNBOOK_STATE", location)
+    record_two_runs(runbook_cli, isolated)
+    as_version_1(location)
+    before = contents(location)
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_MIGRATION, location], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "migrating\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    check_still_version_1_then_migrate(location, before, runbook_cli)
+
+
+def test_one_runs_journal_is_read_from_an_index(tmp_path, runbook_cli, isolated, monkeypatch):
+    location = str(tmp_path / "state.db")
+    monkeypatch.setenv("RUNBOOK_STATE", location)
+    done_id, _ = record_two_runs(runbook_cli, isolated)
+    with open_store(location, readonly=True) as store:
+        asked: list[str] = []
+        store._db.set_trace_callback(asked.append)  # type: ignore[attr-defined]
+        assert {r.run_id for r in store.journal(done_id)} == {done_id}
+        store.history(env="qa")
+        store._db.set_trace_callback(None)  # type: ignore[attr-defined]
+        plans = [" ".join(str(row[-1]) for row in store._db.execute(  # type: ignore[attr-defined]
+            "EXPLAIN QUERY PLAN " + query, ["x"] * query.count("?")).fetchall())
+            for query in (q.replace(f"'{done_id}'", "?").replace("'qa'", "?")
+                          .replace("LIMIT 50", "LIMIT ?") for q in asked)
+            if query.startswith("SELECT")]
+    assert plans and all("USING INDEX" in plan and "TEMP B-TREE" not in plan
+                         for plan in plans), plans
