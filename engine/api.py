@@ -122,8 +122,7 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
     the_plan = build_plan(book, inv, values, info, {}, redactor)
     _check_commands(the_plan)
     workdir = home() / "plans" / run_id
-    store = open_store(state)
-    try:
+    with open_store(state) as store:
         drifts = _drift_before(book, inv, the_plan, store, accept_drift)
         result = Executor(the_plan, run_id=run_id, store=store,
                           reporter=reporter or NullReporter(), clock=clock, workdir=workdir,
@@ -137,8 +136,6 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
                                    params=dict(the_plan.params), created_at=info["started_at"],
                                    created_by=info["user"], path=str(book.path.resolve()),
                                    bound=dict(the_plan.bound)))
-    finally:
-        store.close()
     return PlanReport(plan=the_plan, dry_run=result, drift=tuple(drifts))
 
 
@@ -157,8 +154,7 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
     the_plan = build_plan(book, inv, values, {"id": run_id, "user": user, "started_at": started},
                           {}, redactor)
     _check_commands(the_plan)
-    store = open_store(state)
-    try:
+    with open_store(state) as store:
         record = RunRecord(id=run_id, runbook=book.name, path=str(book.path.resolve()),
                            runbook_sha=book.sha256, inventory=str(inv.path.resolve())
                            if inv.path else None, inventory_sha=inv.sha256,
@@ -177,8 +173,6 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
             return _execute(store, record, the_plan, {}, reporter, clock, resumed=False)
         finally:
             store.release_run(record.id, owner)
-    finally:
-        store.close()
 
 
 def _check_commands(the_plan: Plan) -> None:
@@ -202,8 +196,7 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
            state: str | None = None) -> RunResult:
     clock = clock or SystemClock()
     reporter = reporter or NullReporter()
-    store = open_store(state)
-    try:
+    with open_store(state) as store:
         record = _resumable(store.get_run(run_id), run_id)
         book, inv, changed = _files_of(record)
         name, where = _who(user)
@@ -224,8 +217,6 @@ def resume(*, run_id: str, force: bool = False, user: str | None = None,
             return _resume_claimed(store, record, book, inv, changed, resumer, reporter, clock)
         finally:
             store.release_run(run_id, owner)
-    finally:
-        store.close()
 
 
 def _resume_claimed(store: StateStore, record: RunRecord, book: Runbook, inv: Inventory,
@@ -320,12 +311,9 @@ def drift(*, env: str | None = None, inventory: str | None = None,
     if env is not None and env not in environments:
         raise InvalidInput(f"unknown environment {env} (environments: "
                            f"{', '.join(environments)})", file=str(inv.path))
-    store = open_store(state, readonly=True)
-    try:
+    with open_store(state, readonly=True) as store:
         return drift_mod.check(environments, [env] if env else list(environments), store,
                                drift_mod.cluster_reader(_kubeconfig(inv)))
-    finally:
-        store.close()
 
 
 def _drift_before(book: Runbook, inv: Inventory, the_plan: Plan, store: StateStore,
@@ -351,11 +339,8 @@ def _kubeconfig(inv: Inventory) -> str:
 
 def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,
             state: str | None = None) -> list[HistoryRecord]:
-    store = open_store(state, readonly=True)
-    try:
+    with open_store(state, readonly=True) as store:
         return store.history(env=env, kind=kind, limit=limit)
-    finally:
-        store.close()
 
 
 @dataclass(frozen=True)
@@ -370,8 +355,7 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
     """End a run for good. A process executing it is stopped (as by an interrupt) and waited
     for, at most ``wait`` seconds; the run's lock is released once nothing executes it."""
     clock = clock or SystemClock()
-    store = open_store(state)
-    try:
+    with open_store(state) as store:
         name, where = _who(by)
         who = identity.check_person(name, _inventory_at(get_run(store, run_id).inventory).data,
                                     where)
@@ -402,8 +386,6 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
         updated = store.get_run(run_id)
         assert updated is not None
         return AbortResult(updated, holder, stopped)
-    finally:
-        store.close()
 
 
 def _wait_for_release(store: StateStore, run_id: str, me: str, wait: float) -> bool:
@@ -422,8 +404,7 @@ def cannot_succeed(*, run_id: str, state: str | None = None) -> str | None:
     or None."""
     from engine import outlook
 
-    store = open_store(state, readonly=True)
-    try:
+    with open_store(state, readonly=True) as store:
         record = get_run(store, run_id)
         if record.status != "failed":
             return None
@@ -432,8 +413,6 @@ def cannot_succeed(*, run_id: str, state: str | None = None) -> str | None:
         except InvalidInput:
             return None
         found = outlook.undone_by(book, store.steps(run_id))
-    finally:
-        store.close()
     if found is None:
         return None
     failed, undo = found
@@ -445,40 +424,30 @@ def cannot_succeed(*, run_id: str, state: str | None = None) -> str | None:
 
 def status(*, run_id: str | None = None, limit: int = 20,
            state: str | None = None) -> list[RunRecord] | RunDetail:
-    store = open_store(state, readonly=True)
-    try:
+    with open_store(state, readonly=True) as store:
         if run_id is None:
             return store.list_runs(limit)
         record = get_run(store, run_id)
         return RunDetail(record, store.steps(run_id), store.approvals(run_id),
                          store.events(run_id))
-    finally:
-        store.close()
 
 
 def locks(*, state: str | None = None) -> list[LockRecord]:
-    store = open_store(state, readonly=True)
-    try:
+    with open_store(state, readonly=True) as store:
         return store.locks()
-    finally:
-        store.close()
 
 
 def journal(*, state: str | None = None) -> list[JournalRecord]:
     """The whole audit journal, oldest first."""
-    store = open_store(state, readonly=True)
-    try:
+    with open_store(state, readonly=True) as store:
         return store.journal()
-    finally:
-        store.close()
 
 
 def release_lock(*, env: str, reason: str, by: str | None = None, clock: Clock | None = None,
                  state: str | None = None) -> None:
     """Release an environment's lock by hand (recorded in the journal with the reason)."""
     clock = clock or SystemClock()
-    store = open_store(state)
-    try:
+    with open_store(state) as store:
         name, where = _who(by)
         identity.check_name(name, where)
         for lock in store.locks():
@@ -487,16 +456,13 @@ def release_lock(*, env: str, reason: str, by: str | None = None, clock: Clock |
                 identity.check_person(name, _inventory_at(held_by.inventory).data, where)
         if not store.release_lock(env, by=name, reason=reason, at=iso(clock.now())):
             raise InvalidInput(f"{env} is not locked")
-    finally:
-        store.close()
 
 
 def change_record(*, run_id: str, state: str | None = None) -> str:
     """The markdown change record of a run, for the CAB ticket."""
     from engine import audit, present
 
-    store = open_store(state, readonly=True)
-    try:
+    with open_store(state, readonly=True) as store:
         record = get_run(store, run_id)
         detail = RunDetail(record, store.steps(run_id), store.approvals(run_id),
                            store.events(run_id))
@@ -507,8 +473,6 @@ def change_record(*, run_id: str, state: str | None = None) -> str:
             plan_text = present.plan_text(static)
         except InvalidInput:
             plan_text = None  # the runbook is gone or changed: the journal still tells
-    finally:
-        store.close()
     return audit.change_record(detail, journal, plan_text)
 
 

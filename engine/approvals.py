@@ -23,8 +23,7 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
     identity.check_name(by, "--by")
     clock = clock or SystemClock()
     at = iso(clock.now())
-    store = open_store(state)
-    try:
+    with open_store(state) as store:
         if plan_hash is not None:
             if not gate:
                 raise InvalidInput("a plan is approved for a gate: give --gate NAME")
@@ -55,8 +54,6 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
             return approvals
         _record(store, approvals)
         return approvals
-    finally:
-        store.close()
 
 
 def _record(store: StateStore, approvals: Sequence[ApprovalRecord]) -> None:

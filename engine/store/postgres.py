@@ -56,7 +56,13 @@ class PostgresStore(SqlStore):
         check_version(self.version(), readonly=True, where=self._where)
 
     def _has_table(self, name: str) -> bool:
-        return self._one("SELECT to_regclass(%s)", (name,))[0] is not None
+        # pg_class read as a table, with this statement's snapshot: to_regclass looks names
+        # up in a catalog cache that may not show a table another engine's migration has
+        # just committed, and this one would then run the migration again.
+        return bool(self._one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relname = %s AND c.relkind IN ('r', 'p') "
+            "AND n.nspname = ANY (current_schemas(false)))", (name,))[0])
 
     def _lock_schema(self) -> None:
         self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))

@@ -183,6 +183,27 @@ def test_two_engines_migrating_at_once_migrate_once(location, runbook_cli, isola
     assert runbook_cli("audit", "verify").code == 0
 
 
+def test_engines_starting_at_once_on_a_new_store_create_it_once(location):
+    for _ in range(3):  # each round a new store, four engines racing to make it
+        if location.startswith("postgresql://"):
+            with raw(location) as sql:
+                sql("DROP SCHEMA public CASCADE")
+                sql("CREATE SCHEMA public")
+        else:
+            for leftover in Path(location).parent.glob(Path(location).name + "*"):
+                leftover.unlink()
+        procs = [runbook_process("store", "migrate") for _ in range(4)]
+        outs = [proc.communicate(timeout=120) for proc in procs]
+        assert [proc.returncode for proc in procs] == [0] * 4, outs
+        assert sorted(out for out, _ in outs) == [
+            *[f"state store at version {STORE_VERSION}: nothing to migrate\n"] * 3,
+            f"state store created at version {STORE_VERSION}\n"]
+        with raw(location) as sql:
+            assert [r[0] for r in sql("SELECT version FROM store_version ORDER BY version")] \
+                == list(range(1, STORE_VERSION + 1))
+            assert sql("SELECT count(*) FROM journal") == [(0,)]
+
+
 # -- killed in the middle --------------------------------------------------------------------
 
 def wait_for(what: str, found: Callable[[], Any], proc: subprocess.Popen[str] | None = None,

@@ -45,9 +45,8 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(location: str) -> Iterator[StateStore]:
-    s = open_store(location)
-    yield s
-    s.close()
+    with open_store(location) as s:
+        yield s
 
 
 def a_run(run_id: str = "r1", started: str = "2026-01-01T00:00:00.000+00:00") -> RunRecord:
