@@ -150,3 +150,25 @@ def test_schema_of_an_unknown_kind_names_the_known_ones(installed: Path,
     done = run(installed, "schema", "playbook", cwd=outside)
     assert done.returncode == 2
     assert all(kind in done.stderr for kind in ("runbook", "fragment", "inventory"))
+
+
+def test_the_sandbox_says_it_needs_a_checkout(installed: Path, outside: Path) -> None:
+    done = run(installed, "sandbox", "up", "--dir", str(outside / "sandbox"), cwd=outside)
+    assert done.returncode == 1
+    assert "the sandbox runs from a checkout of runbook" in done.stderr
+    assert not (outside / "sandbox").exists()
+
+
+@pytest.mark.parametrize("shipped", sorted(
+    [*(REPO / "runbooks").glob("*.yaml"), *(REPO / "runbooks" / "fragments").glob("*.yaml"),
+     *(REPO / "inventories").glob("*.yaml")]), ids=lambda p: p.name)
+def test_shipped_files_name_their_schema_for_editors(shipped: Path) -> None:
+    first = shipped.read_text().splitlines()[0]
+    prefix = "# yaml-language-server: $schema="
+    assert first.startswith(prefix)
+    schema_file = (shipped.parent / first.removeprefix(prefix)).resolve()
+    kind = next(line.split(":", 1)[1].strip() for line in shipped.read_text().splitlines()
+                if line.startswith("kind:"))
+    assert schema_file.is_file()
+    assert json.loads(schema_file.read_text())["title"].lower().startswith(
+        {"Runbook": "runbook v", "Fragment": "runbook fragment", "Inventory": "inventory"}[kind])
