@@ -5,8 +5,10 @@ versions were recorded has the tables of migration 1 and no such table: it is ve
 Opening a store for writing applies what is missing, all in one transaction taken under the
 store's write lock (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's advisory lock), so two
 engines starting at once migrate once, and a process killed in the middle leaves the store
-as it was. Migrations only add: no table, column or row is ever dropped, and no column the
-journal's hash chain covers is changed, so every record verifies after a migration.
+as it was. Migrations add: no table, column or row is ever dropped (only an index that a
+later one supersedes), and no column the journal's hash chain covers is changed, so every
+record verifies after a migration. An upgrade of a store that had records is itself a
+journal record (``store-migrate``, from and to which version, by whom).
 
 A read-only open never migrates: it reads a store from READABLE_FROM on (older versions'
 tables hold everything its queries ask for) and asks for ``runbook store migrate`` below

@@ -55,6 +55,17 @@ class PostgresStore(SqlStore):
                                "USAGE on their schema and SELECT on them)")
         check_version(self.version(), readonly=True, where=self._where)
 
+    def version(self) -> int:
+        try:
+            return super().version()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # A read-only role granted SELECT on the tables there were before a migration
+            # made store_version: say what to grant rather than guess the version.
+            raise RunbookError("this role cannot read the state store's version (table "
+                               "store_version): grant it SELECT on that table as on the "
+                               "others, e.g. GRANT SELECT ON ALL TABLES IN SCHEMA public "
+                               "TO the role") from exc
+
     def _has_table(self, name: str) -> bool:
         # pg_class read as a table, with this statement's snapshot: to_regclass looks names
         # up in a catalog cache that may not show a table another engine's migration has

@@ -22,7 +22,7 @@ import pytest
 from engine.store import open_store
 from engine.store.migrations import MIGRATIONS, SQLITE, STORE_VERSION
 from tests.conftest import runbook_process
-from tests.store.test_readonly import record_two_runs
+from tests.store.test_readonly import auditor, record_two_runs  # noqa: F401 (auditor: a fixture)
 from tests.store.test_store import BACKENDS, store_location
 
 TABLES = ("runs", "steps", "approvals", "plans", "history", "locks", "journal",
@@ -317,3 +317,22 @@ def test_one_runs_journal_is_read_from_an_index(tmp_path, runbook_cli, isolated,
             if query.startswith("SELECT")]
     assert plans and all("USING INDEX" in plan and "TEMP B-TREE" not in plan
                          for plan in plans), plans
+
+
+def test_a_reader_granted_before_a_migration_is_told_what_to_grant(
+        request, runbook_cli, isolated, monkeypatch):
+    reader = request.getfixturevalue("auditor")
+    owner = store_location("postgres", request, isolated)
+    monkeypatch.setenv("RUNBOOK_STATE", owner)
+    done_id, _ = record_two_runs(runbook_cli, isolated)
+    as_version_1(owner)
+    reader.grant()  # SELECT on version 1's tables
+    assert runbook_cli("store", "migrate").code == 0
+
+    monkeypatch.setenv("RUNBOOK_STATE", reader.dsn)
+    refused = runbook_cli("status", done_id)
+    assert refused.code == 1
+    assert "this role cannot read the state store's version (table store_version)" in \
+        refused.err
+    reader.grant()  # as the message says
+    assert runbook_cli("status", done_id).code == 0
