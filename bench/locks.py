@@ -64,9 +64,8 @@ def concurrent_runs(dsn: str, work: Path) -> list[str]:
              for i in range(RUNS)]
     codes = [p.wait(timeout=600) for p in procs]
     wall = time.perf_counter() - t0
-    store = open_store(dsn)
-    runs = store.list_runs(limit=RUNS + 10)
-    store.close()
+    with open_store(dsn) as store:
+        runs = store.list_runs(limit=RUNS + 10)
     return [f"{RUNS} `runbook run` processes, one environment each, started together",
             f"exit codes: {dict(sorted((c, codes.count(c)) for c in set(codes)))} "
             f"(4 would be a run blocked by a lock)",
@@ -76,27 +75,25 @@ def concurrent_runs(dsn: str, work: Path) -> list[str]:
 
 
 def lock_latency(location: str, label: str) -> list[str]:
-    store = open_store(location)
-    for i in range(RUNS):
-        store.create_run(RunRecord(id=f"{label}-{i}", runbook="b", path="p", runbook_sha="s",
-                                   inventory=None, inventory_sha="i", params={}, user="u",
-                                   started_at="t", plan_hash="h"))
     samples: list[float] = []
-    for i in range(200):
-        t0 = time.perf_counter()
-        assert store.acquire_lock(LockRecord(f"{label}-solo-{i}", f"{label}-0", "u", "t")) \
-            is None
-        samples.append(time.perf_counter() - t0)
-    store.close()
+    with open_store(location) as store:
+        for i in range(RUNS):
+            store.create_run(RunRecord(id=f"{label}-{i}", runbook="b", path="p",
+                                       runbook_sha="s", inventory=None, inventory_sha="i",
+                                       params={}, user="u", started_at="t", plan_hash="h"))
+        for i in range(200):
+            t0 = time.perf_counter()
+            assert store.acquire_lock(LockRecord(f"{label}-solo-{i}", f"{label}-0", "u",
+                                                 "t")) is None
+            samples.append(time.perf_counter() - t0)
     threaded: list[float] = []
 
     def one(i: int) -> None:
-        mine = open_store(location)
-        t0 = time.perf_counter()
-        assert mine.acquire_lock(LockRecord(f"{label}-par-{i}", f"{label}-{i}", "u", "t")) \
-            is None
-        threaded.append(time.perf_counter() - t0)
-        mine.close()
+        with open_store(location) as mine:
+            t0 = time.perf_counter()
+            assert mine.acquire_lock(LockRecord(f"{label}-par-{i}", f"{label}-{i}", "u",
+                                                "t")) is None
+            threaded.append(time.perf_counter() - t0)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(RUNS)]
     for t in threads:
