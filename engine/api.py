@@ -7,7 +7,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -93,13 +93,15 @@ def _inventory_at(name: str | None) -> Inventory:
     return Inventory(name=doc.path.stem, path=doc.path, sha256=doc.sha256, data=doc.data)
 
 
-def validate(paths: Sequence[str]) -> list[tuple[str, InvalidInput | None]]:
-    """Check each runbook (all known runbooks when ``paths`` is empty)."""
+def validate(paths: Sequence[str], *, taken_flags: Collection[str] = ()
+             ) -> list[tuple[str, InvalidInput | None]]:
+    """Check each runbook (all known runbooks when ``paths`` is empty); ``taken_flags`` are
+    the caller's own options, which no param may be given as."""
     targets = list(paths) or [str(p) for p in loader.list_names("runbooks").values()]
     out: list[tuple[str, InvalidInput | None]] = []
     for target in targets:
         try:
-            load_runbook(target)
+            params_mod.check_flags(load_runbook(target), taken_flags)
             out.append((target, None))
         except InvalidInput as exc:
             out.append((target, exc))
@@ -339,8 +341,41 @@ def _kubeconfig(inv: Inventory) -> str:
 
 def history(*, env: str | None = None, kind: str | None = None, limit: int = 50,
             state: str | None = None) -> list[HistoryRecord]:
+    """The history, newest first; a filter naming an environment or a kind nothing knows is
+    refused (``InvalidInput`` naming the known ones) rather than answered with nothing."""
     with open_store(state, readonly=True) as store:
-        return store.history(env=env, kind=kind, limit=limit)
+        found = store.history(env=env, kind=kind, limit=limit)
+        if not found and (env or kind):
+            _check_history_filters(store, env, kind)
+        return found
+
+
+def _check_history_filters(store: StateStore, env: str | None, kind: str | None) -> None:
+    recorded = store.history(limit=1_000_000)
+    if env:
+        inv = load_inventory(None)
+        envs = dict.fromkeys([*(inv.data.get("environments") or {}),
+                              *(h.env for h in recorded)])
+        if env not in envs:
+            raise InvalidInput(f"unknown environment {env!r} (known: "
+                               f"{', '.join(envs) or 'none: give an inventory'})")
+    if kind:
+        kinds = dict.fromkeys([*_recorded_kinds(), *(h.kind for h in recorded)])
+        if kind not in kinds:
+            raise InvalidInput(f"unknown history kind {kind!r} (known: "
+                               f"{', '.join(sorted(kinds)) or 'none'})")
+
+
+def _recorded_kinds() -> list[str]:
+    """The kinds of history the known runbooks record."""
+    kinds = []
+    for path in loader.list_names("runbooks").values():
+        try:
+            book = load_runbook(str(path))
+        except InvalidInput:
+            continue  # `runbook validate` reports it
+        kinds += [str(s.spec["kind"]) for s in book.all_steps() if s.type == "record"]
+    return kinds
 
 
 @dataclass(frozen=True)

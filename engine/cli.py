@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from engine import interrupts
 from engine.commands import COMMANDS
 from engine.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STEP_FAILED,
@@ -22,13 +23,11 @@ from engine.errors import (
     RunbookError,
 )
 from engine.identity import shown
-from engine.parser import Parser
+from engine.parser import Parser, add_run_options
 
 EPILOG = """exit codes: 0 done, 1 a step failed (drift: environments disagree), 2 invalid input
 or a drifted environment, 3 waiting for an approval, 4 blocked by a lock held by another run,
-130 interrupted"""
-
-
+130 interrupted, 141 the output's reader went away (as `| head`)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,14 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("plan", "render the plan and dry-run it; changes nothing"),
                            ("run", "run a runbook: runbook run NAME --PARAM VALUE ...")):
         p = sub.add_parser(name, help=helptext, add_help=False)
-        p.add_argument("name")
-        p.add_argument("--inventory", help="inventory name or path")
-        p.add_argument("--output", choices=("text", "json", "markdown"), default="text")
-        # An option of the engine, not a param: what drift means is the same for every runbook.
-        p.add_argument("--accept-drift", action="store_true",
-                       help="go on although an environment it changes has drifted (recorded)")
-        if name == "run":
-            p.add_argument("--dry-run", action="store_true", help="same as runbook plan")
+        # Optional so that `runbook run --help` can list the runbooks.
+        p.add_argument("name", nargs="?")
+        add_run_options(p, name)
     p = sub.add_parser("resume", parents=[out], help="continue a stopped run")
     p.add_argument("run_id")
     p.add_argument("--force", action="store_true",
@@ -106,14 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the JSON Schema of runbooks, fragments or inventories")
     p.add_argument("kind", nargs="?", default="runbook",
                    choices=("runbook", "fragment", "inventory"))
+    p = sub.add_parser("completion", help="print the shell completion script: "
+                       'eval "$(runbook completion bash)"')
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and "_ARGCOMPLETE" in os.environ:  # the shell asks for completions
+        from engine import completion
+
+        completion.complete(build_parser())  # exits
     # SIGTERM (from a service manager, or from `runbook abort` in another shell) stops a
     # run as Ctrl-C does.
-    with interrupts.handled():
-        return _main(list(sys.argv[1:] if argv is None else argv))
+    try:
+        with interrupts.handled():
+            code = _main(list(sys.argv[1:] if argv is None else argv))
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
+    except BrokenPipeError:
+        # The reader went away (`runbook history | head -1`): end quietly, as a tool killed
+        # by SIGPIPE does. What is left buffered goes to /dev/null, so that the flush at exit
+        # does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _main(args_list: list[str]) -> int:
@@ -124,7 +135,7 @@ def _main(args_list: list[str]) -> int:
             parser.print_help()
             return EXIT_OK
         args, extra = parser.parse_known_args(args_list)
-        output = args.output
+        output = getattr(args, "output", "text")
         if extra and args.command not in ("plan", "run"):
             raise InvalidInput(f"unrecognized arguments: {' '.join(extra)}")
         return COMMANDS[args.command](args, extra)
@@ -134,6 +145,8 @@ def _main(args_list: list[str]) -> int:
     except KeyboardInterrupt:
         _error("interrupted", EXIT_INTERRUPTED, output)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # a bug or a broken environment: one line, the trace on demand
         if os.environ.get("RUNBOOK_DEBUG"):
             raise

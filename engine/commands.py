@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
     EXIT_INTERRUPTED,
@@ -18,7 +18,10 @@ from engine.errors import (
     InvalidInput,
 )
 from engine.identity import shown
-from engine.parser import Parser
+from engine.parser import Parser, engine_flags
+
+if TYPE_CHECKING:
+    from engine.model import Runbook
 
 RESULT_EXIT = {"done": EXIT_OK, "planned": EXIT_OK, "failed": EXIT_STEP_FAILED,
                "refused": EXIT_INVALID,
@@ -30,26 +33,39 @@ def _emit(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def _params_from(name: str, extra: list[str]) -> tuple[dict[str, str], bool]:
-    """Turn ``--from uat1 --to staging`` into params, using the runbook's declared params."""
-    from engine import api
-
-    book = api.load_runbook(name)
-    parser = Parser(prog=f"runbook run {name}", add_help=False)
-    parser.add_argument("-h", "--help", action="store_true")
+def param_parser(book: Runbook, command: str = "run") -> Parser:
+    """The options a runbook's params add to ``runbook run NAME``; a boolean is a switch."""
+    parser = Parser(prog=f"runbook {command} {book.name}", add_help=False)
     for param in book.params:
-        if not param.secret:
+        if param.secret:
+            continue  # from the environment only
+        if param.type == "boolean":
+            parser.add_argument(param.flag, dest=param.name, default=None,
+                                action=argparse.BooleanOptionalAction)
+        else:
             parser.add_argument(param.flag, dest=param.name, metavar=param.type.upper())
-    ns, unknown = parser.parse_known_args(extra)
+    return parser
+
+
+def taken_flags() -> frozenset[str]:
+    """The engine's own options of ``run`` and ``plan``: no param may be given as one."""
+    return engine_flags("run") | engine_flags("plan")
+
+
+def _params_from(book: Runbook, command: str, extra: list[str]) -> dict[str, Any]:
+    """Turn ``--from uat1 --to staging`` into params, using the runbook's declared params."""
+    from engine import params as params_mod
+
+    params_mod.check_flags(book, taken_flags())
+    ns, unknown = param_parser(book, command).parse_known_args(extra)
     if unknown:
-        flags = ", ".join(p.flag for p in book.params if not p.secret) or "none"
+        flags = ", ".join("/".join(p.flags) for p in book.params if not p.secret) or "none"
         raise InvalidInput(f"unknown param {unknown[0]} (runbook {book.name} takes: {flags})",
                            file=str(book.path))
-    values = {k: v for k, v in vars(ns).items() if k != "help" and v is not None}
-    return values, bool(ns.help)
+    return {k: v for k, v in vars(ns).items() if v is not None}
 
 
-def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
+def _runbook_rows() -> list[dict[str, str]]:
     from engine import api, loader
 
     rows = []
@@ -59,6 +75,34 @@ def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
                          "path": str(path)})
         except InvalidInput as exc:
             rows.append({"name": name, "description": f"INVALID: {exc}", "path": str(path)})
+    return rows
+
+
+def _help(command: str, name: str | None) -> str:
+    """``runbook run --help``: the runbooks; ``runbook run NAME --help``: its params."""
+    from engine import api, present
+
+    if name is not None:
+        return present.runbook_text(api.load_runbook(name))
+    usage = (f"usage: runbook {command} NAME [--PARAM VALUE ...] [--inventory INVENTORY] "
+             "[--output {text,json,markdown}] [--accept-drift]"
+             + (" [--dry-run]" if command == "run" else ""))
+    width = max([len(r["name"]) for r in _runbook_rows()] + [8])
+    lines = [usage, "", "runbooks:"]
+    lines += [f"  {r['name']:<{width}}  {r['description']}" for r in _runbook_rows()]
+    lines += ["", f"runbook {command} NAME --help lists the params of runbook NAME."]
+    return "\n".join(lines)
+
+
+def _named(args: argparse.Namespace, command: str) -> str:
+    if args.name is None:
+        raise InvalidInput(f"runbook {command}: give a runbook NAME "
+                           f"(runbook {command} --help lists them)")
+    return str(args.name)
+
+
+def cmd_list(args: argparse.Namespace, extra: list[str]) -> int:
+    rows = _runbook_rows()
     if args.output == "json":
         _emit(rows)
     else:
@@ -81,7 +125,7 @@ def cmd_show(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import api
 
-    results = api.validate(args.paths)
+    results = api.validate(args.paths, taken_flags=taken_flags())
     bad = [(t, e) for t, e in results if e is not None]
     if args.output == "json":
         _emit([{"path": t, "valid": e is None, "error": str(e) if e else None}
@@ -98,11 +142,13 @@ def cmd_validate(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import api, present
 
-    params, want_help = _params_from(args.name, extra)
-    if want_help:
-        print(present.runbook_text(api.load_runbook(args.name)))
+    command = "run" if getattr(args, "dry_run", False) else "plan"
+    if args.help:
+        print(_help(command, args.name))
         return EXIT_OK
-    report = api.plan(runbook=args.name, params=params, inventory=args.inventory,
+    name = _named(args, command)
+    params = _params_from(api.load_runbook(name), command, extra)
+    report = api.plan(runbook=name, params=params, inventory=args.inventory,
                       accept_drift=args.accept_drift)
     if args.output == "json":
         _emit(present.plan_dict(report))
@@ -116,16 +162,17 @@ def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.dry_run:
         return cmd_plan(args, extra)
-    from engine import api, present
+    from engine import api
     from engine.console import reporter_for
     from engine.report import NullReporter
 
-    params, want_help = _params_from(args.name, extra)
-    if want_help:
-        print(present.runbook_text(api.load_runbook(args.name)))
+    if args.help:
+        print(_help("run", args.name))
         return EXIT_OK
+    name = _named(args, "run")
+    params = _params_from(api.load_runbook(name), "run", extra)
     reporter = NullReporter() if args.output == "json" else reporter_for()
-    result = api.run(runbook=args.name, params=params, inventory=args.inventory,
+    result = api.run(runbook=name, params=params, inventory=args.inventory,
                      reporter=reporter, accept_drift=args.accept_drift)
     return _finish(args.output, result)
 
@@ -294,6 +341,11 @@ def cmd_schema(args: argparse.Namespace, extra: list[str]) -> int:
     return EXIT_OK
 
 
+def cmd_completion(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import completion
+
+    print(completion.script(args.shell), end="")
+    return EXIT_OK
 
 
 def cmd_store(args: argparse.Namespace, extra: list[str]) -> int:
@@ -362,6 +414,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "list": cmd_list, "show": cmd_show, "validate": cmd_validate, "plan": cmd_plan,
     "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "approve": cmd_approve,
     "abort": cmd_abort, "schema": cmd_schema, "history": cmd_history, "sandbox": cmd_sandbox,
-    "lock": cmd_lock, "audit": cmd_audit, "drift": cmd_drift,
+    "lock": cmd_lock, "audit": cmd_audit, "drift": cmd_drift, "completion": cmd_completion,
     "store": cmd_store,
 }

@@ -15,6 +15,7 @@ EXIT_INVALID = 2
 EXIT_WAITING = 3
 EXIT_LOCKED = 4
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool that a closed pipe ended
 
 
 class RunbookError(Exception):

@@ -35,10 +35,16 @@ class Param:
     secret: bool = False
     minimum: float | None = None  # integer and number params only
     maximum: float | None = None
+    line: int | None = field(default=None, compare=False)  # where the runbook declares it
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """Every option string the param takes: a boolean is a switch, ``--x``/``--no-x``."""
+        return (self.flag, "--no-" + self.flag[2:]) if self.type == "boolean" else (self.flag,)
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,12 @@ def _build_param(name: str, spec: Mapping[str, Any], doc: Document) -> Param:
                   default=spec.get("default"), enum=tuple(spec.get("enum", ())),
                   pattern=pattern, description=spec.get("description", ""),
                   secret=spec.get("secret", False), minimum=spec.get("minimum"),
-                  maximum=spec.get("maximum"))
+                  maximum=spec.get("maximum"), line=doc.line_of(("params", name)))
+    if ptype == "boolean" and param.required:
+        # A switch is on or off; absent means its default (or off), so "required" has no
+        # meaning that a user could satisfy other than by typing a value the default gives.
+        raise invalid("a boolean param is a switch (--x / --no-x) and cannot be required: "
+                      "give it a default instead")
     numeric = ptype in ("integer", "number")
     for bound in (param.minimum, param.maximum):
         if bound is not None and not numeric:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from engine import patterns
@@ -28,6 +28,26 @@ _SHOWN = 40  # characters of a refused value quoted back in the error
 
 def secret_env_name(param: Param) -> str:
     return "RUNBOOK_SECRET_" + re.sub(r"[^A-Z0-9]", "_", param.name.upper())
+
+
+def check_flags(runbook: Runbook, taken: Collection[str], command: str = "run") -> None:
+    """Refuse a param whose option would be one of the engine's own (``taken``, such as
+    ``--output``) or another param's: the command line could not tell them apart."""
+    seen: dict[str, Param] = {}
+    for param in runbook.params:
+        if param.secret:
+            continue  # given in the environment, never as an option
+        for flag in param.flags:
+            if flag in taken:
+                raise InvalidInput(f"param {param.name!r} ({flag}) collides with the engine's "
+                                   f"own option {flag} of runbook {command}: rename the param",
+                                   file=str(runbook.path), line=param.line)
+            other = seen.get(flag)
+            if other is not None:
+                raise InvalidInput(f"params {other.name!r} and {param.name!r} are both "
+                                   f"given as {flag}: rename one", file=str(runbook.path),
+                                   line=param.line)
+            seen[flag] = param
 
 
 def coerce(runbook: Runbook, given: Mapping[str, Any],
@@ -53,6 +73,8 @@ def coerce(runbook: Runbook, given: Mapping[str, Any],
         if raw is None:
             if param.default is not None:
                 values[param.name] = param.default
+            elif param.type == "boolean":
+                values[param.name] = False  # a switch not given is off
             elif param.required:
                 how = secret_env_name(param) if param.secret else f"{param.flag} VALUE"
                 raise InvalidInput(f"missing required param {param.flag} (give {how})", file=src)

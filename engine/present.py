@@ -263,7 +263,9 @@ def runbook_text(book: Runbook) -> str:
                 bits.append(f"at most {p.maximum}")
             if p.secret:
                 bits.append("secret, from the environment")
-            lines.append(f"  {p.flag:<20} {', '.join(bits)}" +
+            if p.type == "boolean" and p.default is None:
+                bits.append("default False")  # a switch not given is off
+            lines.append(f"  {'/'.join(p.flags):<20} {', '.join(bits)}" +
                          (f"  {p.description}" if p.description else ""))
     lines.append("steps:")
 

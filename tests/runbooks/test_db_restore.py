@@ -23,7 +23,7 @@ def test_plan_shows_the_snapshot_time_and_the_data_loss_window(sandbox, runbook_
 
 
 def test_restore_from_the_latest_snapshot(sandbox, runbook_cli):
-    result = runbook_cli("run", "db-restore", "--env", "uat2", "--latest", "true")
+    result = runbook_cli("run", "db-restore", "--env", "uat2", "--latest")
     assert result.code == 0, result.out
     (instance,) = restored("uat2")
     assert instance["DBInstanceStatus"] == "available"
@@ -43,14 +43,14 @@ def test_a_snapshot_of_another_environment_is_refused(sandbox, runbook_cli):
 
 
 def test_exactly_one_of_snapshot_id_and_latest(sandbox, runbook_cli):
-    for args in ([], ["--snapshot-id", "quikapp-qa-nightly", "--latest", "true"]):
+    for args in ([], ["--snapshot-id", "quikapp-qa-nightly", "--latest"]):
         result = runbook_cli("run", "db-restore", "--env", "qa", *args)
         assert result.code == 2
-        assert "give exactly one of --snapshot-id ID or --latest true" in result.err
+        assert "give exactly one of --snapshot-id ID or --latest" in result.err
 
 
 def test_sigkill_during_the_restore_then_resume(sandbox, runbook_cli):
-    run_id = kill_during("restore", "run", "db-restore", "--env", "dev", "--latest", "true")
+    run_id = kill_during("restore", "run", "db-restore", "--env", "dev", "--latest")
     done = runbook_cli("resume", run_id)
     assert done.code == 0, done.out
     (instance,) = restored("dev")

@@ -20,7 +20,7 @@ VALID = {
     "rollback": ["--env", "qa"],
     "hotfix": ["--tag", "1.4.3", "--reason", "CVE-2026-1234"],
     "db-rollback": ["--env", "qa"],
-    "db-restore": ["--env", "qa", "--latest", "true"],
+    "db-restore": ["--env", "qa", "--latest"],
     "demo": ["--release", "r1"],
 }
 SENTINELS = {
@@ -113,7 +113,7 @@ def test_no_secret_of_the_environment_is_written_or_printed(sandbox, runbook_cli
         cli("plan", name, *args, "--output", "markdown")
     run_id = promote(cli, "uat1", "staging")
     assert cli("run", "rollback", "--env", "qa").code == 0
-    assert cli("run", "db-restore", "--env", "qa", "--latest", "true").code == 0
+    assert cli("run", "db-restore", "--env", "qa", "--latest").code == 0
     demo = cli("run", "demo", "--release", "r1", "--workdir", str(isolated / "demo"))
     for command in (["status"], ["status", run_id], ["history"], ["audit", "verify"],
                     ["audit", "export", "--run", run_id], ["lock", "list"]):
