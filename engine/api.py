@@ -3,6 +3,7 @@ status, validate. Typed keyword arguments in, result records out; nothing printe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -12,8 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine import approval_info, gates, identity, loader, pause, schema
 from engine import drift as drift_mod
-from engine import gates, identity, loader, pause, schema
 from engine import params as params_mod
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import Drifted, InvalidInput, LockHeld, RunNotFound
@@ -56,6 +57,18 @@ class RunDetail:
     steps: dict[str, StepRecord]
     approvals: list[ApprovalRecord]
     events: list[EventRecord]
+    given: tuple[approval_info.Given, ...] = ()  # the approvals, with what each was for
+    waits: tuple[approval_info.Wait, ...] = ()  # what a waiting run waits for
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    """What the change record of a run is made of; ``plan`` is None when the runbook is
+    gone or changed (the journal still tells what ran)."""
+
+    detail: RunDetail
+    journal: list[JournalRecord]
+    plan: PlanReport | None
 
 
 def load_runbook(name_or_path: str) -> Runbook:
@@ -434,7 +447,16 @@ def _wait_for_release(store: StateStore, run_id: str, me: str, wait: float) -> b
     return True
 
 
-def cannot_succeed(*, run_id: str, state: str | None = None) -> str | None:
+@dataclass(frozen=True)
+class DeadEnd:
+    """A failed run that resuming cannot make succeed: ``failed`` failed, and ``undone_by``
+    (its on_failure steps) undid its change."""
+
+    failed: str
+    undone_by: tuple[str, ...] = ()
+
+
+def cannot_succeed(*, run_id: str, state: str | None = None) -> DeadEnd | None:
     """Why resuming run ``run_id`` cannot make it succeed (it failed and was rolled back),
     or None."""
     from engine import outlook
@@ -451,10 +473,7 @@ def cannot_succeed(*, run_id: str, state: str | None = None) -> str | None:
     if found is None:
         return None
     failed, undo = found
-    if not undo:
-        return f"step {failed} failed, and resuming would only fail again"
-    return (f"step {failed} failed and {', '.join(undo)} undid its change, so resuming would "
-            "only fail again")
+    return DeadEnd(failed, tuple(undo))
 
 
 def status(*, run_id: str | None = None, limit: int = 20,
@@ -462,9 +481,44 @@ def status(*, run_id: str | None = None, limit: int = 20,
     with open_store(state, readonly=True) as store:
         if run_id is None:
             return store.list_runs(limit)
-        record = get_run(store, run_id)
-        return RunDetail(record, store.steps(run_id), store.approvals(run_id),
-                         store.events(run_id))
+        return _detail(store, get_run(store, run_id))
+
+
+def _detail(store: StateStore, record: RunRecord) -> RunDetail:
+    steps = store.steps(record.id)
+    approvals = store.approvals(record.id)
+    items = approval_info.index({k: s.result for k, s in steps.items()})
+    people: Mapping[str, Any] = {}
+    # An inventory that is gone leaves the approvals shown, without the people's roles.
+    with contextlib.suppress(InvalidInput):
+        people = _inventory_at(record.inventory).data.get("people") or {}
+    given = approval_info.given(approvals, items, people)
+    if any((g.item or g.gate) and not g.text for g in given):
+        # Given before its approval step was reached: the plan knows the item's text.
+        items = {**_planned_items(store, record), **items}
+        given = approval_info.given(approvals, items, people)
+    waits = [w for s in steps.values() if s.status == "waiting"
+             for w in approval_info.waits(s.step_id, s.result)]
+    return RunDetail(record, steps, approvals, store.events(record.id), tuple(given),
+                     tuple(waits) if record.status == "waiting" else ())
+
+
+def _planned_items(store: StateStore, record: RunRecord) -> dict[str, dict[str, Any]]:
+    """The checklist items of the run's approval steps as its plan renders them now."""
+    try:
+        the_plan, _ = replan(store, record)
+    except InvalidInput:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for planned in the_plan.steps:
+        if planned.step.type != "approval" or not isinstance(planned.items, list):
+            continue
+        for item in gates.items_of(planned.items):
+            entry = {"text": item.text, "kind": item.kind, **item.spec}
+            found[f"{planned.step.id}/{item.id}"] = entry
+            if item.kind == "approval":
+                found.setdefault(f"gate:{item.spec['gate']}", entry)
+    return found
 
 
 def locks(*, state: str | None = None) -> list[LockRecord]:
@@ -493,22 +547,18 @@ def release_lock(*, env: str, reason: str, by: str | None = None, clock: Clock |
             raise InvalidInput(f"{env} is not locked")
 
 
-def change_record(*, run_id: str, state: str | None = None) -> str:
-    """The markdown change record of a run, for the CAB ticket."""
-    from engine import audit, present
-
+def change_record(*, run_id: str, state: str | None = None) -> ChangeRecord:
+    """What the markdown change record of a run (for the CAB ticket) shows."""
     with open_store(state, readonly=True) as store:
-        record = get_run(store, run_id)
-        detail = RunDetail(record, store.steps(run_id), store.approvals(run_id),
-                           store.events(run_id))
+        detail = _detail(store, get_run(store, run_id))
         journal = store.journal(run_id)
+        static: PlanReport | None
         try:
-            the_plan, _ = replan(store, record)
-            static = PlanReport(the_plan, RunResult(record.id, "planned", "", ()))
-            plan_text = present.plan_text(static)
+            the_plan, _ = replan(store, detail.run)
+            static = PlanReport(the_plan, RunResult(run_id, "planned", "", ()))
         except InvalidInput:
-            plan_text = None  # the runbook is gone or changed: the journal still tells
-    return audit.change_record(detail, journal, plan_text)
+            static = None  # the runbook is gone or changed: the journal still tells
+    return ChangeRecord(detail, journal, static)
 
 
 def current_user() -> str:

@@ -29,7 +29,7 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
                 raise InvalidInput("a plan is approved for a gate: give --gate NAME")
             record = _plan_record(store, plan_hash)
             the_plan = _plan_of(record)
-            _check_gate(the_plan, gate, by)
+            _check_gate(the_plan, gate, by, ticket)
             approvals = [ApprovalRecord(run_id="", step_id="", by=by, at=at, note=note,
                                         item=gate, ticket=ticket, plan_hash=record.hash)]
         else:
@@ -65,7 +65,7 @@ def _for_run(the_plan: Plan, run: RunRecord, by: str, at: str, step: str | None,
              items: Sequence[str], gate: str | None, note: str,
              ticket: str) -> list[ApprovalRecord]:
     if gate:
-        _check_gate(the_plan, gate, by)
+        _check_gate(the_plan, gate, by, ticket)
         return [ApprovalRecord(run_id=run.id, step_id="", by=by, at=at, note=note, item=gate,
                                ticket=ticket)]
     _check_person(the_plan, by)
@@ -101,7 +101,7 @@ def _check_person(the_plan: Plan, by: str) -> None:
     identity.check_person(by, the_plan.inventory.data, "--by")
 
 
-def _check_gate(the_plan: Plan, gate: str, by: str) -> None:
+def _check_gate(the_plan: Plan, gate: str, by: str, ticket: str) -> None:
     _check_person(the_plan, by)
     found = [i for p in the_plan.steps if p.step.type == "approval"
              for i in gates.items_of(p.items)
@@ -112,6 +112,9 @@ def _check_gate(the_plan: Plan, gate: str, by: str) -> None:
     why = gates.eligible(by, found[0], the_plan.inventory.data.get("people") or {})
     if why:
         raise InvalidInput(why)
+    if found[0].spec.get("required_ticket") and not ticket.strip():
+        raise InvalidInput(f"the {gate} gate requires a change ticket: give --ticket TICKET "
+                           "(such as CHG-123)")
 
 
 def _plan_record(store: StateStore, prefix: str) -> PlanRecord:

@@ -188,20 +188,28 @@ def cmd_resume(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _finish(output: str, result: Any) -> int:
-    from engine import api, present
+    from engine import api, approval_info, present
 
     code = RESULT_EXIT[result.status]
     dead_end = api.cannot_succeed(run_id=result.run_id) if result.status == "failed" else None
+    waits: list[approval_info.Wait] = []
+    if result.status == "waiting":
+        report = next((s for s in result.steps if s.step_id == result.waiting_for), None)
+        waits = approval_info.waits(str(result.waiting_for),
+                                    (report.result if report else None) or {})
+    commands = present.wait_commands(result.run_id, waits)
     if output == "json":
         _emit({**present.result_dict(result), "exit_code": code,
-               **({"cannot_succeed": dead_end} if dead_end else {})})
+               **({"cannot_succeed": present.dead_end_text(dead_end)} if dead_end else {}),
+               **({"approve_with": commands} if commands else {})})
     elif dead_end:
-        print(f"run {result.run_id} cannot succeed: {dead_end}; end it with: "
-              f"runbook abort {result.run_id}")
-    elif result.status == "waiting":
-        items = " --item ITEM ... | --gate GATE" if "not satisfied" in result.message else ""
-        print(f"approve with: runbook approve {result.run_id} --step {result.waiting_for} "
-              f"--by NAME{items}, then: runbook resume {result.run_id}")
+        print(f"run {result.run_id} cannot succeed: {present.dead_end_text(dead_end)}; "
+              f"end it with: runbook abort {result.run_id}")
+    elif commands:
+        print("approve with:")
+        for command in commands:
+            print(f"  {command}")
+        print(f"then: runbook resume {result.run_id}")
     elif result.status in ("failed", "interrupted"):
         print(f"resume with: runbook resume {result.run_id}")
     return code
@@ -401,7 +409,11 @@ def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
         return EXIT_STEP_FAILED if problems else EXIT_OK
     if not args.run:
         raise InvalidInput("runbook audit export needs --run RUN_ID")
-    text = api.change_record(run_id=args.run)
+    from engine import present, present_record
+
+    record = api.change_record(run_id=args.run)
+    text = present_record.markdown(
+        record, present.plan_text(record.plan) if record.plan is not None else None)
     if args.file:
         with open(args.file, "w") as fh:
             fh.write(text)

@@ -127,7 +127,9 @@ def gate(item: Item, run_approvals: Sequence[ApprovalRecord],
             notes.append(f"{approval.by} approved plan {plan.hash[:12]}, not this one: "
                          f"{_what_changed(plan, ctx)}")
     people = sorted(counted)
-    data = {"gate": name, "quorum": quorum, "plan_hash": ctx.plan_hash, "bound": dict(ctx.bound),
+    data = {"gate": name, "quorum": quorum, "role": item.spec.get("role") or "",
+            "required_ticket": bool(item.spec.get("required_ticket")),
+            "plan_hash": ctx.plan_hash, "bound": dict(ctx.bound),
             "approvals": [{"by": a.by, "at": a.at, "ticket": a.ticket, "note": a.note,
                            "plan_hash": a.plan_hash} for a in counted.values()]}
     detail = f"{len(people)} of {quorum} approvals" + (f" ({', '.join(people)})"

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from engine.api import PlanReport, RunDetail
+from engine.api import DeadEnd, PlanReport, RunDetail
+from engine.approval_info import Given, Wait, given_to_plan
 from engine.drift import Drift
 from engine.execute import RunResult
 from engine.identity import shown
@@ -34,11 +35,13 @@ def plan_dict(report: PlanReport) -> dict[str, Any]:
                 "status": outcome.status, "message": outcome.message,
                 "result": outcome.result},
         })
+    given = given_to_plan({s.step_id: s.result or {} for s in report.dry_run.steps})
     return {"runbook": plan.runbook.name, "path": str(plan.runbook.path),
             "inventory": plan.inventory.name or None, "params": dict(plan.params),
             "plan_hash": plan.hash, "bound": dict(plan.bound), "status": report.dry_run.status,
             "message": report.dry_run.message, "steps": steps,
-            "drift": [d.as_dict() for d in report.drift]}
+            "drift": [d.as_dict() for d in report.drift],
+            "approvals": [g.as_dict() for g in given]}
 
 
 def _rendered(p: Any, outcome: Any, plan: Any) -> Any:
@@ -69,6 +72,9 @@ def plan_text(report: PlanReport) -> str:
             label = "on failure:"
         lines.append(f"{indent}{label} [{step['type']}] {step['id']}: {step['name']}")
         lines.extend(f"{indent}     {d}" for d in _details(step))
+    if data["approvals"]:
+        lines.append("approvals given to this plan:")
+        lines.extend(f"    {given_line(Given(**g))}" for g in data["approvals"])
     if data["status"] in ("failed", "refused"):
         lines.append(f"the dry run {data['status']}: {data['message']}")
     return "\n".join(lines)
@@ -109,6 +115,12 @@ def plan_markdown(report: PlanReport) -> str:
                                                                if dry["message"] else ""))
         out.append(f"| {num} | `{step['id']}` {_md(step['name'])} | {step['type']} | {what} "
                    f"| {dry_text} |")
+    if data["approvals"]:
+        out += ["", "## Approvals given to this plan", "",
+                "| Gate | Item | By | Role | Ticket | When |", "|---|---|---|---|---|---|"]
+        out += [f"| `{_md(g['gate'])}` | {_md(g['text']) or '—'} | {_md(g['by'])} "
+                f"| {_md(g['role']) or '—'} | {_md(g['ticket']) or '—'} | {_md(g['at'])} |"
+                for g in data["approvals"]]
     out += ["", "Approving this plan approves exactly these inputs: the same runbook, inventory, "
             "parameters and bound values give the same hash. An approval of a plan is used "
             "by the first run whose gate passes with it."]
@@ -192,6 +204,13 @@ def _md(text: str) -> str:
     return shown(str(text).replace("|", "\\|").replace("\n", "<br>"))
 
 
+def dead_end_text(dead: DeadEnd) -> str:
+    if not dead.undone_by:
+        return f"step {dead.failed} failed, and resuming would only fail again"
+    return (f"step {dead.failed} failed and {', '.join(dead.undone_by)} undid its change, so "
+            "resuming would only fail again")
+
+
 def result_dict(result: RunResult) -> dict[str, Any]:
     return asdict(result)
 
@@ -228,11 +247,12 @@ def detail_text(detail: RunDetail) -> str:
                 bound = ", ".join(f"{k}={v}" for k, v in ev["bound"].items())
                 lines.append(f"          for plan {str(ev.get('plan_hash'))[:16]}: "
                              f"{shown(bound)}")
-    for a in detail.approvals:
-        what = a.step_id + (f" / {a.item}" if a.item else "")
-        note = f": {shown(a.note)}" if a.note else ""
-        ticket = f" ({shown(a.ticket)})" if a.ticket else ""
-        lines.append(f"approved {shown(what)} by {shown(a.by)} at {a.at}{ticket}{note}")
+    if detail.given:
+        lines.append("approvals:")
+        lines.extend(f"  {given_line(g)}" for g in detail.given)
+    if detail.waits:
+        lines.append("waiting for; approve with:")
+        lines.extend(f"  {c}" for c in wait_commands(r.id, detail.waits))
     for e in detail.events:
         lines.append(f"event {e.kind} at {e.at}: {json.dumps(e.detail, sort_keys=True)}")
     return "\n".join(lines)
@@ -241,8 +261,47 @@ def detail_text(detail: RunDetail) -> str:
 def detail_dict(detail: RunDetail) -> dict[str, Any]:
     return {"run": asdict(detail.run),
             "steps": [asdict(s) for s in detail.steps.values()],
-            "approvals": [asdict(a) for a in detail.approvals],
+            "approvals": [g.as_dict() for g in detail.given],
+            "waiting_for": [{**w.as_dict(), "command": c} for w, c in
+                            zip(detail.waits, wait_commands(detail.run.id, detail.waits),
+                                strict=True)],
             "events": [asdict(e) for e in detail.events]}
+
+
+def given_line(g: Given) -> str:
+    """One approval: what it was for (with the item's text), who, their role, the ticket,
+    when."""
+    if g.gate:
+        what = f"gate {g.gate}" + (f" (given to plan {g.plan_hash[:12]})" if g.plan_hash
+                                   else "")
+    elif g.item:
+        what = f"{g.step_id} / {g.item}"
+    else:
+        what = f"step {g.step_id}"
+    text = f" “{g.text}”" if g.text else ""
+    role = f" (role {g.role})" if g.role else ""
+    note = f": {g.note}" if g.note else ""
+    return shown(f"{what}{text}: {g.by}{role}, ticket {g.ticket or '—'}, at {g.at}{note}")
+
+
+def wait_commands(run_id: str, waits: Sequence[Wait]) -> list[str]:
+    """The command that gives each thing a run waits for; NAME (and TICKET) to fill in."""
+    run = shlex.quote(run_id)
+    out = []
+    for w in waits:
+        if w.gate:
+            ticket = " --ticket TICKET" if w.required_ticket else ""
+            who = f", with the {w.role} role" if w.role else ""
+            more = f"{w.needed} more approval{'s' if w.needed != 1 else ''}"
+            out.append(f"runbook approve {run} --gate {shlex.quote(w.gate)} --by NAME{ticket}"
+                       f"   # {more} of distinct people{who}")
+        elif w.items:
+            items = " ".join(f"--item {shlex.quote(i)}" for i in w.items)
+            out.append(f"runbook approve {run} --step {shlex.quote(w.step_id)} {items} "
+                       "--by NAME")
+        else:
+            out.append(f"runbook approve {run} --step {shlex.quote(w.step_id)} --by NAME")
+    return [shown(c) for c in out]
 
 
 def runbook_text(book: Runbook) -> str:

@@ -129,7 +129,8 @@ def test_audit_export_is_a_change_record(shared_state, write_runbook, runbook_cl
     assert runbook_cli("audit", "export", "--run", run_id, "--file", str(out)).code == 0
     text = out.read_text()
     assert text.startswith(f"# Change record: run `{run_id}`")
-    assert "| ok | alice |" in text and "| CHG-123 | reviewed |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| step `ok` |"))
+    assert "| alice |" in row and "| CHG-123 |" in row and row.endswith("| reviewed |")
     assert "## Plan" in text and "[approval] ok" in text
     assert "| `a` | ok | 1 |" in text
     assert "run-start" in text and "approval" in text and "unlock" in text
