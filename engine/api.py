@@ -498,7 +498,7 @@ def _detail(store: StateStore, record: RunRecord) -> RunDetail:
         items = {**_planned_items(store, record), **items}
         given = approval_info.given(approvals, items, people)
     waits = [w for s in steps.values() if s.status == "waiting"
-             for w in approval_info.waits(s.step_id, s.result)]
+             for w in approval_info.waits(s.step_id, s.result, approvals)]
     return RunDetail(record, steps, approvals, store.events(record.id), tuple(given),
                      tuple(waits) if record.status == "waiting" else ())
 

@@ -107,22 +107,29 @@ def given_to_plan(results: Mapping[str, Mapping[str, Any]]) -> list[Given]:
     return out
 
 
-def waits(step_id: str, result: Mapping[str, Any]) -> list[Wait]:
-    """What the approval step ``step_id`` waits for, from the evidence it recorded."""
+def waits(step_id: str, result: Mapping[str, Any],
+          approvals: Sequence[ApprovalRecord] = ()) -> list[Wait]:
+    """What the approval step ``step_id`` waits for, from the evidence it recorded when it
+    last ran, less the ``approvals`` given since (the next resume counts them for good)."""
     items = result.get("items")
+    mine = [a for a in approvals if a.step_id == step_id]
     if not isinstance(items, Mapping) or not items:
-        return [Wait(step_id)]
+        return [] if any(not a.item for a in mine) else [Wait(step_id)]
+    attested = {a.item for a in mine}
     out = []
     attest = tuple(i for i, ev in items.items()
                    if isinstance(ev, Mapping) and ev.get("kind", "attest") == "attest"
-                   and not ev.get("passed"))
+                   and not ev.get("passed") and i not in attested)
     if attest:
         out.append(Wait(step_id, items=attest))
     for ev in items.values():
         if isinstance(ev, Mapping) and ev.get("kind") == "approval" and not ev.get("passed"):
-            have = len(ev.get("approvals") or [])
-            out.append(Wait(step_id, gate=str(ev["gate"]),
-                            needed=max(int(ev.get("quorum", 1)) - have, 1),
-                            role=str(ev.get("role") or ""),
-                            required_ticket=bool(ev.get("required_ticket"))))
+            gate = str(ev["gate"])
+            have = {str(a["by"]) for a in ev.get("approvals") or []} | \
+                {a.by for a in approvals if not a.step_id and a.item == gate}
+            needed = int(ev.get("quorum", 1)) - len(have)
+            if needed > 0:
+                out.append(Wait(step_id, gate=gate, needed=needed,
+                                role=str(ev.get("role") or ""),
+                                required_ticket=bool(ev.get("required_ticket"))))
     return out

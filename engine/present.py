@@ -251,8 +251,11 @@ def detail_text(detail: RunDetail) -> str:
         lines.append("approvals:")
         lines.extend(f"  {given_line(g)}" for g in detail.given)
     if detail.waits:
-        lines.append("waiting for; approve with:")
+        lines.append("waiting for, approve with:")
         lines.extend(f"  {c}" for c in wait_commands(r.id, detail.waits))
+        lines.append(f"then: runbook resume {r.id}")
+    elif r.status == "waiting":
+        lines.append(f"what it waited for is given: runbook resume {r.id}")
     for e in detail.events:
         lines.append(f"event {e.kind} at {e.at}: {json.dumps(e.detail, sort_keys=True)}")
     return "\n".join(lines)
@@ -291,10 +294,11 @@ def wait_commands(run_id: str, waits: Sequence[Wait]) -> list[str]:
     for w in waits:
         if w.gate:
             ticket = " --ticket TICKET" if w.required_ticket else ""
-            who = f", with the {w.role} role" if w.role else ""
-            more = f"{w.needed} more approval{'s' if w.needed != 1 else ''}"
+            role = f" with the {w.role} role" if w.role else ""
+            more = (f"1 more approval by another person{role}" if w.needed == 1 else
+                    f"{w.needed} more approvals, each by another person{role}")
             out.append(f"runbook approve {run} --gate {shlex.quote(w.gate)} --by NAME{ticket}"
-                       f"   # {more} of distinct people{who}")
+                       f"   # {more}")
         elif w.items:
             items = " ".join(f"--item {shlex.quote(i)}" for i in w.items)
             out.append(f"runbook approve {run} --step {shlex.quote(w.step_id)} {items} "
