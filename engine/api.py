@@ -24,6 +24,7 @@ from engine.plan import Plan
 from engine.plan import build as build_plan
 from engine.report import NullReporter, Reporter
 from engine.secrets import Redactor, environment_secrets
+from engine.status import RESUMABLE, RunStatus, StepStatus
 from engine.store import (
     ApprovalRecord,
     EventRecord,
@@ -40,7 +41,6 @@ from engine.store import (
 from engine.store.owner import interrupt, this_process
 from engine.store.sql import lock_envs
 
-RESUMABLE = ("running", "waiting", "failed", "interrupted")
 ABORT_WAIT = 15.0  # seconds an abort waits for the process executing the run to stop
 
 
@@ -259,7 +259,7 @@ def _resume_claimed(store: StateStore, record: RunRecord, book: Runbook, inv: In
                                                    now))
             if holder is not None:
                 raise _locked(holder)  # rolls back the whole transaction
-        store.set_run_status(record.id, "running")
+        store.set_run_status(record.id, RunStatus.RUNNING)
         store.add_event(EventRecord(record.id, now, "resume", {"by": resumer}))
     return _execute(store, record, the_plan, checkpoints, reporter, clock, resumed=True)
 
@@ -417,7 +417,8 @@ def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
             if record.status not in RESUMABLE:
                 raise InvalidInput(f"run {run_id} is {record.status}: it cannot be aborted")
             at = iso(clock.now())
-            store.set_run_status(run_id, "aborted", ended_at=at, message=f"aborted by {who}")
+            store.set_run_status(run_id, RunStatus.ABORTED, ended_at=at,
+                                 message=f"aborted by {who}")
             store.add_event(EventRecord(run_id, at, "abort", {"by": who}))
             holder = store.claim_run(run_id, me)  # the live process executing it, if any
         stopped = True
@@ -463,7 +464,7 @@ def cannot_succeed(*, run_id: str, state: str | None = None) -> DeadEnd | None:
 
     with open_store(state, readonly=True) as store:
         record = get_run(store, run_id)
-        if record.status != "failed":
+        if record.status != RunStatus.FAILED:
             return None
         try:
             book = load_runbook(record.path)
@@ -497,10 +498,10 @@ def _detail(store: StateStore, record: RunRecord) -> RunDetail:
         # Given before its approval step was reached: the plan knows the item's text.
         items = {**_planned_items(store, record), **items}
         given = approval_info.given(approvals, items, people)
-    waits = [w for s in steps.values() if s.status == "waiting"
+    waits = [w for s in steps.values() if s.status == StepStatus.WAITING
              for w in approval_info.waits(s.step_id, s.result, approvals)]
     return RunDetail(record, steps, approvals, store.events(record.id), tuple(given),
-                     tuple(waits) if record.status == "waiting" else ())
+                     tuple(waits) if record.status == RunStatus.WAITING else ())
 
 
 def _planned_items(store: StateStore, record: RunRecord) -> dict[str, dict[str, Any]]:
@@ -555,7 +556,7 @@ def change_record(*, run_id: str, state: str | None = None) -> ChangeRecord:
         static: PlanReport | None
         try:
             the_plan, _ = replan(store, detail.run)
-            static = PlanReport(the_plan, RunResult(run_id, "planned", "", ()))
+            static = PlanReport(the_plan, RunResult(run_id, RunStatus.PLANNED, "", ()))
         except InvalidInput:
             static = None  # the runbook is gone or changed: the journal still tells
     return ChangeRecord(detail, journal, static)

@@ -11,6 +11,7 @@ from engine.clock import Clock, SystemClock, iso
 from engine.errors import InvalidInput, RunNotFound
 from engine.plan import Plan
 from engine.plan import build as build_plan
+from engine.status import RESUMABLE
 from engine.store import ApprovalRecord, PlanRecord, RunRecord, StateStore, open_store
 
 
@@ -35,7 +36,7 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
         else:
             assert run_id is not None
             run = api.get_run(store, run_id)
-            if run.status not in api.RESUMABLE:
+            if run.status not in RESUMABLE:
                 raise InvalidInput(f"run {run_id} is {run.status}: nothing to approve")
             if by == run.user:
                 raise InvalidInput(f"{by} started run {run_id} and cannot approve it: "
@@ -48,7 +49,7 @@ def approve(*, by: str, run_id: str | None = None, plan_hash: str | None = None,
                 # meanwhile (done, aborted) takes no approval.
                 if current is None:
                     raise RunNotFound(run_id)
-                if current.status not in api.RESUMABLE:
+                if current.status not in RESUMABLE:
                     raise InvalidInput(f"run {run_id} is {current.status}: nothing to approve")
                 _record(store, approvals)
             return approvals

@@ -9,24 +9,13 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_INVALID,
-    EXIT_OK,
-    EXIT_STEP_FAILED,
-    EXIT_WAITING,
-    InvalidInput,
-)
+from engine.errors import EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, InvalidInput, exit_code
 from engine.identity import shown
 from engine.parser import Parser, engine_flags
+from engine.status import RunStatus
 
 if TYPE_CHECKING:
     from engine.model import Runbook
-
-RESULT_EXIT = {"done": EXIT_OK, "planned": EXIT_OK, "failed": EXIT_STEP_FAILED,
-               "refused": EXIT_INVALID,
-               "aborted": EXIT_STEP_FAILED, "waiting": EXIT_WAITING,
-               "interrupted": EXIT_INTERRUPTED}
 
 
 def _emit(data: Any) -> None:
@@ -156,7 +145,7 @@ def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
         print(present.plan_markdown(report), end="")
     else:
         print(present.plan_text(report))
-    return RESULT_EXIT[report.dry_run.status]
+    return exit_code(report.dry_run.status)
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -190,10 +179,11 @@ def cmd_resume(args: argparse.Namespace, extra: list[str]) -> int:
 def _finish(output: str, result: Any) -> int:
     from engine import api, approval_info, present
 
-    code = RESULT_EXIT[result.status]
-    dead_end = api.cannot_succeed(run_id=result.run_id) if result.status == "failed" else None
+    code = exit_code(result.status)
+    failed = result.status == RunStatus.FAILED
+    dead_end = api.cannot_succeed(run_id=result.run_id) if failed else None
     waits: list[approval_info.Wait] = []
-    if result.status == "waiting":
+    if result.status == RunStatus.WAITING:
         report = next((s for s in result.steps if s.step_id == result.waiting_for), None)
         waits = approval_info.waits(str(result.waiting_for),
                                     (report.result if report else None) or {})
@@ -210,7 +200,7 @@ def _finish(output: str, result: Any) -> int:
         for command in commands:
             print(f"  {command}")
         print(f"then: runbook resume {result.run_id}")
-    elif result.status in ("failed", "interrupted"):
+    elif result.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
         print(f"resume with: runbook resume {result.run_id}")
     return code
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.status import RunStatus
+
 EXIT_OK = 0
 EXIT_STEP_FAILED = 1
 EXIT_INVALID = 2
@@ -16,6 +18,19 @@ EXIT_WAITING = 3
 EXIT_LOCKED = 4
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool that a closed pipe ended
+
+# How a run (or a dry run) ended → the exit code of the command that ran it. Errors that stop
+# a command before any run (below) carry theirs as ``exit_code``.
+EXIT_CODES: Mapping[RunStatus, int] = {
+    RunStatus.DONE: EXIT_OK, RunStatus.PLANNED: EXIT_OK,
+    RunStatus.FAILED: EXIT_STEP_FAILED, RunStatus.ABORTED: EXIT_STEP_FAILED,
+    RunStatus.REFUSED: EXIT_INVALID, RunStatus.WAITING: EXIT_WAITING,
+    RunStatus.INTERRUPTED: EXIT_INTERRUPTED, RunStatus.RUNNING: EXIT_STEP_FAILED}
+
+
+def exit_code(status: str) -> int:
+    """The exit code for a run that ended as ``status``."""
+    return EXIT_CODES[RunStatus(status)]
 
 
 class RunbookError(Exception):

@@ -43,6 +43,7 @@ from engine.plan import (
 )
 from engine.render import Deferred, condition, render_text
 from engine.report import Reporter
+from engine.status import RunStatus
 from engine.steps import STEP_TYPES, StepContext
 from engine.store import ApprovalAlreadyUsed, StateStore, StepRecord
 
@@ -63,7 +64,7 @@ class StepReport:
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
-    status: str  # done | failed | refused | waiting | interrupted | aborted | planned
+    status: RunStatus
     message: str
     steps: tuple[StepReport, ...]
     waiting_for: str | None = None
@@ -148,7 +149,7 @@ class Executor:
                     self.store.release_lock(self.plan.lock_env, run_id=self.run_id, at=now,
                                             reason=f"run {status}")
         self.reporter.run_finished(self.run_id, status, message)
-        return RunResult(self.run_id, status, message, tuple(self.reports), waiting_for,
+        return RunResult(self.run_id, RunStatus(status), message, tuple(self.reports), waiting_for,
                          self._gate_inputs["plan_hash"], self._gate_inputs["bound"])
 
     def _bind(self, step: Step | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.model import Runbook
+from engine.status import StepStatus
 from engine.store import StepRecord
 
 
@@ -19,9 +20,9 @@ def undone_by(book: Runbook, steps: Mapping[str, StepRecord]) -> tuple[str, list
     the run may still succeed."""
     for step in book.all_steps():
         record = steps.get(step.id)
-        if record is None or record.status != "failed" or not step.failure_is_final:
+        if record is None or record.status != StepStatus.FAILED or not step.failure_is_final:
             continue
         undo = [s.id for s in step.on_failure]
-        if all((r := steps.get(i)) is not None and r.status == "ok" for i in undo):
+        if all((r := steps.get(i)) is not None and r.status == StepStatus.OK for i in undo):
             return step.id, undo
     return None

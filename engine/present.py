@@ -15,6 +15,7 @@ from engine.drift import Drift
 from engine.execute import RunResult
 from engine.identity import shown
 from engine.model import Runbook
+from engine.status import RunStatus, StepStatus
 from engine.store import RunRecord
 
 
@@ -75,7 +76,7 @@ def plan_text(report: PlanReport) -> str:
     if data["approvals"]:
         lines.append("approvals given to this plan:")
         lines.extend(f"    {given_line(Given(**g))}" for g in data["approvals"])
-    if data["status"] in ("failed", "refused"):
+    if data["status"] in (RunStatus.FAILED, RunStatus.REFUSED):
         lines.append(f"the dry run {data['status']}: {data['message']}")
     return "\n".join(lines)
 
@@ -140,10 +141,10 @@ def _details(step: dict[str, Any], *, with_dry_run: bool = True) -> list[str]:
         out.extend(_describe(step["type"], spec))
     dry = step["dry_run"]
     if with_dry_run and step["type"] == "approval" and dry is not None and \
-            dry["status"] == "would-run":
+            dry["status"] == StepStatus.WOULD_RUN:
         out.extend(dry["message"].splitlines()[1:])  # each item's evidence, as of now
     elif with_dry_run and dry is not None and \
-            dry["status"] in ("checked", "failed", "refused"):
+            dry["status"] in (StepStatus.CHECKED, StepStatus.FAILED, StepStatus.REFUSED):
         text = f"dry run {dry['status']}" + (f": {dry['message']}" if dry["message"] else "")
         out.extend(text.splitlines())
     if dry is not None and step["type"] == "ansible":
@@ -254,7 +255,7 @@ def detail_text(detail: RunDetail) -> str:
         lines.append("waiting for, approve with:")
         lines.extend(f"  {c}" for c in wait_commands(r.id, detail.waits))
         lines.append(f"then: runbook resume {r.id}")
-    elif r.status == "waiting":
+    elif r.status == RunStatus.WAITING:
         lines.append(f"what it waited for is given: runbook resume {r.id}")
     for e in detail.events:
         lines.append(f"event {e.kind} at {e.at}: {json.dumps(e.detail, sort_keys=True)}")
