@@ -91,7 +91,7 @@ def check_reads(read: Reader, done_id: str, waiting_id: str) -> None:
     exported = read("audit", "export", "--run", done_id)
     assert exported.code == 0, exported.err
     assert exported.out.startswith(f"# Change record: run `{done_id}`")
-    assert "| ok | alice |" in exported.out
+    assert "| step `ok` | — | alice |" in exported.out
 
 
 # -- SQLite: a read-only folder, read by another user --------------------------------------
