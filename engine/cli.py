@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a checklist item to attest (repeat for several)")
     p.add_argument("--gate", help="a gate to approve, such as cab")
     p.add_argument("--by", required=True)
-    p.add_argument("--ticket", default="", help="the change ticket, such as CHG-123")
+    p.add_argument("--ticket", default="", help="the change ticket, such as CHG-123 "
+                   "(a gate with required_ticket refuses an approval without one)")
     p.add_argument("--note", default="")
     p = sub.add_parser("abort", parents=[out], help="stop a run for good")
     p.add_argument("run_id")

@@ -260,7 +260,7 @@ def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
         _emit([asdict(r) for r in records])
         return EXIT_OK
     if not records:
-        print("no history yet")
+        print("nothing recorded matches" if args.env or args.kind else "no history yet")
     for r in records:
         d = r.data
         detail = " ".join(f"{k}={d[k]}" for k in sorted(d))

@@ -1,6 +1,7 @@
 """The command line behaves as every CLI does: no abbreviations, switches, help that helps,
 quiet on a closed pipe, filters that refuse what they do not know."""
 
+import json
 import os
 import subprocess
 import sys
@@ -100,9 +101,11 @@ def test_run_without_a_name_says_how_to_list_them(runbook_cli):
 
 def test_a_closed_pipe_ends_quietly(write_runbook):
     path = write_runbook(HEADER + "steps: [{id: a, command: {argv: [echo, hi]}}]\n")
-    assert subprocess.run([sys.executable, "-m", "engine", "run", str(path)],
-                          capture_output=True).returncode == 0
-    for args in (["status"], ["history"], ["list"]):
+    ran = subprocess.run([sys.executable, "-m", "engine", "run", str(path), "--output", "json"],
+                         capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    run_id = json.loads(ran.stdout)["run_id"]
+    for args in (["status", run_id], ["status"], ["history"], ["list"]):
         read, write = os.pipe()
         os.close(read)  # the reader has gone before a line was written, as with `| head -0`
         proc = subprocess.run([sys.executable, "-m", "engine", *args], stdout=write,
