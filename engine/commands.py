@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, InvalidInput, exit_code
 from engine.identity import shown
-from engine.parser import Parser, engine_flags
+from engine.parser import Parser, add_params, add_run_options, engine_flags
 from engine.status import RunStatus
 
 if TYPE_CHECKING:
@@ -23,16 +23,9 @@ def _emit(data: Any) -> None:
 
 
 def param_parser(book: Runbook, command: str = "run") -> Parser:
-    """The options a runbook's params add to ``runbook run NAME``; a boolean is a switch."""
+    """The options a runbook's params add to ``runbook run NAME``."""
     parser = Parser(prog=f"runbook {command} {book.name}", add_help=False)
-    for param in book.params:
-        if param.secret:
-            continue  # from the environment only
-        if param.type == "boolean":
-            parser.add_argument(param.flag, dest=param.name, default=None,
-                                action=argparse.BooleanOptionalAction)
-        else:
-            parser.add_argument(param.flag, dest=param.name, metavar=param.type.upper())
+    add_params(parser, book)
     return parser
 
 
@@ -72,13 +65,23 @@ def _help(command: str, name: str | None) -> str:
     from engine import api, present
 
     if name is not None:
-        return present.runbook_text(api.load_runbook(name))
-    usage = (f"usage: runbook {command} NAME [--PARAM VALUE ...] [--inventory INVENTORY] "
-             "[--output {text,json,markdown}] [--accept-drift]"
-             + (" [--dry-run]" if command == "run" else ""))
-    width = max([len(r["name"]) for r in _runbook_rows()] + [8])
-    lines = [usage, "", "runbooks:"]
-    lines += [f"  {r['name']:<{width}}  {r['description']}" for r in _runbook_rows()]
+        book = api.load_runbook(name)
+        shown_params = []
+        for p in book.params:
+            if p.secret:
+                continue
+            flag = "/".join(p.flags) if p.type == "boolean" else f"{p.flag} {p.type.upper()}"
+            shown_params.append(flag if p.required else f"[{flag}]")
+        usage = " ".join([f"usage: runbook {command} {name}", *shown_params, "[options]"])
+        return f"{usage}\n\n{present.runbook_text(book)}"
+    parser = Parser(prog=f"runbook {command}", add_help=False,
+                    usage=f"runbook {command} NAME [--PARAM VALUE ...] [options]")
+    parser.add_argument("name", metavar="NAME", help="a runbook listed below, or a runbook file")
+    add_run_options(parser, command)
+    rows = _runbook_rows()
+    width = max([len(r["name"]) for r in rows] + [8])
+    lines = [parser.format_help().rstrip(), "", "runbooks:"]
+    lines += [f"  {r['name']:<{width}}  {r['description']}" for r in rows]
     lines += ["", f"runbook {command} NAME --help lists the params of runbook NAME."]
     return "\n".join(lines)
 

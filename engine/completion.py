@@ -91,25 +91,19 @@ def _add_params(sub: argparse.ArgumentParser, command: str, name: str | None) ->
     """The runbook's params as options of ``runbook run NAME``, for argcomplete to offer."""
     if name is None:
         return
+    from engine.parser import add_params
+
     try:
         from engine import api
 
         book = api.load_runbook(name)
     except Exception:  # a runbook that does not load offers no params
         return
-    for param in book.params:
-        if param.secret:
-            continue
-        if param.type == "boolean":
-            sub.add_argument(param.flag, dest=f"param:{param.name}",
-                             action=argparse.BooleanOptionalAction, help=param.description)
-            continue
-        action = sub.add_argument(param.flag, dest=f"param:{param.name}",
-                                  help=param.description)
+    for param, action in add_params(sub, book, dest_prefix="param:"):
         if param.enum:
             values = [str(v) for v in param.enum]
             action.completer = lambda values=values, **kw: values  # type: ignore[attr-defined]
-        elif is_env_param(param.name):
+        elif param.type != "boolean" and is_env_param(param.name):
             action.completer = _quiet(  # type: ignore[attr-defined]
                 lambda parsed_args, book=book, **kw: _environments(parsed_args, book.inventory))
 

@@ -5,9 +5,12 @@ and that never takes an abbreviation of an option for the option: ``--out`` is n
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from engine.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from engine.model import Param, Runbook
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,3 +41,22 @@ def engine_flags(command: str) -> frozenset[str]:
     parser = Parser(add_help=False)
     add_run_options(parser, command)
     return frozenset(s for action in parser._actions for s in action.option_strings)
+
+
+def add_params(parser: argparse.ArgumentParser, book: Runbook, dest_prefix: str = ""
+               ) -> list[tuple[Param, argparse.Action]]:
+    """A runbook's params as options (a boolean is a switch, ``--x``/``--no-x``); secret
+    params are given in the environment only."""
+    added = []
+    for param in book.params:
+        if param.secret:
+            continue
+        if param.type == "boolean":
+            action = parser.add_argument(param.flag, dest=dest_prefix + param.name, default=None,
+                                         action=argparse.BooleanOptionalAction,
+                                         help=param.description)
+        else:
+            action = parser.add_argument(param.flag, dest=dest_prefix + param.name,
+                                         metavar=param.type.upper(), help=param.description)
+        added.append((param, action))
+    return added
