@@ -22,7 +22,7 @@ from engine.sandbox.kube_http import KubeServer
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--dir", required=True)
     parser.add_argument("--rollout-delay", type=float, default=1.0)
     parser.add_argument("--operator", default="",
