@@ -37,7 +37,8 @@ def every_param() -> list[tuple[str, str]]:
     out = []
     for name in VALID:
         book = api.load_runbook(name)
-        out += [(name, p.name) for p in book.params if not p.secret]
+        # A boolean is a switch (--x / --no-x): it takes no value to carry a template.
+        out += [(name, p.name) for p in book.params if not p.secret and p.type != "boolean"]
     return out
 
 
