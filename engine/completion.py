@@ -120,11 +120,8 @@ def _quiet(completer: Completer) -> Callable[..., list[str]]:
 def _run_ids(prefix: str = "", **kwargs: Any) -> Iterable[str]:
     from engine.store import open_store
 
-    store = open_store(readonly=True)
-    try:
+    with open_store(readonly=True) as store:
         return [r.id for r in store.list_runs(200) if r.id.startswith(prefix)]
-    finally:
-        store.close()
 
 
 def _runbook_names(**kwargs: Any) -> Iterable[str]:
