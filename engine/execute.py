@@ -35,7 +35,8 @@ from engine.plan import (
     is_done,
     note_step,
     pending,
-    pending_steps,
+    pending_results,
+    put,
     plan_hash,
     remember,
     render_spec,
@@ -95,7 +96,7 @@ class Executor:
         self.dry_run = dry_run
         self.reports: list[StepReport] = []
         self.context: dict[str, Any] = {**plan.variables, "facts": {},
-                                        "steps": pending_steps(plan.runbook)}
+                                        **pending_results(plan.runbook)}
         self._approvals = store.approvals(run_id) if store and not dry_run else []
         self._gate_inputs: dict[str, Any] = {
             "plan_hash": plan.hash, "runbook": plan.runbook.name,
@@ -103,6 +104,7 @@ class Executor:
             "params": dict(plan.params), "bound": {}}
         self._bound = False
         self._current: StepRecord | None = None  # the step in flight
+        self._steps_by_id = {s.id: s for s in plan.runbook.all_steps()}
 
     def run(self) -> RunResult:
         try:
@@ -203,7 +205,7 @@ class Executor:
         fp = fingerprint(step, shown, name)
         if allow_done and record is not None and is_done(step, record, fp):
             remember(step, record.result, self.context)
-            note_step(self.context, record)
+            note_step(self.context, step, record)
             self._report(StepReport(step.id, name, "done", "done in an earlier attempt of this run",
                                     attempts=record.attempts, result=record.result))
             return ""
@@ -284,14 +286,13 @@ class Executor:
                         error=message if status == "failed" else "")
         self._save(final, uses)
         self._current = None
-        note_step(self.context, final)
+        note_step(self.context, self._steps_by_id[base.step_id], final)
         self._report(StepReport(base.step_id, name, status, message,
                                 round(time.monotonic() - t0, 3), base.attempts, shown, rendered))
         return message if status in ("failed", "refused") else ""
 
     def _skipped(self, step: Step) -> str:
-        if step.register:
-            self.context[step.register] = {"skipped": True}
+        put(self.context, step, {"skipped": True})
         now = iso(self.clock.now())
         self._save(StepRecord(self.run_id, step.id, "skipped", 0, now, "", ended_at=now,
                               result={"skipped": True}))

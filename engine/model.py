@@ -63,11 +63,19 @@ class Step:
     file: str = ""
     lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False,
                                                        repr=False)
-    group: str | None = None  # the include that brought this step in from a fragment
+    # The include that brought this step in from a fragment, as templates name it: its
+    # registered result is ``GROUP.REGISTER`` and its status ``steps.GROUP.ID``.
+    group: str | None = None
     args: Mapping[str, Any] | None = None  # that include's `with:`, seen as `args`
-    local_register: str | None = None  # the name a fragment's own steps use for its result
+    local_id: str | None = None  # its id in the fragment
     fresh: bool = False  # run again on every resume, never taken as done
     failure_is_final: bool = False  # failed and undone, the run cannot succeed
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The named outputs it declares (an ansible step's ``outputs:``)."""
+        return tuple(str(o) for o in (self.spec.get("outputs") or ())) \
+            if isinstance(self.spec, Mapping) else ()
 
     def line_of(self, where: str | None) -> int | None:
         """The line of a field of this step from a path like ``$.steps[id].command.argv[1]``."""
@@ -258,12 +266,12 @@ class _StepBuilder:
         step = Step(
             id=step_id, type=step_type, spec=raw[step_type], name=raw.get("name", step_id),
             when=raw.get("when"),
-            register=f"{include.id.replace('-', '_')}_{register}" if include and register
-            else register,
+            register=register,
             retries=raw.get("retries", 0), delay=raw.get("delay", 5.0), on_failure=on_failure,
             line=doc.line_of(at), at=at, file=str(doc.path), lines=doc.lines,
-            group=include.id if include else None, args=include.args if include else None,
-            local_register=register if include else None, fresh=raw.get("fresh", False),
+            group=include.id.replace("-", "_") if include else None,
+            args=include.args if include else None,
+            local_id=raw["id"] if include else None, fresh=raw.get("fresh", False),
             failure_is_final=raw.get("failure_is_final", False))
         self.built[step_id] = (raw, step)
         return step

@@ -112,10 +112,7 @@ def build(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
     variables = base_context(runbook, inventory, params, run, redactor)
     context = dict(variables)
     context["facts"] = {}
-    context["steps"] = pending_steps(runbook)
-    for step in runbook.all_steps():
-        if step.register:
-            context[step.register] = Pending(step.register)
+    context.update(pending_results(runbook))
     planned: list[PlannedStep] = []
     seen: set[str] = set()
 
@@ -164,10 +161,10 @@ def _plan_step(step: Step, depth: int, context: dict[str, Any],
     done = when is not None and is_done(step, record, fp)
     if done and record is not None:
         remember(step, record.result, context)
-        note_step(context, record)
-    elif when is False and step.register:
-        context[step.register] = {"skipped": True}
-    elif step.type == "set" and when is not False:
+        note_step(context, step, record)
+    elif when is False:
+        put(context, step, {"skipped": True})
+    elif step.type == "set":
         if when and rendered is not None:
             context["facts"].update(rendered)
         else:
@@ -202,29 +199,66 @@ def render_spec(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dic
     return out
 
 
-def pending_steps(runbook: Runbook) -> dict[str, Any]:
-    """``steps.ID`` in templates: status and times of a finished step (pending before)."""
-    return {s.id: Pending(f"steps.{s.id}") for s in runbook.all_steps()}
+def pending_results(runbook: Runbook) -> dict[str, Any]:
+    """What templates see before any step has run: every registered result and ``steps.ID``
+    pending. A fragment's steps are reached through their include: ``GROUP.REGISTER`` and
+    ``steps.GROUP.ID``."""
+    steps: dict[str, Any] = {}
+    out: dict[str, Any] = {"steps": steps}
+    for step in runbook.all_steps():
+        if step.group is None:
+            steps[step.id] = Pending(f"steps.{step.id}")
+        else:
+            steps.setdefault(step.group, {})[step.local_id] = \
+                Pending(f"steps.{step.group}.{step.local_id}")
+            out.setdefault(step.group, {})
+        if step.register:
+            put(out, step, Pending(result_name(step)))
+    return out
 
 
-def note_step(context: dict[str, Any], record: StepRecord) -> None:
-    context["steps"][record.step_id] = {"status": record.status,
-                                        "started_at": record.started_at,
-                                        "ended_at": record.ended_at}
+def result_name(step: Step) -> str:
+    """How templates name what ``step`` registers."""
+    return f"{step.group}.{step.register}" if step.group else str(step.register)
+
+
+def put(context: dict[str, Any], step: Step, value: Any) -> None:
+    """Set what ``step`` registers, if it registers anything."""
+    if not step.register:
+        return
+    if step.group is None:
+        context[step.register] = value
+    else:
+        context[step.group] = {**context.get(step.group, {}), step.register: value}
+
+
+def note_step(context: dict[str, Any], step: Step, record: StepRecord) -> None:
+    """``steps.ID`` (``steps.GROUP.ID`` for a fragment's step): status and times."""
+    value = {"status": record.status, "started_at": record.started_at,
+             "ended_at": record.ended_at}
+    steps = context["steps"]
+    if step.group is None:
+        steps[step.id] = value
+    else:
+        steps[step.group] = {**steps.get(step.group, {}), str(step.local_id): value}
 
 
 def pending(step: Step, context: dict[str, Any]) -> None:
     """What ``step`` would register or set is not known yet (it did not run, or only would)."""
-    if step.register:
-        context[step.register] = Pending(step.register)
+    put(context, step, Pending(result_name(step)))
     if step.type == "set":
         context["facts"].update({k: Pending(f"facts.{k}") for k in step.spec})
 
 
 def remember(step: Step, result: Mapping[str, Any], context: dict[str, Any]) -> None:
-    """Make a finished step's result visible to the steps after it."""
-    if step.register:
-        context[step.register] = dict(result)
+    """Make a finished step's result visible to the steps after it. A declared output a dry
+    run could not learn (its playbook's tasks did not run in check mode) is not known yet."""
+    value = dict(result)
+    if step.outputs:
+        known = dict(value.get("outputs") or {})
+        value["outputs"] = {**{name: Pending(f"{result_name(step)}.outputs.{name}")
+                               for name in step.outputs if name not in known}, **known}
+    put(context, step, value)
     if step.type == "set":
         context["facts"].update(result)
 
@@ -244,12 +278,7 @@ def step_context(step: Step, context: Mapping[str, Any], runbook: Runbook) -> di
         return dict(context)
     args = _checked(lambda: render_value(dict(step.args or {}), context,
                                          f"$.steps[{step.id}].with"), runbook, step)
-    local: dict[str, Any] = {}
-    for other in runbook.all_steps():
-        same_group = other.group == step.group and other.local_register
-        if same_group and other.register and other.register in context:
-            local[str(other.local_register)] = context[other.register]
-    return {**context, "args": args, "local": local}
+    return {**context, "args": args, "local": dict(context.get(step.group) or {})}
 
 
 def _check_required_gates(runbook: Runbook, inventory: Inventory, lock_env: str | None,

@@ -55,8 +55,14 @@ def run(ctx: StepContext) -> Outcome:
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     failures: list[str] = []
+    outputs: dict[str, Any] = {}
 
     def on_event(event: dict[str, Any]) -> bool:
+        if event.get("event") == "playbook_on_stats":
+            # What the playbook passed on with set_stats (per_host: false, aggregated as
+            # Ansible does): ansible-runner's callback hands it over as artifact_data.
+            outputs.update(event.get("event_data", {}).get("artifact_data") or {})
+            return True
         status = _TASK_EVENTS.get(event.get("event", ""))
         if status is None:
             return True
@@ -111,7 +117,7 @@ def run(ctx: StepContext) -> Outcome:
                 keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
         stats = runner.stats or {}  # read from the artifacts, before they are removed
     result = {"rc": runner.rc, "status": runner.status, "stats": stats, "results": results,
-              "changed": any(r.get("changed") for r in results.values())}
+              "outputs": outputs, "changed": any(r.get("changed") for r in results.values())}
     if runner.status == "canceled":  # only ansible-runner's own signal handling cancels
         raise KeyboardInterrupt
     if runner.status == "timeout":
@@ -121,7 +127,13 @@ def run(ctx: StepContext) -> Outcome:
         if len(why) > MAX_MESSAGE:  # the whole text stays in the result and the artifacts
             why = why[:MAX_MESSAGE] + "…"
         raise StepFailed(f"playbook {playbook.name}: {why}", result)
-    summary = (results.get("Summary") or {}).get("msg")
+    missing = [name for name in ctx.step.outputs if name not in outputs]
+    if missing and not ctx.dry_run:  # a dry run's playbook may skip what would set them
+        raise StepFailed(f"playbook {playbook.name} did not set the output"
+                         f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                         "(declared in the step's outputs: set it with ansible.builtin.set_stats)",
+                         result)
+    summary = outputs.get("summary")
     return Outcome("checked" if ctx.dry_run else "ok", result,
                    message=summary if isinstance(summary, str) else "")
 

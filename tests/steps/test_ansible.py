@@ -12,8 +12,8 @@ def write_book(dest: Path) -> str:
     return book(
         f"  - id: write\n    ansible:\n      playbook: {PLAYBOOKS / 'write.yml'}\n"
         f"      extravars: {{dest: '{dest}', content: '{{{{ params.content }}}}'}}\n"
-        "    register: wrote\n",
-        "  - id: after\n    command: {argv: [echo, \"{{ wrote.results['Report'].msg }} "
+        "      outputs: [written]\n    register: wrote\n",
+        "  - id: after\n    command: {argv: [echo, \"{{ wrote.outputs.written }} "
         "changed={{ wrote.changed }}\"]}\n",
         params="params:\n  content: {type: string, default: hello}\n")
 

@@ -48,6 +48,7 @@ steps:
           user: "{{{{ run.user }}}}"
           kubeconfig: "{{{{ inventory.vars.kubeconfig }}}}"
           nested: ["{{{{ params.reason }}}}", {{deeper: "{{{{ params.reason }}}}"}}]
+      outputs: [reason]
     register: first
   - id: again
     ansible:
@@ -55,7 +56,7 @@ steps:
       extravars:
         dest: {again}
         values:
-          reason: "{{{{ first.results['Summary'].msg }}}}"
+          reason: "{{{{ first.outputs.reason }}}}"
 """
 
 
