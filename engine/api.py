@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine import approval_info, gates, identity, loader, pause, schema
+from engine import approval_info, gates, identity, loader, pause, references, schema
 from engine import drift as drift_mod
 from engine import params as params_mod
 from engine.clock import Clock, SystemClock, iso
@@ -76,6 +76,7 @@ def load_runbook(name_or_path: str) -> Runbook:
     schema.validate(doc, "runbook")
     runbook = build_runbook(doc, _load_fragment)
     _check_template_syntax(runbook)
+    references.check(runbook)
     return runbook
 
 

@@ -68,6 +68,8 @@ class Step:
     group: str | None = None
     args: Mapping[str, Any] | None = None  # that include's `with:`, seen as `args`
     local_id: str | None = None  # its id in the fragment
+    include_file: str = ""  # where that include is written
+    include_line: int | None = None
     fresh: bool = False  # run again on every resume, never taken as done
     failure_is_final: bool = False  # failed and undone, the run cannot succeed
 
@@ -219,6 +221,8 @@ def _build_param(name: str, spec: Mapping[str, Any], doc: Document) -> Param:
 class _Include:
     id: str
     args: Mapping[str, Any]
+    file: str = ""
+    line: int | None = None
 
 
 class _StepBuilder:
@@ -271,7 +275,9 @@ class _StepBuilder:
             line=doc.line_of(at), at=at, file=str(doc.path), lines=doc.lines,
             group=include.id.replace("-", "_") if include else None,
             args=include.args if include else None,
-            local_id=raw["id"] if include else None, fresh=raw.get("fresh", False),
+            local_id=raw["id"] if include else None,
+            include_file=include.file if include else "",
+            include_line=include.line if include else None, fresh=raw.get("fresh", False),
             failure_is_final=raw.get("failure_is_final", False))
         self.built[step_id] = (raw, step)
         return step
@@ -304,7 +310,7 @@ class _StepBuilder:
         if missing:
             raise invalid(f"{raw['include']} needs the arg {missing[0]!r}")
         steps = self.steps(fragment.data["steps"], ("steps",), fragment,
-                           _Include(raw["id"], given))
+                           _Include(raw["id"], given, str(doc.path), doc.line_of((*at, "with"))))
         # The include's on_failure steps run when any of the fragment's steps fails.
         handlers = self.steps(list(raw.get("on_failure", ())), (*at, "on_failure"), doc,
                               handlers=True)

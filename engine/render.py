@@ -183,6 +183,11 @@ def _touch(result: Any) -> None:
         result._defer()
 
 
+def parse(source: str) -> Any:
+    """A template's syntax tree, with the engine's filters and tests known (not rendered)."""
+    return _ENV.parse(source)
+
+
 def syntax_check(source: str) -> None:
     """Parse a template (or a bare condition) without rendering it."""
     if "{{" in source or "{%" in source:
