@@ -18,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from engine.errors import InvalidInput
@@ -93,11 +94,10 @@ def render_spec(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dic
             for cond in value if isinstance(value, list) else [value]:
                 with contextlib.suppress(Deferred):
                     polled = {**context, "poll": Pending("poll")}
-                    checked(lambda c=cond, k=key, p=polled: condition(c, p, f"{where}.{k}"),
-                            runbook, step)
+                    checked(partial(condition, cond, polled, f"{where}.{key}"), runbook, step)
             out[key] = value
         else:
-            out[key] = checked(lambda v=value, k=key: render_value(v, context, f"{where}.{k}"),
+            out[key] = checked(partial(render_value, value, context, f"{where}.{key}"),
                                runbook, step)
     return out
 

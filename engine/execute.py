@@ -26,26 +26,23 @@ from engine.errors import (
     StepRetryable,
     WaitingForApproval,
 )
-from engine.model import Outcome, Step
-from engine.plan import (
+from engine.evaluate import (
     DONE,
-    Plan,
-    bind,
-    fingerprint,
-    is_done,
+    evaluate,
     note_step,
     pending,
     pending_results,
-    plan_hash,
-    put,
     remember,
-    render_spec,
-    step_context,
+    remember_done,
+    skip,
 )
-from engine.render import Deferred, condition, render_text
+from engine.model import Outcome, Step
+from engine.plan import Plan, bind, plan_hash
+from engine.render import Deferred
 from engine.report import Reporter
 from engine.status import RunStatus
 from engine.steps import STEP_TYPES, StepContext
+from engine.steps.base import APPROVALS, STORE
 from engine.store import ApprovalAlreadyUsed, StateStore, StepRecord
 
 
@@ -189,27 +186,23 @@ class Executor:
     def _step(self, step: Step, *, allow_done: bool) -> str:
         self._check_not_aborted()
         record = self.checkpoints.get(step.id)
-        where = f"$.steps[{step.id}]"
         try:
-            seen = step_context(step, self.context, self.plan.runbook)
-            when = True if step.when is None else condition(step.when, seen, where + ".when")
-            if not when:
-                return self._skipped(step)
-            name = render_text(step.name, seen, where + ".name")
-            spec = render_spec(step, seen, self.plan.runbook)
-        except Deferred as exc:
-            return self._deferred(step, exc.name)
+            ev = evaluate(step, self.context, self.plan.runbook, self.plan.redactor, record)
         except InvalidInput as exc:
             return self._failed_early(step, exc.render())
-        shown = self.plan.redactor.value(spec)
-        fp = fingerprint(step, shown, name)
-        if allow_done and record is not None and is_done(step, record, fp):
-            remember(step, record.result, self.context)
-            note_step(self.context, step, record)
+        if ev.deferred_on is not None:
+            return self._deferred(step, ev.deferred_on)
+        if ev.when is False:
+            return self._skipped(step)
+        name, spec, fp = ev.name, dict(ev.spec or {}), str(ev.fingerprint)
+        shown = dict(ev.shown or {})
+        kind = STEP_TYPES[step.type]
+        if allow_done and ev.done and record is not None:
+            remember_done(step, record, self.context)
             self._report(StepReport(step.id, name, "done", "done in an earlier attempt of this run",
                                     attempts=record.attempts, result=record.result))
             return ""
-        if step.type == "approval":
+        if kind.gate:
             failure = self._bind(step)
             if failure:
                 return self._failed_early(step, failure)
@@ -227,14 +220,16 @@ class Executor:
             self._current = base
             self._save(base)
             self.reporter.step_started(step.id, name, attempts)
-            ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=seen,
+            ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=ev.seen,
                               dry_run=self.dry_run, workdir=self.workdir / step.id,
                               clock=self.clock,
                               runbook_dir=Path(step.file).parent if step.file
                               else self.plan.runbook.path.parent,
                               emit=self._emitter(step.id), redact=self.plan.redactor.text,
-                              approvals=self._approvals,
-                              store=self.store, gate_inputs=self._gate_inputs)
+                              # Only what its type asks for, besides its body.
+                              approvals=self._approvals if APPROVALS in kind.needs else [],
+                              gate_inputs=self._gate_inputs if APPROVALS in kind.needs else {},
+                              store=self.store if STORE in kind.needs else None)
             try:
                 outcome = _call(step.type, ctx)
             except (StepFailed, StepRetryable) as exc:
@@ -262,7 +257,7 @@ class Executor:
             except Exception as exc:  # a bug in a step type must still leave a clean record
                 return self._end(base, name, "failed",
                                  f"unexpected error: {type(exc).__name__}: {exc}", {}, t0)
-            uses = outcome.result.get("plan_approvals_used") if step.type == "approval" else None
+            uses = outcome.result.get("plan_approvals_used") if kind.gate else None
             try:
                 self._end(base, name, outcome.status, outcome.message, outcome.result, t0, shown,
                           uses=uses or ())
@@ -292,7 +287,7 @@ class Executor:
         return message if status in ("failed", "refused") else ""
 
     def _skipped(self, step: Step) -> str:
-        put(self.context, step, {"skipped": True})
+        skip(step, self.context)
         now = iso(self.clock.now())
         self._save(StepRecord(self.run_id, step.id, "skipped", 0, now, "", ended_at=now,
                               result={"skipped": True}))

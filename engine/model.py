@@ -16,9 +16,11 @@ from typing import Any
 from engine import patterns
 from engine.errors import InvalidInput
 from engine.loader import Document
-from engine.schema import STEP_TYPE_KEYS
 
 SCHEMA_VERSION = 1
+# The keys every step may have; the one other key names its type (the schema allows one).
+COMMON_STEP_KEYS = frozenset({"id", "name", "when", "register", "retries", "delay", "on_failure",
+                              "fresh", "failure_is_final"})
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str, "integer": int, "number": (int, float), "boolean": bool}
 
@@ -263,7 +265,7 @@ class _StepBuilder:
               include: _Include | None) -> Step:
         step_id = raw["id"] if include is None else f"{include.id}-{raw['id']}"
         self._claim(step_id, doc, at)
-        step_type = next(k for k in STEP_TYPE_KEYS if k in raw)
+        step_type = next(k for k in raw if k not in COMMON_STEP_KEYS)
         register = raw.get("register")
         on_failure = self.steps(list(raw.get("on_failure", ())), (*at, "on_failure"), doc,
                                 include, handlers=True)

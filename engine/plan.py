@@ -15,14 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidInput
+from engine.evaluate import (
+    checked,
+    evaluate,
+    pending,
+    pending_results,
+    remember_done,
+    skip,
+)
 from engine.model import Check, Inventory, Runbook, Step
-from engine.render import Deferred, Pending, condition, render_text, render_value
+from engine.render import Deferred, condition, render_text, render_value
 from engine.secrets import Redactor
+from engine.steps import STEP_TYPES
 from engine.store import StepRecord
-
-# Fields a step type evaluates itself, at run time, each time it needs them.
-CONDITION_FIELDS = {"assert": ("that",), "wait": ("until",)}
-DONE = ("ok", "skipped")
 
 
 @dataclass(frozen=True)
@@ -81,18 +86,6 @@ def bind(runbook: Runbook, context: Mapping[str, Any]
     return values, missing
 
 
-def fingerprint(step: Step, rendered: Mapping[str, Any], name: str) -> str:
-    payload = {"type": step.type, "spec": rendered, "name": name, "when": step.when,
-               "register": step.register}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def is_done(step: Step, record: StepRecord | None, step_fingerprint: str | None) -> bool:
-    """A checkpoint counts only if it finished and was made from the same rendered step."""
-    return (not step.fresh and record is not None and record.status in DONE
-            and step_fingerprint is not None and record.fingerprint == step_fingerprint)
-
-
 def base_context(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
                  run: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
     context: dict[str, Any] = {"params": dict(params), "inventory": dict(inventory.data),
@@ -138,147 +131,27 @@ def build(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
 def _plan_step(step: Step, depth: int, context: dict[str, Any],
                checkpoints: Mapping[str, StepRecord], runbook: Runbook,
                redactor: Redactor) -> PlannedStep:
-    where = f"$.steps[{step.id}]"
-    when: bool | None = True
-    name = step.name
-    rendered: Mapping[str, Any] | None = None
-    deferred_on: str | None = None
-    try:
-        seen = step_context(step, context, runbook)
-        if step.when is not None:
-            when = _checked(lambda: condition(step.when, seen, where + ".when"), runbook, step)
-    except Deferred as exc:
-        when, deferred_on = None, exc.name
-    if when is not False and deferred_on is None:
-        try:  # a skipped step's templates may use what its condition says is missing
-            name = str(_checked(lambda: render_value(step.name, seen, where + ".name"),
-                                runbook, step))
-            rendered = render_spec(step, seen, runbook)
-        except Deferred as exc:
-            deferred_on = exc.name
-    fp = fingerprint(step, redactor.value(rendered), name) if rendered is not None else None
     record = checkpoints.get(step.id)
-    done = when is not None and is_done(step, record, fp)
-    if done and record is not None:
-        remember(step, record.result, context)
-        note_step(context, step, record)
-    elif when is False:
-        put(context, step, {"skipped": True})
-    elif step.type == "set":
-        if when and rendered is not None:
-            context["facts"].update(rendered)
+    ev = evaluate(step, context, runbook, redactor, record)
+    kind = STEP_TYPES[step.type]
+    if ev.done and record is not None:
+        remember_done(step, record, context)
+    elif ev.when is False:
+        skip(step, context)
+    elif kind.sets_facts:  # known in the plan from its rendered body, without running it
+        if ev.when and ev.spec is not None:
+            context["facts"].update(ev.spec)
         else:
             pending(step, context)
-    items = (rendered or {}).get("items")
-    if step.type == "approval" and rendered is None and when is True:
+    items = (ev.spec or {}).get("items")
+    if kind.gate and ev.spec is None and ev.when is True:
         with contextlib.suppress(Deferred):
-            items = _checked(lambda: render_value(step.spec.get("items"), seen,
-                                                  f"$.steps[{step.id}].approval.items"),
-                             runbook, step)
-    return PlannedStep(step=step, depth=depth, name=name, when=when, rendered=rendered,
-                       deferred_on=deferred_on, fingerprint=fp, done=done, items=items)
-
-
-def render_spec(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dict[str, Any]:
-    """Render a step's body; condition fields are only checked for names, not rendered."""
-    where = f"$.steps[{step.id}].{step.type}"
-    skip = CONDITION_FIELDS.get(step.type, ())
-    spec = step.spec if isinstance(step.spec, Mapping) else {}
-    out: dict[str, Any] = {}
-    for key, value in spec.items():
-        if key in skip:
-            for cond in value if isinstance(value, list) else [value]:
-                with contextlib.suppress(Deferred):
-                    polled = {**context, "poll": Pending("poll")}
-                    _checked(lambda c=cond, k=key, p=polled: condition(c, p, f"{where}.{k}"),
-                             runbook, step)
-            out[key] = value
-        else:
-            out[key] = _checked(lambda v=value, k=key: render_value(v, context, f"{where}.{k}"),
-                                runbook, step)
-    return out
-
-
-def pending_results(runbook: Runbook) -> dict[str, Any]:
-    """What templates see before any step has run: every registered result and ``steps.ID``
-    pending. A fragment's steps are reached through their include: ``GROUP.REGISTER`` and
-    ``steps.GROUP.ID``."""
-    steps: dict[str, Any] = {}
-    out: dict[str, Any] = {"steps": steps}
-    for step in runbook.all_steps():
-        if step.group is None:
-            steps[step.id] = Pending(f"steps.{step.id}")
-        else:
-            steps.setdefault(step.group, {})[step.local_id] = \
-                Pending(f"steps.{step.group}.{step.local_id}")
-            out.setdefault(step.group, {})
-        if step.register:
-            put(out, step, Pending(result_name(step)))
-    return out
-
-
-def result_name(step: Step) -> str:
-    """How templates name what ``step`` registers."""
-    return f"{step.group}.{step.register}" if step.group else str(step.register)
-
-
-def put(context: dict[str, Any], step: Step, value: Any) -> None:
-    """Set what ``step`` registers, if it registers anything."""
-    if not step.register:
-        return
-    if step.group is None:
-        context[step.register] = value
-    else:
-        context[step.group] = {**context.get(step.group, {}), step.register: value}
-
-
-def note_step(context: dict[str, Any], step: Step, record: StepRecord) -> None:
-    """``steps.ID`` (``steps.GROUP.ID`` for a fragment's step): status and times."""
-    value = {"status": record.status, "started_at": record.started_at,
-             "ended_at": record.ended_at}
-    steps = context["steps"]
-    if step.group is None:
-        steps[step.id] = value
-    else:
-        steps[step.group] = {**steps.get(step.group, {}), str(step.local_id): value}
-
-
-def pending(step: Step, context: dict[str, Any]) -> None:
-    """What ``step`` would register or set is not known yet (it did not run, or only would)."""
-    put(context, step, Pending(result_name(step)))
-    if step.type == "set":
-        context["facts"].update({k: Pending(f"facts.{k}") for k in step.spec})
-
-
-def remember(step: Step, result: Mapping[str, Any], context: dict[str, Any]) -> None:
-    """Make a finished step's result visible to the steps after it. A declared output a dry
-    run could not learn (its playbook's tasks did not run in check mode) is not known yet."""
-    value = dict(result)
-    if step.outputs:
-        known = dict(value.get("outputs") or {})
-        value["outputs"] = {**{name: Pending(f"{result_name(step)}.outputs.{name}")
-                               for name in step.outputs if name not in known}, **known}
-    put(context, step, value)
-    if step.type == "set":
-        context["facts"].update(result)
-
-
-def _checked(fn: Any, runbook: Runbook, step: Step) -> Any:
-    try:
-        return fn()
-    except InvalidInput as exc:
-        raise InvalidInput(exc.message, file=step.file or str(runbook.path),
-                           line=step.line_of(exc.path), path=exc.path) from exc
-
-
-def step_context(step: Step, context: Mapping[str, Any], runbook: Runbook) -> dict[str, Any]:
-    """What a step's templates see: for a fragment's step, also its ``args`` and ``local``
-    (the results its fragment's own steps registered, by their names in the fragment)."""
-    if step.group is None:
-        return dict(context)
-    args = _checked(lambda: render_value(dict(step.args or {}), context,
-                                         f"$.steps[{step.id}].with"), runbook, step)
-    return {**context, "args": args, "local": dict(context.get(step.group) or {})}
+            items = checked(lambda: render_value(step.spec.get("items"), ev.seen,
+                                                 f"$.steps[{step.id}].approval.items"),
+                            runbook, step)
+    return PlannedStep(step=step, depth=depth, name=ev.name, when=ev.when, rendered=ev.spec,
+                       deferred_on=ev.deferred_on, fingerprint=ev.fingerprint, done=ev.done,
+                       items=items)
 
 
 def _check_required_gates(runbook: Runbook, inventory: Inventory, lock_env: str | None,
@@ -286,7 +159,7 @@ def _check_required_gates(runbook: Runbook, inventory: Inventory, lock_env: str 
     """A gated runbook into an environment with required gates (live: cab) must have them."""
     from engine.gates import items_of
 
-    present = {str(i.spec.get("gate")) for p in planned if p.step.type == "approval"
+    present = {str(i.spec.get("gate")) for p in planned if STEP_TYPES[p.step.type].gate
                for i in items_of(p.items) if i.kind == "approval"}
     environments = inventory.data.get("environments") or {}
     for env in (lock_env or "").split(","):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import shlex
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -16,6 +15,7 @@ from engine.execute import RunResult
 from engine.identity import shown
 from engine.model import Runbook
 from engine.status import RunStatus, StepStatus
+from engine.steps import STEP_TYPES
 from engine.store import RunRecord
 
 
@@ -173,28 +173,8 @@ def _ansible_changes(result: dict[str, Any]) -> list[str]:
 
 
 def _describe(kind: str, spec: dict[str, Any]) -> list[str]:
-    if kind == "command":
-        argv = spec["argv"] if isinstance(spec["argv"], list) else [str(spec["argv"])]
-        text = "$ " + shlex.join(str(a) for a in argv)
-        if spec.get("check_mode") == "safe":
-            text += "   (read-only: runs during the plan)"
-        return [text]
-    if kind == "ansible":
-        extra = ", ".join(f"{k}={v}" for k, v in (spec.get("extravars") or {}).items())
-        return [f"playbook {spec['playbook']}" + (f" with {extra}" if extra else "")]
-    if kind == "assert":
-        return [f"check: {c}" for c in spec["that"]]
-    if kind == "set":
-        return [f"set {k} = {v!r}" for k, v in spec.items()]
-    if kind == "wait":
-        if "seconds" in spec:
-            return [f"wait {spec['seconds']} s"]
-        return [f"wait until {spec['until']} (at most {spec['timeout']} s)"]
-    if kind == "approval":
-        return [f"stops until approved: {spec['prompt']}"]
-    if kind == "record":
-        return [f"records a {spec['kind']} of {spec['env']} in the history"]
-    return [json.dumps(spec, default=str)]
+    step_type = STEP_TYPES.get(kind)
+    return step_type.describe(spec) if step_type else [json.dumps(spec, default=str)]
 
 
 def _params(params: dict[str, Any]) -> str:

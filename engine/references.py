@@ -18,9 +18,7 @@ from jinja2 import TemplateError, meta, nodes
 from engine.errors import InvalidInput
 from engine.model import Runbook, Step
 from engine.render import parse
-
-# Fields holding bare expressions (no braces): step conditions.
-_CONDITIONS = {"assert": ("that",), "wait": ("until",)}
+from engine.steps import STEP_TYPES
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,7 @@ class _Names:
     def _outputs_problem(found: Step, name: str, keys: list[str]) -> str | None:
         if not keys or keys[0] != "outputs":
             return None
-        if found.type != "ansible":
+        if not STEP_TYPES[found.type].outputs:
             return f"{name}.outputs: step {found.id} is a {found.type} step, which has no outputs"
         declared = found.outputs
         if len(keys) > 1 and keys[1] not in declared:
@@ -171,7 +169,7 @@ def _templates(step: Step) -> Iterator[tuple[_Where, str, bool]]:
         yield where(base + ".name"), step.name, False
     if step.when is not None and not isinstance(step.when, bool):
         yield where(base + ".when"), str(step.when), True
-    conditions = _CONDITIONS.get(step.type, ())
+    conditions = STEP_TYPES[step.type].condition_fields
     spec = step.spec if isinstance(step.spec, Mapping) else {}
     for key, value in spec.items():
         for path, text in _strings(value, f"{base}.{step.type}.{key}"):

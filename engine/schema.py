@@ -18,9 +18,10 @@ from jsonschema import Draft202012Validator
 
 from engine.errors import InvalidInput
 from engine.loader import Document
+from engine.steps import STEP_TYPES
 
 SCHEMA_KINDS = ("runbook", "fragment", "inventory")
-STEP_TYPE_KEYS = ("command", "ansible", "assert", "set", "wait", "approval", "record")
+STEP_TYPE_KEYS = tuple(STEP_TYPES)
 
 
 def schema_file(kind: str) -> Traversable:

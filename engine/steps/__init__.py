@@ -1,69 +1,37 @@
-"""Step types: one module each, found by name in ``STEP_TYPES``.
+"""Step types: one module each, listed here by the key that names them in YAML.
 
-A step type is a module with ``run(ctx: StepContext) -> Outcome``. It raises ``StepFailed``
-or ``StepRetryable`` on failure and leaves retrying to the executor.
+A step type's module holds all the engine knows of it in one ``StepType`` record (see
+``base.py``): its ``run(ctx) -> Outcome``, the JSON Schema of its body, its condition fields,
+how a plan describes it, whether it has named outputs and what it may use besides its body.
+A step type raises ``StepFailed`` or ``StepRetryable`` on failure and leaves retrying to the
+executor. Adding one is adding its module to ``_MODULES`` (and ``scripts/step-schemas.py``
+writes its schema into ``schemas/runbook.schema.json``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
-from typing import Any, Protocol
+import copy
+from typing import Any
 
-from engine.clock import Clock
-from engine.model import Outcome, Step
-from engine.render import condition
-from engine.steps import approval, assert_, command, record, set_, wait
-from engine.store import ApprovalRecord, StateStore
+from engine.steps import ansible, approval, assert_, command, record, set_, wait
+from engine.steps.base import StepContext, StepType
 
+_MODULES = (command, ansible, assert_, set_, wait, approval, record)
 
-class StepType(Protocol):
-    def run(self, ctx: StepContext) -> Outcome: ...
+STEP_TYPES: dict[str, StepType] = {m.TYPE.key: m.TYPE for m in _MODULES}
+
+__all__ = ["STEP_TYPES", "StepContext", "StepType", "with_step_types"]
 
 
-@dataclass
-class StepContext:
-    run_id: str
-    step: Step
-    spec: Mapping[str, Any]
-    variables: Mapping[str, Any]
-    dry_run: bool
-    workdir: Path
-    clock: Clock
-    runbook_dir: Path = field(default_factory=Path.cwd)
-    emit: Callable[[str], None] = lambda line: None
-    redact: Callable[[str], str] = lambda text: text  # masks the run's secrets
-    approvals: list[ApprovalRecord] = field(default_factory=list)
-    store: StateStore | None = None
-    # What a gate compares approvals given to a plan with: this run's plan and its inputs.
-    gate_inputs: Mapping[str, Any] = field(default_factory=dict)
-
-    def condition(self, expr: Any, extra: Mapping[str, Any] | None = None) -> bool:
-        return condition(expr, {**self.variables, **(extra or {})},
-                         f"$.steps[{self.step.id}]")
-
-
-class _Lazy:
-    """Imports the ansible step type on first use, so ``runbook --help`` stays fast."""
-
-    def __init__(self, module: str) -> None:
-        self._module = module
-
-    def run(self, ctx: StepContext) -> Outcome:
-        import importlib
-        mod: Any = importlib.import_module(self._module)
-        result: Outcome = mod.run(ctx)
-        return result
-
-
-STEP_TYPES: dict[str, StepType | ModuleType] = {
-    "command": command,
-    "ansible": _Lazy("engine.steps.ansible"),
-    "assert": assert_,
-    "set": set_,
-    "wait": wait,
-    "approval": approval,
-    "record": record,
-}
+def with_step_types(runbook_schema: dict[str, Any]) -> dict[str, Any]:
+    """The runbook JSON Schema with each step type's body schema from its module: what
+    ``schemas/runbook.schema.json`` must say (``scripts/step-schemas.py`` writes it)."""
+    doc = copy.deepcopy(runbook_schema)
+    defs = doc["$defs"]
+    step = defs["step"]
+    for key, step_type in STEP_TYPES.items():
+        defs[key] = copy.deepcopy(dict(step_type.schema))
+        step["properties"][key] = {"$ref": f"#/$defs/{key}"}
+    others = [c for c in step["oneOf"] if next(iter(c["required"])) not in STEP_TYPES]
+    step["oneOf"] = [{"required": [key]} for key in STEP_TYPES] + others
+    return doc

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from ansible_runner.interface import init_runner
 
 from engine import interrupts, proc
 from engine.errors import StepFailed
 from engine.model import Outcome
+from engine.steps.base import StepType
 
 if TYPE_CHECKING:
-    from engine.steps import StepContext
+    from engine.steps.base import StepContext
 
 MAX_MESSAGE = 400
 _TASK_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed",
@@ -46,6 +46,9 @@ ALLOWED_PREFIXES = ("LC_", "AWS_", "K8S_AUTH_", "ANSIBLE_")
 
 
 def run(ctx: StepContext) -> Outcome:
+    # Imported here, not above: ``runbook --help`` and runbooks without playbooks stay fast.
+    from ansible_runner.interface import init_runner
+
     spec = ctx.spec
     playbook = Path(str(spec["playbook"]))
     if not playbook.is_absolute():
@@ -230,3 +233,43 @@ def _envvars(scratch: Path) -> dict[str, str]:
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
     }
+
+
+def describe(spec: Mapping[str, Any]) -> list[str]:
+    extra = ", ".join(f"{k}={v}" for k, v in (spec.get("extravars") or {}).items())
+    return [f"playbook {spec['playbook']}" + (f" with {extra}" if extra else "")]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["playbook"],
+    "properties": {
+        "playbook": {"$ref": "#/$defs/template"},
+        "extravars": {"type": "object"},
+        "inventory": {"$ref": "#/$defs/template"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+        "check_mode": {"enum": ["check", "skip"]},
+        "env": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            "uniqueItems": True,
+            "description": (
+                "names of environment variables the playbook sees besides the allowlist (PATH, "
+                "locale, KUBECONFIG, AWS_*, K8S_AUTH_*, ANSIBLE_*, proxies and CA bundles)"
+            ),
+        },
+        "outputs": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+            "uniqueItems": True,
+            "description": (
+                "the names the playbook passes on with ansible.builtin.set_stats (per_host: "
+                "false), seen by later steps as REGISTER.outputs.NAME; a run whose playbook did "
+                "not set one fails the step"
+            ),
+        },
+    },
+}
+
+TYPE = StepType("ansible", run, describe, SCHEMA, outputs=True)

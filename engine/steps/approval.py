@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine import gates, proc
 from engine.errors import StepFailed, WaitingForApproval
 from engine.model import Outcome
+from engine.steps.base import APPROVALS, STORE, StepType
 
 if TYPE_CHECKING:
-    from engine.steps import StepContext
+    from engine.steps.base import StepContext
 
 
 def run(ctx: StepContext) -> Outcome:
@@ -107,3 +109,65 @@ def _fetch(url: str) -> int | str:
         return int(err.code)
     except OSError as err:
         return f"unreachable ({err})"
+
+
+def describe(spec: Mapping[str, Any]) -> list[str]:
+    return [f"stops until approved: {spec['prompt']}"]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["prompt"],
+    "properties": {
+        "prompt": {"$ref": "#/$defs/template"},
+        "items": {
+            "description": (
+                "checklist items, each satisfied on its own: a list, or a template giving one"
+            ),
+            "oneOf": [
+                {"$ref": "#/$defs/template"},
+                {
+                    "type": "array",
+                    "items": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {
+                                "$ref": (
+                                    "inventory.schema.json#/properties/checklists/"
+                                    "additionalProperties/items"
+                                ),
+                            },
+                        ],
+                    },
+                },
+            ],
+        },
+        "running": {
+            "description": (
+                "what environments run now, as earlier steps read it: a soak check of one of "
+                "these environments holds only if the promotion it counts from is of this image "
+                "(and digest)"
+            ),
+            "oneOf": [
+                {"$ref": "#/$defs/template"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["env", "image"],
+                        "properties": {
+                            "env": {"$ref": "#/$defs/template"},
+                            "image": {"$ref": "#/$defs/template"},
+                            "digest": {"$ref": "#/$defs/template"},
+                        },
+                    },
+                },
+            ],
+        },
+    },
+}
+
+TYPE = StepType("approval", run, describe, SCHEMA, gate=True,
+                needs=frozenset({STORE, APPROVALS}))

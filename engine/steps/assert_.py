@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed, StepRefused
 from engine.model import Outcome
+from engine.steps.base import StepType
 
 if TYPE_CHECKING:
-    from engine.steps import StepContext
+    from engine.steps.base import StepContext
 
 
 def run(ctx: StepContext) -> Outcome:
@@ -22,3 +24,27 @@ def run(ctx: StepContext) -> Outcome:
             message = str(ctx.spec.get("message") or f"assertion failed: {cond}")
             raise StepRefused(message) if ctx.spec.get("refuse") else StepFailed(message)
     return Outcome("ok", {"passed": len(ctx.spec["that"])})
+
+
+def describe(spec: Mapping[str, Any]) -> list[str]:
+    return [f"check: {c}" for c in spec["that"]]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["that"],
+    "properties": {
+        "that": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/condition"}},
+        "message": {"$ref": "#/$defs/template"},
+        "refuse": {
+            "type": "boolean",
+            "description": (
+                "a failed condition refuses the run as invalid input (exit 2) instead of failing "
+                "it"
+            ),
+        },
+    },
+}
+
+TYPE = StepType("assert", run, describe, SCHEMA, condition_fields=("that",))

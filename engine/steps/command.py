@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from engine import proc
 from engine.errors import StepFailed
 from engine.model import Outcome
+from engine.steps.base import StepType
 
 if TYPE_CHECKING:
-    from engine.steps import StepContext
+    from engine.steps.base import StepContext
 
 # Enough to see an error and what led to it; the whole output is in the step's result.
 LAST_LINES = 10
@@ -90,3 +91,40 @@ def _env_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def describe(spec: Mapping[str, Any]) -> list[str]:
+    argv = spec["argv"] if isinstance(spec["argv"], list) else [str(spec["argv"])]
+    text = "$ " + shlex.join(str(a) for a in argv)
+    if spec.get("check_mode") == "safe":
+        text += "   (read-only: runs during the plan)"
+    return [text]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["argv"],
+    "properties": {
+        "argv": {"$ref": "#/$defs/argv"},
+        "cwd": {"$ref": "#/$defs/template"},
+        "env": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "integer", "number", "boolean"]},
+                },
+                {
+                    "type": "string",
+                    "pattern": "^\\s*\\{\\{.*\\}\\}\\s*$",
+                    "description": "a single template that renders to a mapping",
+                },
+            ],
+        },
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+        "check_mode": {"enum": ["safe", "skip"]},
+        "stdin": {"$ref": "#/$defs/template"},
+    },
+}
+
+TYPE = StepType("command", run, describe, SCHEMA)

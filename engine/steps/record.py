@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from engine.clock import iso
 from engine.model import Outcome
+from engine.steps.base import STORE, StepType
 from engine.store import HistoryRecord
 
 if TYPE_CHECKING:
-    from engine.steps import StepContext
+    from engine.steps.base import StepContext
 
 
 def run(ctx: StepContext) -> Outcome:
@@ -22,3 +24,21 @@ def run(ctx: StepContext) -> Outcome:
                            env=str(spec["env"]), data=data)
     ctx.store.add_history(record)
     return Outcome("ok", {"at": record.at, "kind": record.kind, "env": record.env, **data})
+
+
+def describe(spec: Mapping[str, Any]) -> list[str]:
+    return [f"records a {spec['kind']} of {spec['env']} in the history"]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kind", "env"],
+    "properties": {
+        "kind": {"type": "string", "pattern": "^[a-z][a-z0-9-]*$"},
+        "env": {"$ref": "#/$defs/template"},
+        "data": {"type": "object"},
+    },
+}
+
+TYPE = StepType("record", run, describe, SCHEMA, needs=frozenset({STORE}))

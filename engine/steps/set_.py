@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from engine.model import Outcome
+from engine.steps.base import StepType
 
 if TYPE_CHECKING:
-    from engine.steps import StepContext
+    from engine.steps.base import StepContext
 
 
 def run(ctx: StepContext) -> Outcome:
     return Outcome("ok", dict(ctx.spec))
+
+
+def describe(spec: Mapping[str, Any]) -> list[str]:
+    return [f"set {k} = {v!r}" for k, v in spec.items()]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
+}
+
+TYPE = StepType("set", run, describe, SCHEMA, sets_facts=True)

@@ -3,15 +3,17 @@ timeout."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine import proc
 from engine.errors import StepFailed
 from engine.model import Outcome
+from engine.steps.base import StepType
 from engine.steps.command import argv_of
 
 if TYPE_CHECKING:
-    from engine.steps import StepContext
+    from engine.steps.base import StepContext
 
 
 def run(ctx: StepContext) -> Outcome:
@@ -40,3 +42,25 @@ def run(ctx: StepContext) -> Outcome:
             raise StepFailed(f"still not {spec['until']} after {spec['timeout']} s "
                              f"({polls} polls)", {"polls": polls, "poll": poll})
         ctx.clock.sleep(interval)
+
+
+def describe(spec: Mapping[str, Any]) -> list[str]:
+    if "seconds" in spec:
+        return [f"wait {spec['seconds']} s"]
+    return [f"wait until {spec['until']} (at most {spec['timeout']} s)"]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "seconds": {"type": "number", "minimum": 0},
+        "until": {"$ref": "#/$defs/condition"},
+        "argv": {"$ref": "#/$defs/argv"},
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+        "interval": {"type": "number", "exclusiveMinimum": 0},
+    },
+    "oneOf": [{"required": ["seconds"]}, {"required": ["until", "timeout"]}],
+}
+
+TYPE = StepType("wait", run, describe, SCHEMA, condition_fields=("until",))
