@@ -192,19 +192,20 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
 
 
 def _check_commands(the_plan: Plan) -> None:
-    """A command that cannot even start (no such program or folder) is refused with the
-    run, before it is recorded or takes a lock."""
-    from engine.steps import command
+    """A step that cannot even start (a command's program or folder that does not exist) is
+    refused with the run, before it is recorded or takes a lock."""
+    from engine.steps import STEP_TYPES
 
     for planned in the_plan.steps:
-        if planned.step.type != "command" or planned.rendered is None or planned.when is False:
+        preflight = STEP_TYPES[planned.step.type].preflight
+        if preflight is None or planned.rendered is None or planned.when is False:
             continue
-        problem = command.missing(planned.rendered)
+        problem = preflight(planned.rendered)
         if problem:
             step = planned.step
             raise InvalidInput(the_plan.redactor.text(f"step {step.id} cannot run: {problem}"),
                                file=step.file or str(the_plan.runbook.path),
-                               line=step.line_of(f"$.steps[{step.id}].command.argv"))
+                               line=step.line_of(f"$.steps[{step.id}].{step.type}"))
 
 
 def resume(*, run_id: str, force: bool = False, user: str | None = None,

@@ -12,6 +12,7 @@ from engine.errors import InvalidInput, RunNotFound
 from engine.plan import Plan
 from engine.plan import build as build_plan
 from engine.status import RESUMABLE
+from engine.steps import STEP_TYPES
 from engine.store import ApprovalRecord, PlanRecord, RunRecord, StateStore, open_store
 
 
@@ -70,7 +71,7 @@ def _for_run(the_plan: Plan, run: RunRecord, by: str, at: str, step: str | None,
         return [ApprovalRecord(run_id=run.id, step_id="", by=by, at=at, note=note, item=gate,
                                ticket=ticket)]
     _check_person(the_plan, by)
-    steps = [p for p in the_plan.steps if p.step.type == "approval"]
+    steps = [p for p in the_plan.steps if STEP_TYPES[p.step.type].gate]
     target = next((p for p in steps if p.step.id == step), None)
     if target is None:
         names = ", ".join(p.step.id for p in steps) or "none"
@@ -104,7 +105,7 @@ def _check_person(the_plan: Plan, by: str) -> None:
 
 def _check_gate(the_plan: Plan, gate: str, by: str, ticket: str) -> None:
     _check_person(the_plan, by)
-    found = [i for p in the_plan.steps if p.step.type == "approval"
+    found = [i for p in the_plan.steps if STEP_TYPES[p.step.type].gate
              for i in gates.items_of(p.items)
              if i.kind == "approval" and i.spec.get("gate") == gate]
     if not found:

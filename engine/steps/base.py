@@ -36,6 +36,9 @@ class StepType:
     outputs: bool = False  # declares named outputs (REGISTER.outputs.NAME)
     sets_facts: bool = False  # its rendered body becomes `facts` for the steps after it
     gate: bool = False  # counts approvals: what the run binds is resolved before it
+    # What would stop its rendered body from even starting (a program or folder that does
+    # not exist), checked before a run is recorded or takes a lock; None when nothing would.
+    preflight: Callable[[Mapping[str, Any]], str | None] | None = None
     needs: frozenset[str] = frozenset()
 
 

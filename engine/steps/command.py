@@ -127,4 +127,4 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-TYPE = StepType("command", run, describe, SCHEMA)
+TYPE = StepType("command", run, describe, SCHEMA, preflight=missing)
