@@ -177,3 +177,19 @@ def test_validate_refuses_references_a_step_cannot_satisfy(write_runbook, runboo
     assert result.code == 2
     assert "reader.yaml:14: at $.steps[first-echo].command.argv[1]: first.read.outputs.tga" \
         in result.err
+
+
+def test_a_resumed_run_still_reaches_an_include_s_steps(write_runbook, runbook_cli, isolated):
+    (isolated / "reader.yaml").write_text(FRAGMENT)
+    hold = f'  - id: hold\n    command: {{argv: [python3, -c, "{HOLD}"]}}\n'
+    path = write_runbook(include_book().replace("  - id: dump\n", hold + "  - id: dump\n"))
+    proc = runbook_process("run", str(path), "--tag", "v5")
+    wait_for(isolated / "in-hold", timeout=120)
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate(timeout=10)
+    (isolated / "go").touch()
+    result = runbook_cli("resume", run_id_of(out))
+    assert result.code == 0, result.out + result.err
+    assert "First part of the snapshot" not in result.out  # the fragment did not run again
+    assert json.loads((isolated / "seen.json").read_text())["tag"] == "v5"
+    assert (isolated / "at.txt").read_text() == "ok"
