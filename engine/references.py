@@ -20,6 +20,10 @@ from engine.model import Runbook, Step
 from engine.render import parse
 from engine.steps import STEP_TYPES
 
+# Names templates see besides the steps' results: a register or an include may not hide one.
+RESERVED = frozenset({"params", "inventory", "run", "vars", "facts", "steps", "secret_env",
+                      "args", "local", "poll"})
+
 
 @dataclass(frozen=True)
 class _Where:
@@ -42,9 +46,16 @@ def check(runbook: Runbook) -> None:
             if s.register:
                 groups.setdefault(s.group, {})[s.register] = s
     for name, step in registers.items():
-        if name in group_ids:
-            raise InvalidInput(f"register {name!r} is also the name of an include",
-                               file=step.file, line=step.line_of(f"$.steps[{step.id}].register"))
+        if name in group_ids or name in RESERVED:
+            what = "an include" if name in group_ids else "what templates already see"
+            at = f"$.steps[{step.id}].register"
+            raise InvalidInput(f"register {name!r} is also the name of {what}",
+                               file=step.file, line=step.line_of(at), path=at)
+    for group, inner in group_ids.items():
+        if group in RESERVED:
+            first = next(iter(inner.values()))
+            raise InvalidInput(f"include {group!r}: the name of what templates already see",
+                               file=first.include_file, line=first.include_line)
     top = {s.id for s in steps if s.group is None}
     names = _Names(registers, groups, group_ids, order, top)
     for step in steps:

@@ -162,6 +162,9 @@ def test_validate_refuses_references_a_step_cannot_satisfy(write_runbook, runboo
             "first.reed: include first has no step registering 'reed' (its registers: read)",
         include_book().replace("steps.first['read-it']", "steps['first-read-it']"):
             "steps.first-read-it: there is no step 'first-read-it'",
+        base.replace("register: source", "register: vars"):
+            "book.yaml:13: at $.steps[read].register: register 'vars' is also the name of what "
+            "templates already see",
         include_book().replace("params.tag }}", "steps.nosuch.status }}"):
             "book.yaml:9: at $.steps[first].with.tag: steps.nosuch: there is no step",
     }
