@@ -237,7 +237,10 @@ def _envvars(scratch: Path) -> dict[str, str]:
 
 def describe(spec: Mapping[str, Any]) -> list[str]:
     extra = ", ".join(f"{k}={v}" for k, v in (spec.get("extravars") or {}).items())
-    return [f"playbook {spec['playbook']}" + (f" with {extra}" if extra else "")]
+    lines = [f"playbook {spec['playbook']}" + (f" with {extra}" if extra else "")]
+    if spec.get("outputs"):
+        lines.append(f"passes on: {', '.join(map(str, spec['outputs']))}")
+    return lines
 
 
 SCHEMA: dict[str, Any] = {

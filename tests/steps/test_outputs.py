@@ -83,6 +83,7 @@ def test_a_plan_shows_outputs_of_a_step_that_only_runs_for_real_as_not_known(
     result = runbook_cli("plan", str(path))
     assert result.code == 0, result.out + result.err
     assert "needs the result of 'source'" in result.out
+    assert "passes on: tag, snapshot, digest" in result.out
     # A playbook that runs in check mode passes its outputs on to the plan.
     path = write_runbook(HEADER + PARAMS + "steps:\n" + read_step() + dump_step())
     plan = runbook_cli("plan", str(path), "--output", "json").json()
