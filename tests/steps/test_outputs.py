@@ -197,3 +197,11 @@ def test_a_resumed_run_still_reaches_an_include_s_steps(write_runbook, runbook_c
     assert "First part of the snapshot" not in result.out  # the fragment did not run again
     assert json.loads((isolated / "seen.json").read_text())["tag"] == "v5"
     assert (isolated / "at.txt").read_text() == "ok"
+
+
+def test_the_shipped_runbooks_use_named_outputs_only():
+    shipped = Path(__file__).resolve().parent.parent.parent / "runbooks"
+    for path in [*shipped.glob("*.yaml"), *shipped.glob("fragments/*.yaml")]:
+        text = path.read_text(encoding="utf-8")
+        assert ".results[" not in text, path  # never a task's title
+        assert "_retag." not in text and "steps['" not in text, path  # never a generated name
