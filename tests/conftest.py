@@ -94,26 +94,14 @@ metadata: {name: book}
 def _start_sandbox(where: Path) -> dict[str, str]:
     from engine import sandbox
 
-    return sandbox.up(where, rollout_delay=0.3, operator="tester")
+    # Verification windows wait on the sandbox's clock: over as soon as sampled, or held.
+    return sandbox.up(where, rollout_delay=0.3, operator="tester", clock=True)
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A fresh sandbox (moto + Kubernetes emulator) for this test; the environment points
-    the engine, Ansible and boto3 at it, exactly as `eval "$(runbook sandbox env)"` does."""
-    from engine import sandbox as sb
-
-    where = tmp_path / "sandbox"
-    info = _start_sandbox(where)
-    for key, value in sb.environment(info).items():
-        monkeypatch.setenv(key, value)
-    yield info
-    sb.down(where)
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One sandbox for a module whose tests must not change anything in it."""
+    """One sandbox for this test process (each pytest-xdist worker has its own): starting
+    one takes seconds, putting it back as new (`sandbox.reset`) a fraction of that."""
     from engine import sandbox as sb
 
     where = tmp_path_factory.mktemp("shared") / "sandbox"
@@ -122,13 +110,42 @@ def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     sb.down(where)
 
 
+# Whether a test that may change the shared sandbox has used it since its last reset.
+_CHANGED = {"since_reset": False}
+
+
+def _point_at(info: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import sandbox as sb
+
+    for key, value in sb.environment(info).items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def sandbox(shared_sandbox: dict[str, str],
+            monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A sandbox (moto + Kubernetes emulator + PostgreSQL) as new, for a test that changes
+    it; the environment points the engine, Ansible and boto3 at it, exactly as
+    `eval "$(runbook sandbox env)"` does."""
+    from engine import sandbox as sb
+
+    _CHANGED["since_reset"] = True
+    sb.reset(shared_sandbox)
+    _point_at(shared_sandbox, monkeypatch)
+    return shared_sandbox
+
+
 @pytest.fixture
 def in_shared_sandbox(shared_sandbox: dict[str, str],
                       monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The sandbox as new, for a test that must not change anything in it: it is reset only
+    when a test that may change it used it last."""
     from engine import sandbox as sb
 
-    for key, value in sb.environment(shared_sandbox).items():
-        monkeypatch.setenv(key, value)
+    if _CHANGED["since_reset"]:
+        sb.reset(shared_sandbox)
+        _CHANGED["since_reset"] = False
+    _point_at(shared_sandbox, monkeypatch)
     return shared_sandbox
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -83,3 +86,21 @@ def overlay_is_committed(sandbox: dict[str, str]) -> bool:
     out = subprocess.run(["git", "-C", sandbox["overlays"], "status", "--porcelain"],
                          check=True, capture_output=True, text=True).stdout
     return out == ""
+
+
+@contextmanager
+def clock_held() -> Iterator[None]:
+    """While held, a verification window in the sandbox the environment points at stands
+    still in the middle of its work (engine/sandbox/clock.py); outside a sandbox, nothing."""
+    from engine import sandbox as sb
+
+    kubeconfig = os.environ.get("KUBECONFIG")
+    info = sb.status(Path(kubeconfig).parent) if kubeconfig else None
+    if info is None:
+        yield
+        return
+    sb.hold_clock(info)
+    try:
+        yield
+    finally:
+        sb.release_clock(info)

@@ -36,9 +36,11 @@ def status(where: Path) -> dict[str, Any] | None:
     return info
 
 
-def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "") -> dict[str, Any]:
+def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "",
+       clock: bool = False) -> dict[str, Any]:
     """Start the sandbox; ``operator`` (default: the name this process claims) becomes one
-    of the people of its inventory."""
+    of the people of its inventory; with ``clock``, verification windows wait on the
+    sandbox's clock (engine/sandbox/clock.py), not on the wall clock."""
     from engine import identity
     from engine.loader import source_tree
 
@@ -54,7 +56,8 @@ def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "") -> dict[s
     log = (where / "sandbox.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.sandbox.serve", "--dir", str(where.resolve()),
-         "--rollout-delay", str(rollout_delay), "--operator", operator],
+         "--rollout-delay", str(rollout_delay), "--operator", operator,
+         *(["--clock"] if clock else [])],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
@@ -92,6 +95,49 @@ def down(where: Path) -> bool:
         time.sleep(0.1)
     (where / "sandbox.json").unlink(missing_ok=True)
     return True
+
+
+def reset(info: dict[str, Any]) -> None:
+    """Put a running sandbox back to what it started with: the cluster, ECR and RDS, the
+    overlays' and the application's git copies, the databases and the inventory. Its
+    addresses, passwords and files stay, so whoever points at it keeps pointing at it."""
+    try:
+        status, body = post(f"{info['kube_url']}/sandbox/reset", timeout=STARTUP_TIMEOUT)
+    except OSError as err:
+        raise RunbookError(f"the sandbox could not be reset: {err}") from err
+    if status != 200:
+        raise RunbookError(f"the sandbox could not be reset: {body}")
+
+
+def hold_clock(info: dict[str, Any]) -> None:
+    """Stop the clock of a sandbox started with one: a verification window stands still."""
+    _clock(info, "hold")
+
+
+def release_clock(info: dict[str, Any]) -> None:
+    _clock(info, "release")
+
+
+def _clock(info: dict[str, Any], action: str) -> None:
+    status, body = post(f"{info['kube_url']}/sandbox/clock/{action}", timeout=30)
+    if status != 200:
+        raise RunbookError(f"the sandbox's clock did not {action}: {body}")
+
+
+def post(url: str, *, timeout: float | None) -> tuple[int, str]:
+    """POST to one of the sandbox's own plain-HTTP servers; its status and body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port,
+                                      timeout=timeout)
+    try:
+        conn.request("POST", where.path)
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
 
 
 def environment(info: dict[str, Any]) -> dict[str, str]:

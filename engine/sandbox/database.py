@@ -160,6 +160,26 @@ class Server(threading.Thread):
         for db in self.databases.values():
             migrate.upgrade(url(db["host"], db["port"], db["name"], db["user"],
                                 db["password"]), self.project)
+        # Each database as seeded, kept as a template that restore() copies back.
+        with self._admin() as conn:
+            for db in self.databases.values():
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} IS_TEMPLATE true "
+                                     "ALLOW_CONNECTIONS false").format(
+                    sql.Identifier(_seeded(db["name"])), sql.Identifier(db["name"])))
+
+    def restore(self) -> None:
+        """Every database back to its seeded state (its owner and password are kept); whoever
+        is connected to one is disconnected."""
+        from psycopg import sql
+
+        if not self.databases:
+            return
+        with self._admin() as conn:
+            for db in self.databases.values():
+                name = sql.Identifier(db["name"])
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                    name, sql.Identifier(_seeded(db["name"])), sql.Identifier(db["user"])))
 
     def _shutdown(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -170,6 +190,10 @@ class Server(threading.Thread):
                 self._proc.kill()
                 self._proc.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _seeded(name: str) -> str:
+    return f"{name}_seeded"
 
 
 def remove_leftover(folder: str | None) -> None:

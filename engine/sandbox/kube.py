@@ -62,6 +62,30 @@ class Cluster:
         # A crashing release looks healthy until its service is first probed: however slow
         # the machine, a rollout wait sees it come up and a verification sees it crash.
         self._crash_on_probe: dict[tuple[str, str], tuple[int, str]] = {}
+        # Bumped by restore(): what the controller scheduled before it is dropped.
+        self._epoch = 0
+
+    # -- saving and restoring the whole state ----------------------------------------------
+    def settled(self) -> bool:
+        """Every deployment's latest change has rolled out."""
+        with self.lock:
+            return all(o.get("status", {}).get("observedGeneration") ==
+                       o["metadata"]["generation"]
+                       for (_, plural, _, _), o in self.objects.items()
+                       if plural == "deployments")
+
+    def saved(self) -> tuple[dict[Key, dict[str, Any]], int]:
+        with self.lock:
+            return copy.deepcopy(self.objects), self.version
+
+    def restore(self, saved: tuple[dict[Key, dict[str, Any]], int]) -> None:
+        """Back to a state saved(): rollouts and crashes under way are forgotten."""
+        objects, version = saved
+        with self.lock:
+            self.objects = copy.deepcopy(objects)
+            self.version = version
+            self._crash_on_probe.clear()
+            self._epoch += 1
 
     # -- storage ---------------------------------------------------------------------------
     def _bump(self, obj: dict[str, Any]) -> None:
@@ -334,13 +358,14 @@ class Cluster:
         self._later(self.crash_after, self._crash, ns, name, generation, rs_name)
 
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
-        timer = threading.Timer(delay, self._locked, (fn, *args))
+        timer = threading.Timer(delay, self._locked, (self._epoch, fn, *args))
         timer.daemon = True
         timer.start()
 
-    def _locked(self, fn: Any, *args: Any) -> None:
+    def _locked(self, epoch: int, fn: Any, *args: Any) -> None:
         with self.lock:
-            fn(*args)
+            if epoch == self._epoch:
+                fn(*args)
 
 
 def _image(template: dict[str, Any]) -> str:

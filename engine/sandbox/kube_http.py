@@ -6,12 +6,14 @@ import copy
 import json
 import re
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import yaml
 
+from engine.sandbox.clock import SandboxClock
 from engine.sandbox.kube import RESOURCES, VERBS, ApiError, Cluster
 
 SHORT_NAMES = {"deployments": ["deploy"], "replicasets": ["rs"], "pods": ["po"],
@@ -159,6 +161,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, found)
             if url.path.startswith("/sandbox/health/"):
                 return self._health(url.path.removeprefix("/sandbox/health/"))
+            if method == "POST" and url.path == "/sandbox/reset" and self.server.reset:
+                return self._reset(self.server.reset)
+            if url.path.startswith("/sandbox/clock") and self.server.clock:
+                return self._clock(self.server.clock, method, url.path, parse_qs(url.query))
             self._send(200, self._resource(method, url.path, parse_qs(url.query), body))
         except ApiError as err:
             self._send(err.code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -168,6 +174,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                              "message": f"bad request: {exc}", "reason": "BadRequest",
                              "code": 400})
+
+    def _reset(self, reset: Callable[[], None]) -> None:
+        with self.server.resetting:
+            try:
+                reset()
+            except Exception as exc:  # the sandbox is then in no known state: say why
+                return self._send(500, {"status": "failed", "message": repr(exc)})
+        self._send(200, {"status": "reset"})
+
+    def _clock(self, clock: SandboxClock, method: str, path: str,
+               query: dict[str, list[str]]) -> None:
+        action = path.removeprefix("/sandbox/clock").strip("/")
+        if method == "GET" and not action:
+            return self._send(200, clock.state())
+        if method == "POST" and action == "sleep":
+            return self._send(200, {"now": clock.sleep(float(query["seconds"][0]))})
+        if method == "POST" and action in ("hold", "release"):
+            if action == "hold":
+                clock.hold()
+            else:
+                clock.release()
+            return self._send(200, clock.state())
+        raise ApiError(404, "NotFound", f"the server could not find {path}")
 
     def _health(self, where: str) -> None:
         """The service's health endpoint, as the sandbox plays it: up while the deployment
@@ -255,6 +284,10 @@ class KubeServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], cluster: Cluster) -> None:
         super().__init__(address, _Handler)
         self.cluster = cluster
+        # What POST /sandbox/reset does: the sandbox process sets it once it is seeded.
+        self.reset: Callable[[], None] | None = None
+        self.clock: SandboxClock | None = None
+        self.resetting = threading.Lock()
 
     @property
     def url(self) -> str:

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from engine import sandbox
 from engine.loader import PROJECT_ROOT  # the sandbox only runs from a checkout
 from engine.sandbox import database, seed
+from engine.sandbox.clock import EXTENSION, SandboxClock
 from engine.sandbox.kube import Cluster
 from engine.sandbox.kube_http import KubeServer
 
@@ -27,6 +29,9 @@ def main() -> int:
     parser.add_argument("--rollout-delay", type=float, default=1.0)
     parser.add_argument("--operator", default="",
                         help="who runs the sandbox: one of its inventory's people")
+    parser.add_argument("--clock", action="store_true",
+                        help="verification windows wait on the sandbox's clock, which moves "
+                             "on as they wait (see engine/sandbox/clock.py)")
     args = parser.parse_args()
     where = Path(args.dir)
     where.mkdir(parents=True, exist_ok=True)
@@ -45,12 +50,14 @@ def main() -> int:
     aws_url = f"http://{host}:{port}"
     cluster = Cluster(rollout_delay=args.rollout_delay)
     kube = KubeServer(("127.0.0.1", 0), cluster)
+    if args.clock:
+        kube.clock = SandboxClock()
     kube.start()
 
     overlays = seed.seed_overlays(PROJECT_ROOT / "k8s", where)
     seed.seed_aws(aws_url)
     seed.seed_cluster(cluster, overlays / "overlays")
-    kubeconfig = write_kubeconfig(where, kube.url)
+    kubeconfig = write_kubeconfig(where, kube.url, clock=args.clock)
     try:
         postgres.wait()
     except RuntimeError as exc:
@@ -61,10 +68,31 @@ def main() -> int:
         return 1
     if postgres.missing:
         print(postgres.missing, flush=True)
-    inventory = write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url,
-                                args.operator, postgres.databases, project)
-    # Wait for the seeded rollouts to settle before saying we are up.
-    time.sleep(args.rollout_delay + 0.2)
+    def inventory_file() -> Path:
+        return write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url,
+                               args.operator, postgres.databases, project)
+
+    inventory = inventory_file()
+    # The seeded rollouts settle before the sandbox says it is up.
+    while not cluster.settled():
+        time.sleep(0.05)
+    seeded = cluster.saved()
+
+    def reset() -> None:
+        """Everything back to what the sandbox started with, at the same addresses."""
+        cluster.restore(seeded)
+        if kube.clock:
+            kube.clock.release()
+        status, body = sandbox.post(f"{aws_url}/moto-api/reset", timeout=60)
+        if status != 200:
+            raise RuntimeError(f"moto's reset answered {status}: {body}")
+        seed.seed_aws(aws_url)
+        seed.seed_overlays(PROJECT_ROOT / "k8s", where)
+        seed.seed_app_repository(database.copy_project(where))
+        postgres.restore()
+        inventory_file()
+
+    kube.reset = reset
     info = {"pid": os.getpid(), "kube_url": kube.url, "aws_url": aws_url,
             "kubeconfig": str(kubeconfig), "inventory": str(inventory),
             "region": seed.REGION, "registry": seed.REGISTRY, "overlays": str(overlays),
@@ -95,9 +123,13 @@ def main() -> int:
     return 0
 
 
-def write_kubeconfig(where: Path, url: str) -> Path:
+def write_kubeconfig(where: Path, url: str, *, clock: bool = False) -> Path:
+    cluster: dict[str, Any] = {"server": url}
+    if clock:
+        cluster["extensions"] = [{"name": EXTENSION,
+                                  "extension": {"url": f"{url}/sandbox/clock"}}]
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "sandbox",
-              "clusters": [{"name": "sandbox", "cluster": {"server": url}}],
+              "clusters": [{"name": "sandbox", "cluster": cluster}],
               "users": [{"name": "sandbox", "user": {"token": "sandbox"}}],
               "contexts": [{"name": "sandbox",
                             "context": {"cluster": "sandbox", "user": "sandbox"}}]}

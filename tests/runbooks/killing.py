@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import runbook_process
+from tests.world import clock_held
 
 
 def state_db() -> Path:
@@ -35,13 +36,14 @@ def wait_until(predicate: Callable[[], bool], proc: subprocess.Popen[str],
 
 def kill_during(step: str, *args: str) -> str:
     """Run ``runbook ARGS`` and SIGKILL it while ``step`` runs; return the run id."""
-    proc = runbook_process(*args)
-    assert proc.stdout is not None
-    first = proc.stdout.readline().split()
-    run_id = first[2] if first[0] == "resuming" else first[1]
-    wait_until(lambda: step_status(run_id, step) == "running", proc)
-    time.sleep(0.3)  # into the step's work
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)
+    with clock_held():  # a verification window cannot end before the kill
+        proc = runbook_process(*args)
+        assert proc.stdout is not None
+        first = proc.stdout.readline().split()
+        run_id = first[2] if first[0] == "resuming" else first[1]
+        wait_until(lambda: step_status(run_id, step) == "running", proc)
+        time.sleep(0.3)  # into the step's work
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
     assert step_status(run_id, step) == "running"
     return run_id

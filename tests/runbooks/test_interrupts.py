@@ -14,7 +14,7 @@ from tests.conftest import runbook_process
 from tests.runbooks import test_hotfix, test_promote
 from tests.runbooks.killing import step_status, wait_until
 from tests.test_execute import run_id_of
-from tests.world import deployment, ecr_tags, image, overlay_commits
+from tests.world import clock_held, deployment, ecr_tags, image, overlay_commits
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 BEFORE_CHECKLIST = ["read-source", "read-target", "read-source-image"]
@@ -31,18 +31,19 @@ def playbook_started(run_id: str, step: str) -> bool:
 def interrupt_during(step: str, sig: int, *args: str) -> tuple[str, str]:
     """Run ``runbook ARGS``, send ``sig`` once ``step``'s playbook runs; return the run id
     and what it printed. It must exit 130."""
-    proc = runbook_process(*args)
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    run_id = run_id_of(first)
-    wait_until(lambda: step_status(run_id, step) == "running"
-               and playbook_started(run_id, step), proc)
-    proc.send_signal(sig)
-    try:
-        out, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+    with clock_held():  # a verification window cannot end before the signal
+        proc = runbook_process(*args)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        run_id = run_id_of(first)
+        wait_until(lambda: step_status(run_id, step) == "running"
+                   and playbook_started(run_id, step), proc)
+        proc.send_signal(sig)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
     assert proc.returncode == 130, first + out + err
     assert "✗" not in out, out
     return run_id, first + out

@@ -4,13 +4,21 @@
 Every ``interval`` seconds for ``seconds``: the rollout must be complete and available, no pod
 of the deployment may restart, and every HTTP check must answer with its expected status.
 The first sample that fails ends the window with what was seen.
+
+The window is measured on the wall clock, unless the kubeconfig's cluster names a clock of
+its own (the extension ``runbook.sandbox/clock``, which only the sandbox's kubeconfig has:
+engine/sandbox/clock.py): then the window waits on that clock.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import urllib.error
 import urllib.request
+
+import yaml
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -27,6 +35,52 @@ options:
   checks: {type: list, elements: dict, default: []}
   image: {type: str, description: the image the deployment must keep running}
 """
+
+
+CLOCK_EXTENSION = "runbook.sandbox/clock"
+
+
+class _WallClock:
+    def now(self):
+        return time.monotonic()
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+
+
+class _SandboxClock:
+    def __init__(self, url):
+        self.url = url
+
+    def _call(self, method, path=""):
+        request = urllib.request.Request(self.url + path, method=method)
+        # No timeout: a held clock keeps the window waiting as long as it is held.
+        with urllib.request.urlopen(request) as resp:  # noqa: S310
+            return json.load(resp)["now"]
+
+    def now(self):
+        return self._call("GET")
+
+    def sleep(self, seconds):
+        self._call("POST", f"/sleep?seconds={seconds}")
+
+
+def _clock(kubeconfig, context):
+    """The clock the kubeconfig's cluster names, else the wall clock."""
+    path = kubeconfig or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] \
+        or os.path.expanduser("~/.kube/config")
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+        name = context or config["current-context"]
+        cluster_name = next(c["context"]["cluster"] for c in config["contexts"]
+                            if c["name"] == name)
+        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == cluster_name)
+        url = next(e["extension"]["url"] for e in cluster.get("extensions") or []
+                   if e.get("name") == CLOCK_EXTENSION)
+    except (OSError, yaml.YAMLError, LookupError, TypeError, AttributeError, StopIteration):
+        return _WallClock()
+    return _SandboxClock(str(url))
 
 
 def _sample(apps, core, p, baseline):
@@ -81,18 +135,19 @@ def main():
                                         context=p["context"] or None)
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     baseline = {}
-    start = time.monotonic()
+    clock = _clock(p["kubeconfig"], p["context"])
+    start = clock.now()
     samples = 0
     while True:
         samples += 1
         problems = _sample(apps, core, p, baseline)
-        elapsed = round(time.monotonic() - start, 1)
+        elapsed = round(clock.now() - start, 1)
         if problems:
             module.fail_json(msg=f"verification failed after {elapsed} s: "
                                  + "; ".join(problems), samples=samples, problems=problems)
         if module.check_mode or elapsed + p["interval"] > p["seconds"]:
             break
-        time.sleep(p["interval"])
+        clock.sleep(p["interval"])
     module.exit_json(changed=False, samples=samples, seconds=elapsed,
                      summary=f"healthy for {elapsed} s ({samples} samples, no restarts, "
                              f"{len(p['checks'])} checks passing)")
