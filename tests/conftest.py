@@ -24,6 +24,22 @@ POINTERS = ("RUNBOOK_INVENTORY", "KUBECONFIG", "AWS_ENDPOINT_URL", "AWS_ACCESS_K
             "RUNBOOK_STATE", "RUNBOOK_RUNBOOKS_PATH", "RUNBOOK_INVENTORIES_PATH")
 
 
+# Tests wait on subprocesses (ansible-playbook, runbook, the sandbox) more than they compute:
+# more workers than the two cores of CI keeps the cores busy.
+WORKERS = 4
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Run on WORKERS pytest-xdist workers unless told how many (``-n N``; ``-n 0`` or
+    ``-p no:xdist`` runs in this process, for a debugger)."""
+    option = config.option
+    if getattr(option, "numprocesses", 0) is None and option.dist == "no" \
+            and not option.usepdb and not option.collectonly:
+        option.numprocesses = WORKERS
+        option.dist = "worksteal"
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """cwd = a fresh folder whose ./.runbook and $HOME cannot be written to."""

@@ -118,14 +118,23 @@ def release_clock(info: dict[str, Any]) -> None:
     _clock(info, "release")
 
 
+def clock_state(info: dict[str, Any]) -> dict[str, Any]:
+    """The sandbox's clock: its time, whether it is held, how many wait on it."""
+    status, body = post(f"{info['kube_url']}/sandbox/clock", timeout=30, method="GET")
+    if status != 200:
+        raise RunbookError(f"the sandbox has no clock: {body}")
+    state: dict[str, Any] = json.loads(body)
+    return state
+
+
 def _clock(info: dict[str, Any], action: str) -> None:
     status, body = post(f"{info['kube_url']}/sandbox/clock/{action}", timeout=30)
     if status != 200:
         raise RunbookError(f"the sandbox's clock did not {action}: {body}")
 
 
-def post(url: str, *, timeout: float | None) -> tuple[int, str]:
-    """POST to one of the sandbox's own plain-HTTP servers; its status and body."""
+def post(url: str, *, timeout: float | None, method: str = "POST") -> tuple[int, str]:
+    """Ask one of the sandbox's own plain-HTTP servers; its status and body."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -133,7 +142,7 @@ def post(url: str, *, timeout: float | None) -> tuple[int, str]:
     conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port,
                                       timeout=timeout)
     try:
-        conn.request("POST", where.path)
+        conn.request(method, where.path)
         response = conn.getresponse()
         return response.status, response.read().decode(errors="replace")
     finally:
