@@ -4,6 +4,7 @@ copy of the kustomize overlays."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -51,12 +52,17 @@ ACCESS_KEY = "AKIASANDBOX0000000000"
 SECRET_KEY = "sandbox-only-secret-access-key"
 
 
-def seed_aws(aws_url: str) -> None:
+@functools.cache
+def _client(service: str, aws_url: str) -> Any:
+    # Made once: a reset seeds again, and making a client costs more than its requests.
     import boto3
 
-    kw: dict[str, Any] = {"endpoint_url": aws_url, "region_name": REGION,
-                          "aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}
-    ecr = boto3.client("ecr", **kw)
+    return boto3.client(service, endpoint_url=aws_url, region_name=REGION,
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+
+
+def seed_aws(aws_url: str) -> None:
+    ecr = _client("ecr", aws_url)
     ecr.create_repository(repositoryName=REPOSITORY,
                           imageTagMutability="IMMUTABLE")
     for version in VERSIONS + BROKEN:
@@ -66,7 +72,7 @@ def seed_aws(aws_url: str) -> None:
         for tag in tags:
             ecr.put_image(repositoryName=REPOSITORY, imageManifest=body, imageTag=tag,
                           imageManifestMediaType=MEDIA_TYPE)
-    rds = boto3.client("rds", **kw)
+    rds = _client("rds", aws_url)
     for env in RELEASES:
         rds.create_db_instance(DBInstanceIdentifier=f"quikapp-{env}", Engine="postgres",
                                DBInstanceClass="db.t3.medium", AllocatedStorage=50,
