@@ -34,7 +34,9 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     """Run on WORKERS pytest-xdist workers unless told how many (``-n N``; ``-n 0`` or
     ``-p no:xdist`` runs in this process, for a debugger)."""
     option = config.option
-    if getattr(option, "numprocesses", 0) is None and option.dist == "no" \
+    # A worker is started with numprocesses None and dist "no" too: it must not start more.
+    worker = hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ
+    if not worker and getattr(option, "numprocesses", 0) is None and option.dist == "no" \
             and not option.usepdb and not option.collectonly:
         option.numprocesses = WORKERS
         option.dist = "worksteal"
