@@ -4,11 +4,13 @@ verification window waits on instead of the wall clock."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import boto3
 import psycopg
+import yaml
 
 from engine import sandbox as sb
 from engine.loader import PROJECT_ROOT
@@ -90,12 +92,13 @@ def test_a_reset_sandbox_holds_what_a_new_one_holds(sandbox, tmp_path, monkeypat
     assert fresh == before
 
 
-def window_book(info, seconds: int) -> str:  # type: ignore[no-untyped-def]
+def window_book(info, seconds: float, *, interval: float = 5,  # type: ignore[no-untyped-def]
+                kubeconfig: str = "") -> str:
     playbook = PROJECT_ROOT / "runbooks" / "playbooks" / "verify-window.yml"
     health = f"{info['kube_url']}/sandbox/health/quikapp-staging/staging-quikapp-api"
-    extravars = {"kubeconfig": info["kubeconfig"], "context": "sandbox",
+    extravars = {"kubeconfig": kubeconfig or info["kubeconfig"], "context": "sandbox",
                  "namespace": "quikapp-staging", "deployment": "staging-quikapp-api",
-                 "seconds": seconds, "interval": 5,
+                 "seconds": seconds, "interval": interval,
                  "checks": [{"name": "health", "url": health, "status": 200}]}
     return book(f"  - id: verify\n    ansible:\n      playbook: {playbook}\n"
                 f"      extravars: {json.dumps(extravars)}\n")
@@ -124,3 +127,18 @@ def test_a_held_clock_keeps_the_window_waiting_until_it_is_let_go(in_shared_sand
     assert proc.returncode == 0, out + err
     assert "healthy for 60.0 s (13 samples" in out
     assert sb.clock_state(in_shared_sandbox)["now"] == held_at + 60
+
+
+def test_without_a_clock_in_the_kubeconfig_the_window_takes_the_wall_clock_s_time(
+        in_shared_sandbox, write_runbook, runbook_cli, isolated):
+    config = yaml.safe_load(Path(in_shared_sandbox["kubeconfig"]).read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"].pop("extensions")
+    plain = isolated / "kubeconfig"
+    plain.write_text(yaml.safe_dump(config))
+    before = sb.clock_state(in_shared_sandbox)["now"]
+    path = write_runbook(window_book(in_shared_sandbox, 1, interval=0.5, kubeconfig=str(plain)))
+    result = runbook_cli("run", str(path))
+    assert result.code == 0, result.out
+    assert re.search(r"healthy for \d+\.\d s \(\d+ samples, no restarts", result.out), result.out
+    assert sb.clock_state(in_shared_sandbox)["now"] == before
