@@ -109,7 +109,8 @@ def test_a_verification_window_takes_the_sandbox_s_time_not_the_wall_clock_s(
     path = write_runbook(window_book(in_shared_sandbox, 300))
     result = runbook_cli("run", str(path))
     assert result.code == 0, result.out
-    assert "healthy for 300.0 s (61 samples, no restarts, 1 checks passing)" in result.out
+    assert ("healthy for 300.0 s on the sandbox's clock (61 samples, no restarts, "
+            "1 checks passing)") in result.out
 
 
 def test_a_held_clock_keeps_the_window_waiting_until_it_is_let_go(in_shared_sandbox,
@@ -125,7 +126,7 @@ def test_a_held_clock_keeps_the_window_waiting_until_it_is_let_go(in_shared_sand
         sb.release_clock(in_shared_sandbox)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
-    assert "healthy for 60.0 s (13 samples" in out
+    assert "healthy for 60.0 s on the sandbox's clock (13 samples" in out
     assert sb.clock_state(in_shared_sandbox)["now"] == held_at + 60
 
 
@@ -142,3 +143,21 @@ def test_without_a_clock_in_the_kubeconfig_the_window_takes_the_wall_clock_s_tim
     assert result.code == 0, result.out
     assert re.search(r"healthy for \d+\.\d s \(\d+ samples, no restarts", result.out), result.out
     assert sb.clock_state(in_shared_sandbox)["now"] == before
+
+
+def test_a_clock_named_anywhere_but_this_machine_is_ignored(
+        in_shared_sandbox, write_runbook, runbook_cli, isolated):
+    # Only the local sandbox may shorten a window: a kubeconfig naming a clock elsewhere
+    # gets the wall clock (were the clock asked, the unresolvable host would fail the step).
+    config = yaml.safe_load(Path(in_shared_sandbox["kubeconfig"]).read_text())
+    for cluster in config["clusters"]:
+        for ext in cluster["cluster"]["extensions"]:
+            ext["extension"]["url"] = "http://clock.sandbox.invalid:9/clock"
+    elsewhere = isolated / "kubeconfig"
+    elsewhere.write_text(yaml.safe_dump(config))
+    path = write_runbook(window_book(in_shared_sandbox, 1, interval=0.5,
+                                     kubeconfig=str(elsewhere)))
+    result = runbook_cli("run", str(path))
+    assert result.code == 0, result.out
+    assert re.search(r"healthy for \d+\.\d s \(\d+ samples, no restarts", result.out), result.out
+    assert "sandbox's clock" not in result.out

@@ -7,7 +7,9 @@ The first sample that fails ends the window with what was seen.
 
 The window is measured on the wall clock, unless the kubeconfig's cluster names a clock of
 its own (the extension ``runbook.sandbox/clock``, which only the sandbox's kubeconfig has:
-engine/sandbox/clock.py): then the window waits on that clock.
+engine/sandbox/clock.py) on this machine (a loopback address): then the window waits on that
+clock, and its summary says so. A clock anywhere else is ignored: only the local sandbox may
+shorten a window.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import yaml
@@ -40,7 +43,12 @@ options:
 CLOCK_EXTENSION = "runbook.sandbox/clock"
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 class _WallClock:
+    label = ""
+
     def now(self):
         return time.monotonic()
 
@@ -49,6 +57,8 @@ class _WallClock:
 
 
 class _SandboxClock:
+    label = " on the sandbox's clock"
+
     def __init__(self, url):
         self.url = url
 
@@ -79,6 +89,8 @@ def _clock(kubeconfig, context):
         url = next(e["extension"]["url"] for e in cluster.get("extensions") or []
                    if e.get("name") == CLOCK_EXTENSION)
     except (OSError, yaml.YAMLError, LookupError, TypeError, AttributeError, StopIteration):
+        return _WallClock()
+    if urllib.parse.urlsplit(str(url)).hostname not in LOOPBACK:
         return _WallClock()
     return _SandboxClock(str(url))
 
@@ -149,7 +161,7 @@ def main():
             break
         clock.sleep(p["interval"])
     module.exit_json(changed=False, samples=samples, seconds=elapsed,
-                     summary=f"healthy for {elapsed} s ({samples} samples, no restarts, "
+                     summary=f"healthy for {elapsed} s{clock.label} ({samples} samples, no restarts, "
                              f"{len(p['checks'])} checks passing)")
 
 
