@@ -63,7 +63,7 @@ def one_promotion(items: list[str]) -> dict[str, float]:
     assert done.status == "done", done.message
     parts = split(first.run_id, timer, total, "release-wait-rollout")
     retag = next(s for s in done.steps if s.step_id == "release-retag").result or {}
-    copy = retag["results"]["Copy the manifest"]
+    copy = retag["outputs"]
     return {**parts, "image_bytes": copy["image_bytes"],
             "manifest_bytes": copy["manifest_bytes"], "layers": copy["layers"]}
 

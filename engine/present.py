@@ -136,8 +136,10 @@ def _details(step: dict[str, Any], *, with_dry_run: bool = True) -> list[str]:
     elif step["when"] is None:
         out.append("runs if its condition holds at run time")
     spec = step["rendered"]
-    if spec is None:
+    if spec is None and step["deferred_on"]:
         out.append(f"rendered at run time (needs the result of {step['deferred_on']!r})")
+    elif spec is None:
+        out.append("not rendered: the dry run stopped before it")
     else:
         out.extend(_describe(step["type"], spec))
     dry = step["dry_run"]
