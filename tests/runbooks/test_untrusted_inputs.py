@@ -97,8 +97,8 @@ def sweep(root: Path, texts: list[str]) -> list[str]:
     return hits
 
 
-def test_no_secret_of_the_environment_is_written_or_printed(sandbox, runbook_cli, isolated,
-                                                           monkeypatch, tmp_path):
+def seeded(monkeypatch: pytest.MonkeyPatch, runbook_cli):  # type: ignore[no-untyped-def]
+    """Every sentinel in the environment, and a CLI that keeps what it printed."""
     for name, value in SENTINELS.items():
         monkeypatch.setenv(name, value)
     printed: list[str] = []
@@ -108,19 +108,56 @@ def test_no_secret_of_the_environment_is_written_or_printed(sandbox, runbook_cli
         printed.extend([result.out, result.err])
         return result
 
-    for name, args in VALID.items():
-        cli("plan", name, *args)
-        cli("plan", name, *args, "--output", "json")
-        cli("plan", name, *args, "--output", "markdown")
-    run_id = promote(cli, "uat1", "staging")
-    assert cli("run", "rollback", "--env", "qa").code == 0
-    assert cli("run", "db-restore", "--env", "qa", "--latest").code == 0
-    demo = cli("run", "demo", "--release", "r1", "--workdir", str(isolated / "demo"))
+    return cli, printed
+
+
+@pytest.mark.parametrize("output", ["text", "json", "markdown"])
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_no_secret_of_the_environment_is_in_a_plan(name, output, in_shared_sandbox,
+                                                   runbook_cli, isolated, monkeypatch,
+                                                   tmp_path):
+    cli, printed = seeded(monkeypatch, runbook_cli)
+    # The sentinels are wrong credentials too: a plan may fail, and its error must not tell them.
+    result = cli("plan", name, *VALID[name], "--output", output)
+    assert name in result.out, result.out + result.err
+    assert sweep(tmp_path, printed) == []
+
+
+def run_promote(cli, isolated):  # type: ignore[no-untyped-def]
+    return promote(cli, "uat1", "staging")
+
+
+def run_rollback(cli, isolated):  # type: ignore[no-untyped-def]
+    result = cli("run", "rollback", "--env", "qa")
+    assert result.code == 0, result.out + result.err
+    return result.out.split()[1]
+
+
+def run_db_restore(cli, isolated):  # type: ignore[no-untyped-def]
+    result = cli("run", "db-restore", "--env", "qa", "--latest")
+    assert result.code == 0, result.out + result.err
+    return result.out.split()[1]
+
+
+def run_demo(cli, isolated):  # type: ignore[no-untyped-def]
+    result = cli("run", "demo", "--release", "r1", "--workdir", str(isolated / "demo"))
+    assert result.code == 3, result.out + result.err
+    run_id = result.out.split()[1]
+    assert cli("approve", run_id, "--step", "sign-off", "--by", "alice").code == 0
+    assert cli("resume", run_id).code == 0  # its playbook runs after the sign-off
+    return run_id
+
+
+@pytest.mark.parametrize("run", [run_promote, run_rollback, run_db_restore, run_demo],
+                         ids=["promote", "rollback", "db-restore", "demo"])
+def test_no_secret_of_the_environment_is_written_or_printed_by_a_run(
+        run, sandbox, runbook_cli, isolated, monkeypatch, tmp_path):
+    cli, printed = seeded(monkeypatch, runbook_cli)
+    run_id = run(cli, isolated)
     for command in (["status"], ["status", run_id], ["history"], ["audit", "verify"],
                     ["audit", "export", "--run", run_id], ["lock", "list"]):
         cli(*command)
         cli(*command, "--output", "json")
-    assert demo.code in (0, 3)
     home = Path(os.environ["RUNBOOK_HOME"])
     assert (home / "state.db").exists() and list((home / "runs").rglob("command"))
     assert sweep(tmp_path, printed) == []
