@@ -25,10 +25,10 @@ from engine.errors import InvalidInput
 from engine.model import Runbook, Step
 from engine.render import Deferred, Pending, condition, render_value
 from engine.secrets import Redactor
+from engine.status import STEP_DONE
 from engine.steps import STEP_TYPES
 from engine.store import StepRecord
 
-DONE = ("ok", "skipped")
 T = TypeVar("T")
 
 
@@ -78,7 +78,7 @@ def fingerprint(step: Step, rendered: Mapping[str, Any], name: str) -> str:
 
 def is_done(step: Step, record: StepRecord | None, step_fingerprint: str | None) -> bool:
     """A checkpoint counts only if it finished and was made from the same rendered step."""
-    return (not step.fresh and record is not None and record.status in DONE
+    return (not step.fresh and record is not None and record.status in STEP_DONE
             and step_fingerprint is not None and record.fingerprint == step_fingerprint)
 
 

@@ -27,7 +27,6 @@ from engine.errors import (
     WaitingForApproval,
 )
 from engine.evaluate import (
-    DONE,
     evaluate,
     note_step,
     pending,
@@ -40,7 +39,7 @@ from engine.model import Outcome, Step
 from engine.plan import Plan, bind, plan_hash
 from engine.render import Deferred
 from engine.report import Reporter
-from engine.status import RunStatus
+from engine.status import ENDED, STEP_DONE, RunStatus, StepStatus
 from engine.steps import STEP_TYPES, StepContext
 from engine.steps.base import APPROVALS, STORE
 from engine.store import ApprovalAlreadyUsed, StateStore, StepRecord
@@ -68,11 +67,6 @@ class RunResult:
     waiting_for: str | None = None
     plan_hash: str = ""  # with what the runbook binds, as this run (or dry run) resolved it
     bound: Mapping[str, Any] = field(default_factory=dict)
-
-
-# A run in these states is over: its environment lock is released. A failed, waiting or
-# interrupted run can be resumed and keeps its lock until it ends or is aborted.
-ENDED = ("done", "aborted", "refused")
 
 
 class Aborted(Exception):
@@ -137,7 +131,7 @@ class Executor:
             # The run has stopped: a signal now changes nothing in how it ended.
             with interrupts.shielded(deliver=False):
                 now = iso(self.clock.now())
-                ended = None if status == "waiting" else now  # a waiting run has not ended
+                ended = None if status == RunStatus.WAITING else now  # a waiting run has not ended
                 if not self.store.set_run_status(self.run_id, status, ended_at=ended,
                                                  message=message, at=now):
                     # Aborted (or ended) by someone else meanwhile: that is how it ended.
@@ -206,9 +200,9 @@ class Executor:
             failure = self._bind(step)
             if failure:
                 return self._failed_early(step, failure)
-        same = record is not None and record.fingerprint == fp and record.status not in DONE
+        same = record is not None and record.fingerprint == fp and record.status not in STEP_DONE
         attempts = record.attempts if same and record else 0
-        if same and record and record.status == "waiting":
+        if same and record and record.status == StepStatus.WAITING:
             attempts -= 1  # waiting for a person is not a failed attempt
         started = iso(self.clock.now())
         t0 = time.monotonic()
@@ -262,9 +256,9 @@ class Executor:
                 self._end(base, name, outcome.status, outcome.message, outcome.result, t0, shown,
                           uses=uses or ())
             except ApprovalAlreadyUsed as used:  # another run passed its gate with it first
-                self._end(base, name, "waiting", str(used), outcome.result, t0)
+                self._end(base, name, StepStatus.WAITING, str(used), outcome.result, t0)
                 raise WaitingForApproval(step.id, str(used), outcome.result) from None
-            if outcome.status == "would-run":
+            if outcome.status == StepStatus.WOULD_RUN:
                 pending(step, self.context)
             else:
                 remember(step, outcome.result, self.context)
@@ -278,13 +272,13 @@ class Executor:
         message = redactor.text(message)
         shown = redactor.value(dict(result))
         final = replace(base, status=status, ended_at=iso(self.clock.now()), result=shown,
-                        error=message if status == "failed" else "")
+                        error=message if status == StepStatus.FAILED else "")
         self._save(final, uses)
         self._current = None
         note_step(self.context, self._steps_by_id[base.step_id], final)
         self._report(StepReport(base.step_id, name, status, message,
                                 round(time.monotonic() - t0, 3), base.attempts, shown, rendered))
-        return message if status in ("failed", "refused") else ""
+        return message if status in (StepStatus.FAILED, StepStatus.REFUSED) else ""
 
     def _skipped(self, step: Step) -> str:
         skip(step, self.context)
@@ -336,7 +330,7 @@ class Executor:
         if self.store is None or self.dry_run:
             return False
         run = self.store.get_run(self.run_id)
-        return run is not None and run.status == "aborted"
+        return run is not None and run.status == RunStatus.ABORTED
 
 
 def _call(step_type: str, ctx: StepContext) -> Outcome:

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.clock import iso
 from engine.identity import origin
+from engine.status import RunStatus
 from engine.store import (
     ApprovalAlreadyUsed,
     ApprovalRecord,
@@ -44,7 +45,7 @@ STEP_COLUMNS = ("run_id", "step_id", "status", "attempts", "started_at", "ended_
 APPROVAL_COLUMNS = ("run_id", "step_id", "by_name", "at", "note", "item", "ticket",
                     "plan_hash")
 # Run statuses no write changes any more.
-FINAL_STATUSES = ("aborted", "done")
+FINAL_STATUSES = (RunStatus.ABORTED, RunStatus.DONE)
 FINAL_SQL = ", ".join(f"'{status}'" for status in FINAL_STATUSES)
 
 
@@ -222,7 +223,7 @@ class SqlStore:
                                 (status, ended_at, message, run_id))
             if cur.rowcount == 0:
                 return False
-            if status not in ("running",):
+            if status != RunStatus.RUNNING:
                 self._append(at or ended_at or "", run_id, "run-status",
                              {"status": status, "message": message})
         return True

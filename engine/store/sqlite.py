@@ -53,7 +53,7 @@ class SqliteStore(SqlStore):
             self._migrate(str(path))  # DDL is transactional in SQLite: all of it, or none
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            if _busy(exc):
                 raise
             raise _damaged(path, str(exc)) from exc
         except InvalidInput:
@@ -76,7 +76,7 @@ class SqliteStore(SqlStore):
                 self._db.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
+                if not _busy(exc):
                     raise
                 time.sleep(0.05)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -156,3 +156,10 @@ def _empty() -> sqlite3.Connection:
         db.execute(statement)
     db.execute("PRAGMA query_only=ON")
     return db
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the database (SQLITE_BUSY or SQLITE_LOCKED, any extended
+    code): worth waiting for, unlike a damaged file."""
+    primary = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
