@@ -20,7 +20,10 @@ from tests.test_resume_kill import wait_for
 
 PLAYBOOK = REPO / "tests" / "playbooks" / "echo-values.yml"
 # Writes the pid of its guard (its parent) and its own, then waits until ./go exists.
-HOLD = ("import os,pathlib,time; pathlib.Path('pids').write_text(f'{os.getppid()} {os.getpid()}');"
+# (written aside and renamed, so a reader never sees the file before its content)
+HOLD = ("import os,pathlib,time;"
+        " pathlib.Path('pids.new').write_text(f'{os.getppid()} {os.getpid()}');"
+        " os.replace('pids.new', 'pids');"
         " pathlib.Path('log.txt').open('a').write('hold' + chr(10));"
         " [time.sleep(0.05) for _ in iter(lambda: pathlib.Path('go').exists(), True)]")
 ON_FAILURE = "    on_failure:\n" + append_step("cleanup").replace("  - ", "      - ", 1) \
