@@ -381,6 +381,13 @@ def _check_history_filters(store: StateStore, env: str | None, kind: str | None)
                                f"{', '.join(sorted(kinds)) or 'none'})")
 
 
+def history_kinds(*, state: str | None = None) -> list[str]:
+    """The kinds of history there are: those recorded, and those the known runbooks record."""
+    with open_store(state, readonly=True) as store:
+        recorded = [h.kind for h in store.history(limit=1_000_000)]
+    return sorted(dict.fromkeys([*_recorded_kinds(), *recorded]))
+
+
 def _recorded_kinds() -> list[str]:
     """The kinds of history the known runbooks record."""
     kinds = []

@@ -50,6 +50,7 @@ def _attach(parser: argparse.ArgumentParser, line: str) -> None:
     _set(subcommands["audit"], "run", _quiet(_run_ids))
     for name in ("drift", "history", "lock"):
         _set(subcommands[name], "env", _quiet(_environments))
+    _set(subcommands["history"], "kind", _quiet(_history_kinds))
     for name in ("run", "plan"):
         _set(subcommands[name], "name", _quiet(_runbook_names))
         _set(subcommands[name], "inventory", _quiet(_inventory_names))
@@ -122,6 +123,12 @@ def _run_ids(prefix: str = "", **kwargs: Any) -> Iterable[str]:
 
     with open_store(readonly=True) as store:
         return [r.id for r in store.list_runs(200) if r.id.startswith(prefix)]
+
+
+def _history_kinds(prefix: str = "", **kwargs: Any) -> Iterable[str]:
+    from engine import api
+
+    return [k for k in api.history_kinds() if k.startswith(prefix)]
 
 
 def _runbook_names(**kwargs: Any) -> Iterable[str]:

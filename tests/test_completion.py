@@ -45,6 +45,12 @@ def test_completes_environments_of_the_inventory(tmp_path):
                       RUNBOOK_INVENTORY="quikapp") == ["uat1", "uat2", "uat3"]
 
 
+def test_completes_history_kinds_the_runbooks_record(tmp_path):
+    assert candidates("runbook history --kind ", tmp_path) == [
+        "db-restore", "db-rollback", "hotfix", "promotion", "rollback"]
+    assert candidates("runbook history --kind db-r", tmp_path) == ["db-restore", "db-rollback"]
+
+
 def test_completes_run_ids(tmp_path, write_runbook):
     path = write_runbook(HEADER + "steps: [{id: a, command: {argv: [echo, hi]}}]\n")
     started = subprocess.run([sys.executable, "-m", "engine", "run", str(path), "--output",
