@@ -375,17 +375,20 @@ def _check_history_filters(store: StateStore, env: str | None, kind: str | None)
             raise InvalidInput(f"unknown environment {env!r} (known: "
                                f"{', '.join(envs) or 'none: give an inventory'})")
     if kind:
-        kinds = dict.fromkeys([*_recorded_kinds(), *(h.kind for h in recorded)])
+        kinds = _known_kinds(recorded)
         if kind not in kinds:
             raise InvalidInput(f"unknown history kind {kind!r} (known: "
-                               f"{', '.join(sorted(kinds)) or 'none'})")
+                               f"{', '.join(kinds) or 'none'})")
 
 
 def history_kinds(*, state: str | None = None) -> list[str]:
     """The kinds of history there are: those recorded, and those the known runbooks record."""
     with open_store(state, readonly=True) as store:
-        recorded = [h.kind for h in store.history(limit=1_000_000)]
-    return sorted(dict.fromkeys([*_recorded_kinds(), *recorded]))
+        return _known_kinds(store.history(limit=1_000_000))
+
+
+def _known_kinds(recorded: Sequence[HistoryRecord]) -> list[str]:
+    return sorted(dict.fromkeys([*_recorded_kinds(), *(h.kind for h in recorded)]))
 
 
 def _recorded_kinds() -> list[str]:

@@ -95,12 +95,12 @@ def plan_markdown(report: PlanReport) -> str:
         out += ["## Bound values", "", "Resolved by this dry run; the run resolves them again "
                 "and an approval of this plan counts only if they are the same.", "",
                 "| Name | Value |", "|---|---|"]
-        out += [f"| `{k}` | `{_md(v)}` |" for k, v in data["bound"].items()]
+        out += [f"| `{k}` | `{md_cell(v)}` |" for k, v in data["bound"].items()]
         out.append("")
     if report.drift:
         out += ["## Drift", "", "What the overlay, the cluster and the history say each "
                 "environment it changes runs.", ""]
-        out += [f"- {_md(line)}" for line in drift_lines(report.drift)]
+        out += [f"- {md_cell(line)}" for line in drift_lines(report.drift)]
         out.append("")
     out += ["## Steps", "", "| # | Step | Type | What it will do | Dry run |",
            "|---|---|---|---|---|"]
@@ -111,17 +111,18 @@ def plan_markdown(report: PlanReport) -> str:
             num = str(n)
         else:
             num = "↳ on failure"
-        what = "<br>".join(_md(d) for d in _details(step, with_dry_run=False)) or "—"
+        what = "<br>".join(md_cell(d) for d in _details(step, with_dry_run=False)) or "—"
         dry = step["dry_run"]
-        dry_text = "—" if dry is None else _md(dry["status"] + (f": {dry['message']}"
+        dry_text = "—" if dry is None else md_cell(dry["status"] + (f": {dry['message']}"
                                                                if dry["message"] else ""))
-        out.append(f"| {num} | `{step['id']}` {_md(step['name'])} | {step['type']} | {what} "
+        out.append(f"| {num} | `{step['id']}` {md_cell(step['name'])} | {step['type']} | {what} "
                    f"| {dry_text} |")
     if data["approvals"]:
         out += ["", "## Approvals given to this plan", "",
                 "| Gate | Item | By | Role | Ticket | When |", "|---|---|---|---|---|---|"]
-        out += [f"| `{_md(g['gate'])}` | {_md(g['text']) or '—'} | {_md(g['by'])} "
-                f"| {_md(g['role']) or '—'} | {_md(g['ticket']) or '—'} | {_md(g['at'])} |"
+        out += [f"| `{md_cell(g['gate'])}` | {md_cell(g['text']) or '—'} | {md_cell(g['by'])} "
+                f"| {md_cell(g['role']) or '—'} | {md_cell(g['ticket']) or '—'} "
+                f"| {md_cell(g['at'])} |"
                 for g in data["approvals"]]
     out += ["", "Approving this plan approves exactly these inputs: the same runbook, inventory, "
             "parameters and bound values give the same hash. An approval of a plan is used "
@@ -184,8 +185,9 @@ def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "(none)"
 
 
-def _md(text: str) -> str:
-    return shown(str(text).replace("|", "\\|").replace("\n", "<br>"))
+def md_cell(text: Any) -> str:
+    """Text for a markdown table cell: escaped for the terminal, no column or row breaks."""
+    return shown(("" if text is None else str(text)).replace("|", "\\|").replace("\n", "<br>"))
 
 
 def dead_end_text(dead: DeadEnd) -> str:

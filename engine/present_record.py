@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.api import ChangeRecord
 from engine.identity import shown
+from engine.present import md_cell
 
 
 def markdown(record: ChangeRecord, plan_text: str | None) -> str:
@@ -17,9 +18,9 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
     out = [f"# Change record: run `{run.id}`", "",
            f"- **Runbook:** `{run.runbook}` (sha256 `{run.runbook_sha[:16]}…`)",
            f"- **Parameters:** {_params(run.params)}",
-           f"- **Started:** {run.started_at} by {_md(run.user)}",
+           f"- **Started:** {run.started_at} by {md_cell(run.user)}",
            f"- **Ended:** {run.ended_at or '—'}",
-           f"- **Status:** {run.status}" + (f" — {_md(run.message)}" if run.message else ""),
+           f"- **Status:** {run.status}" + (f" — {md_cell(run.message)}" if run.message else ""),
            f"- **Plan hash:** `{run.plan_hash}`",
            f"- **Environments locked:** {run.lock_env or '—'}", ""]
     if plan_text:
@@ -34,9 +35,9 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
                                              if g.plan_hash else "")
             else:
                 what = f"step `{g.step_id}`" + (f" / `{g.item}`" if g.item else "")
-            out.append(f"| {_md(what)} | {_md(g.text) or '—'} | {_md(g.by)} "
-                       f"| {_md(g.role) or '—'} | {_md(g.ticket) or '—'} | {g.at} "
-                       f"| {_md(g.note) or '—'} |")
+            out.append(f"| {md_cell(what)} | {md_cell(g.text) or '—'} | {md_cell(g.by)} "
+                       f"| {md_cell(g.role) or '—'} | {md_cell(g.ticket) or '—'} | {g.at} "
+                       f"| {md_cell(g.note) or '—'} |")
     else:
         out.append("No approvals were recorded.")
     evidence = [(s.step_id, s.result) for s in detail.steps.values()
@@ -44,15 +45,16 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
     for step_id, result in evidence:
         out += ["", f"### Checklist `{step_id}`", "", "| Item | Evidence |", "|---|---|"]
         for item_id, ev in result["items"].items():
-            out.append(f"| {_md(item_id)}: {_md(ev.get('text', ''))} | {_md(_evidence(ev))} |")
+            out.append(f"| {md_cell(item_id)}: {md_cell(ev.get('text', ''))} "
+                       f"| {md_cell(_evidence(ev))} |")
     out += ["", "## Steps", "", "| Step | Status | Attempts | Started | Ended | Error |",
             "|---|---|---|---|---|---|"]
     for s in detail.steps.values():
         out.append(f"| `{s.step_id}` | {s.status} | {s.attempts} | {s.started_at} "
-                   f"| {s.ended_at or '—'} | {_md(s.error) or '—'} |")
+                   f"| {s.ended_at or '—'} | {md_cell(s.error) or '—'} |")
     out += ["", "## Journal", "", "| # | When | What | Hash |", "|---|---|---|---|"]
     for rec in journal:
-        out.append(f"| {rec.seq} | {rec.at} | {rec.kind} {_md(_brief(rec.data))} "
+        out.append(f"| {rec.seq} | {rec.at} | {rec.kind} {md_cell(_brief(rec.data))} "
                    f"| `{rec.hash[:16]}` |")
     return "\n".join(out) + "\n"
 
@@ -81,6 +83,3 @@ def _brief(data: dict[str, Any]) -> str:
 def _params(params: dict[str, Any]) -> str:
     return shown(", ".join(f"`{k}={v}`" for k, v in params.items()) or "(none)")
 
-
-def _md(text: Any) -> str:
-    return shown(str(text or "").replace("|", "\\|").replace("\n", "<br>"))
