@@ -30,16 +30,22 @@ TAGS = ("RUNBOOK_RUN_ID", "RUNBOOK_ENGINE_PID", "RUNBOOK_STEP_ID")
 
 
 def _end_tree(*_: object) -> None:
+    """Stop every process of the tree first, then kill them: killed one by one, a shell whose
+    child died first would run its next command (``sleep 60; touch late``) before its turn."""
     me = os.getpid()
     tags = {f"{name}={os.environ[name]}".encode() for name in TAGS if name in os.environ}
-    for _round in range(20):  # again, for what was forked while the others were killed
-        found = _tree(me) | (_tagged(tags) if tags else set())
-        found.discard(me)
+    stopped: set[int] = set()
+    for _round in range(20):  # again, for what was forked before its parent was stopped
+        found = (_tree(me) | (_tagged(tags) if tags else set())) - stopped - {me}
         if not found:
             break
         for pid in found:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGSTOP)
+        stopped |= found
+    for pid in stopped:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
         os.killpg(os.getpgrp(), signal.SIGKILL)
     os._exit(137)

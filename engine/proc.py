@@ -125,20 +125,36 @@ def end_processes_of(run_id: str | None, step_id: str | None = None, *,
         wanted.add(f"{ENGINE_TAG}={engine_pid}".encode())
     if not wanted:
         raise ValueError("say whose processes to end")
-    ended = []
-    me = os.getpid()
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
-        except OSError:
-            continue
-        if wanted <= environ:
+    # Stopped first, killed after: a shell whose child is killed first would run its next
+    # command before its own turn.
+    stopped: list[int] = []
+    seen = {os.getpid()}
+    for _round in range(20):  # again, for what was forked before its parent was stopped
+        found = [pid for pid in _tagged_with(wanted) if pid not in seen]
+        if not found:
+            break
+        seen.update(found)
+        for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                ended.append(int(entry.name))
-    return ended
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return stopped
+
+
+def _tagged_with(wanted: set[bytes]) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                environ = set((entry / "environ").read_bytes().split(b"\0"))
+            except OSError:
+                continue
+            if wanted <= environ:
+                found.append(int(entry.name))
+    return found
 
 
 def scratch_root() -> Path:

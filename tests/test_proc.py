@@ -78,18 +78,26 @@ def test_sigkill_during_a_playbook_task_leaves_no_ansible_process(isolated, writ
 
 
 def test_sigkill_during_a_command_ends_its_grandchildren(isolated, write_runbook):
+    """Many shells, each waiting on a sleep and then writing a file: killed one by one, some
+    shell would see its sleep die first and write its file; the whole tree is stopped first."""
     started, late = isolated / "started", isolated / "late"
+    late.mkdir()
+    shells = " ".join(f"(sleep 60; : > {late}/{n}) &" for n in range(24))
     path = write_runbook(HEADER + f"""steps:
   - id: nap
-    command: {{argv: [sh, -c, "touch {started}; (sleep 60; touch {late}) & wait"]}}
+    command: {{argv: [sh, -c, "{shells} touch {started}; wait"]}}
 """)
     engine = runbook_process("run", str(path))
     run_id = run_id_from(engine)
     wait_for(started)
+    deadline = time.monotonic() + 60
+    while sum(cmdline(p) == [b"sleep", b"60"] for p in tagged(run_id)) < 24:
+        assert time.monotonic() < deadline, "the shells never started their sleeps"
+        time.sleep(0.05)
     engine.send_signal(signal.SIGKILL)
     engine.communicate(timeout=10)
     assert until_gone(run_id) == []
-    assert not late.exists()
+    assert sorted(late.iterdir()) == []
 
 
 def test_resume_first_ends_what_an_earlier_attempt_left_alive(isolated, write_runbook,
