@@ -144,6 +144,43 @@ def end_processes_of(run_id: str | None, step_id: str | None = None, *,
     return stopped
 
 
+def end_tree(root: int) -> list[int]:
+    """SIGKILL ``root`` and every process descended from it, all stopped first (Ansible's
+    workers start sessions of their own: a process group signal would miss them)."""
+    stopped: list[int] = []
+    seen = {os.getpid()}
+    for _round in range(20):
+        found = [pid for pid in _descendants(root) | {root} if pid not in seen]
+        if not found:
+            break
+        seen.update(found)
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return stopped
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def _tagged_with(wanted: set[bytes]) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
@@ -169,7 +206,7 @@ def scratch_root() -> Path:
 @contextlib.contextmanager
 def scratch_dir(run_id: str, step_id: str) -> Iterator[Path]:
     """A private (0700) folder in memory, removed when the step ends."""
-    path = Path(tempfile.mkdtemp(prefix=_scratch_prefix(run_id) + f"{step_id}-",
+    path = Path(tempfile.mkdtemp(prefix=scratch_prefix(run_id) + f"{step_id}-",
                                  dir=scratch_root()))
     try:
         yield path
@@ -179,11 +216,11 @@ def scratch_dir(run_id: str, step_id: str) -> Iterator[Path]:
 
 def remove_scratch_of(run_id: str) -> None:
     """Scratch folders a killed attempt of ``run_id`` could not remove."""
-    for path in scratch_root().glob(_scratch_prefix(run_id) + "*"):
+    for path in scratch_root().glob(scratch_prefix(run_id) + "*"):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _scratch_prefix(run_id: str) -> str:
+def scratch_prefix(run_id: str) -> str:
     return f"runbook-{os.getuid()}-{run_id}-"
 
 

@@ -12,12 +12,14 @@ run's folder has the run's secrets masked. The playbook's process tree runs unde
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
 import stat
 import sys
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,10 +47,24 @@ ALLOWED_ENV = frozenset({
 ALLOWED_PREFIXES = ("LC_", "AWS_", "K8S_AUTH_", "ANSIBLE_")
 
 
-def run(ctx: StepContext) -> Outcome:
-    # Imported here, not above: ``runbook --help`` and runbooks without playbooks stay fast.
-    from ansible_runner.interface import init_runner
+MODES = ("warm", "runner")
+_STATS = ("skipped", "ok", "dark", "failures", "ignored", "rescued", "processed", "changed")
 
+
+def mode() -> str:
+    """How playbooks run: ``warm`` (a warm worker per run, forking a child per playbook) or
+    ``runner`` (one ``ansible-playbook`` process per playbook, through ansible-runner)."""
+    return os.environ.get("RUNBOOK_ANSIBLE", "") or "warm"
+
+
+def preflight(spec: Mapping[str, Any]) -> str | None:
+    if mode() not in MODES:
+        return (f"RUNBOOK_ANSIBLE is {mode()!r}: it says how playbooks run, "
+                f"one of {', '.join(MODES)}")
+    return None
+
+
+def run(ctx: StepContext) -> Outcome:
     spec = ctx.spec
     playbook = Path(str(spec["playbook"]))
     if not playbook.is_absolute():
@@ -59,12 +75,15 @@ def run(ctx: StepContext) -> Outcome:
     results: dict[str, Any] = {}
     failures: list[str] = []
     outputs: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
 
     def on_event(event: dict[str, Any]) -> bool:
         if event.get("event") == "playbook_on_stats":
+            data = event.get("event_data", {})
+            stats.update({key: data.get(key, {}) for key in _STATS})
             # What the playbook passed on with set_stats (per_host: false, aggregated as
             # Ansible does): ansible-runner's callback hands it over as artifact_data.
-            outputs.update(event.get("event_data", {}).get("artifact_data") or {})
+            outputs.update(data.get("artifact_data") or {})
             return True
         status = _TASK_EVENTS.get(event.get("event", ""))
         if status is None:
@@ -87,46 +106,25 @@ def run(ctx: StepContext) -> Outcome:
     with proc.scratch_dir(ctx.run_id or "plan", ctx.step.id) as scratch:
         extravars = scratch / "extravars.yml"
         extravars.write_text(unsafe_yaml(dict(spec.get("extravars") or {})))
-        # Whatever ansible-runner does with signals, the engine's handlers are back after it:
-        # a Ctrl-C or SIGTERM after a playbook still stops the run.
-        with interrupts.kept():
-            runner = init_runner(
-                private_data_dir=str(scratch),
-                playbook=str(playbook),
-                inventory=_inventory(scratch, spec),
-                extravars=str(extravars),
-                # With a launcher as its binary, ansible-runner passes the playbook on only here.
-                cmdline=shlex.join([*(["--check", "--diff"] if ctx.dry_run else []),
-                                    str(playbook)]),
-                envvars=_envvars(scratch),
-                project_dir=os.getcwd(),
-                binary=_launcher(ctx.workdir),
-                event_handler=on_event,
-                cancel_callback=lambda: False,  # signals stay the engine's, not ansible-runner's
-                quiet=True,
-                suppress_env_files=True,
-                timeout=spec.get("timeout"),
-            )
-            runner.config.env = playbook_env(runner.config.env, os.environ,
-                                             [str(n) for n in spec.get("env") or []],
-                                             {**proc.tags(ctx.run_id), "PATH": _path(),
-                                              proc.STEP_TAG: ctx.step.id})
-            try:
-                runner.run()
-            finally:
-                # After a timeout or an interrupt, Ansible's workers (in sessions of their own)
-                # could outlive the playbook: nothing of this step runs on once it has ended.
-                proc.end_processes_of(ctx.run_id, ctx.step.id)
-                keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
-        stats = runner.stats or {}  # read from the artifacts, before they are removed
-    result = {"rc": runner.rc, "status": runner.status, "stats": stats, "results": results,
+        args = [*(["--check", "--diff"] if ctx.dry_run else []),
+                "-i", _inventory(scratch, spec), "-e", f"@{extravars}", str(playbook)]
+        named = [str(n) for n in spec.get("env") or []]
+        through = _through_runner if mode() == "runner" else _through_worker
+        try:
+            rc, status = through(ctx, scratch, args, named, on_event)
+        finally:
+            # After a timeout or an interrupt, Ansible's workers (in sessions of their own)
+            # could outlive the playbook: nothing of this step runs on once it has ended.
+            proc.end_processes_of(ctx.run_id, ctx.step.id)
+            keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
+    result = {"rc": rc, "status": status, "stats": stats, "results": results,
               "outputs": outputs, "changed": any(r.get("changed") for r in results.values())}
-    if runner.status == "canceled":  # only ansible-runner's own signal handling cancels
+    if status == "canceled":  # only ansible-runner's own signal handling cancels
         raise KeyboardInterrupt
-    if runner.status == "timeout":
+    if status == "timeout":
         raise StepFailed(f"playbook {playbook.name} timed out after {spec['timeout']} s", result)
-    if runner.rc != 0:
-        why = failures[-1] if failures else f"ansible-playbook exited with {runner.rc}"
+    if rc != 0:
+        why = failures[-1] if failures else f"ansible-playbook exited with {rc}"
         if len(why) > MAX_MESSAGE:  # the whole text stays in the result and the artifacts
             why = why[:MAX_MESSAGE] + "…"
         raise StepFailed(f"playbook {playbook.name}: {why}", result)
@@ -139,6 +137,90 @@ def run(ctx: StepContext) -> Outcome:
     summary = outputs.get("summary")
     return Outcome("checked" if ctx.dry_run else "ok", result,
                    message=summary if isinstance(summary, str) else "")
+
+
+def _through_runner(ctx: StepContext, scratch: Path, args: list[str], named: list[str],
+                    on_event: Callable[[dict[str, Any]], bool]) -> tuple[int, str]:
+    """One ``ansible-playbook`` process, run by ansible-runner."""
+    # Imported here, not above: ``runbook --help`` and runbooks without playbooks stay fast.
+    from ansible_runner.interface import init_runner
+
+    # Whatever ansible-runner does with signals, the engine's handlers are back after it:
+    # a Ctrl-C or SIGTERM after a playbook still stops the run.
+    with interrupts.kept():
+        runner = init_runner(
+            private_data_dir=str(scratch),
+            playbook=args[-1],
+            # With a launcher as its binary, ansible-runner passes the command line on only
+            # here (its own inventory and extra vars arguments are not used).
+            cmdline=shlex.join(args),
+            envvars={**_SETTINGS, **home_env(scratch)},
+            project_dir=os.getcwd(),
+            binary=_launcher(ctx.workdir),
+            event_handler=on_event,
+            cancel_callback=lambda: False,  # signals stay the engine's, not ansible-runner's
+            quiet=True,
+            suppress_env_files=True,
+            timeout=ctx.spec.get("timeout"),
+        )
+        runner.config.env = playbook_env(runner.config.env, os.environ, named,
+                                         {**proc.tags(ctx.run_id), "PATH": _path(),
+                                          proc.STEP_TAG: ctx.step.id})
+        runner.run()
+    return runner.rc, runner.status
+
+
+def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: list[str],
+                    on_event: Callable[[dict[str, Any]], bool]) -> tuple[int, str]:
+    """A child of the run's warm worker, leaving the artifacts ansible-runner would."""
+    from engine import ansible_warm
+
+    cwd = os.getcwd()
+    base = playbook_env({**os.environ, **_SETTINGS, **_callback_env()}, os.environ, [],
+                        {**proc.tags(ctx.run_id), "PATH": _path()})
+    try:
+        worker = ansible_warm.worker_for(ctx.run_id, base, cwd)
+    except ansible_warm.WorkerDied as exc:
+        raise StepFailed(f"the Ansible worker did not start: {ctx.redact(str(exc))}",
+                         {"rc": None, "status": "error"}) from None
+    ident = str(uuid.uuid4())
+    artifacts = scratch / "artifacts" / ident
+    artifacts.mkdir(parents=True)
+    (artifacts / "fact_cache").mkdir()
+    env = {**worker.env, **playbook_env({}, {}, named, {}),
+           **{name: os.environ[name] for name in named if name in os.environ},
+           proc.STEP_TAG: ctx.step.id, "AWX_ISOLATED_DATA_DIR": str(artifacts),
+           "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(artifacts / "fact_cache"),
+           "RUNNER_OMIT_EVENTS": "False", "RUNNER_ONLY_FAILED_EVENTS": "False"}
+    command = ["ansible-playbook", *args]
+    _private(artifacts / "command").write_text(
+        json.dumps({"command": command, "cwd": cwd, "env": env}))
+    stream = ansible_warm.EventStream(artifacts, ident, on_event)
+    try:
+        finished = worker.run(command, env, cwd, ctx.step.id, stream.feed,
+                              ctx.spec.get("timeout"))
+    except ansible_warm.WorkerDied as exc:
+        raise StepFailed(f"the Ansible worker ended during the playbook: "
+                         f"{ctx.redact(str(exc))}", {"rc": None, "status": "error"}) from None
+    finally:
+        stream.close()
+    _private(artifacts / "stderr").write_text("")
+    _private(artifacts / "rc").write_text(str(finished.rc))
+    _private(artifacts / "status").write_text(finished.status)
+    return finished.rc, finished.status
+
+
+def _private(path: Path) -> Path:
+    path.touch(mode=0o600)
+    return path
+
+
+def _callback_env() -> dict[str, str]:
+    """What ansible-runner sets for its event callback, as it sets it."""
+    from engine import ansible_warm
+
+    return {"ANSIBLE_CALLBACK_PLUGINS": ansible_warm.callback_dir(),
+            "ANSIBLE_STDOUT_CALLBACK": "awx_display", "ANSIBLE_CACHE_PLUGIN": "jsonfile"}
 
 
 class _UnsafeDumper(yaml.SafeDumper):
@@ -222,17 +304,20 @@ def _path() -> str:
     return path if here in path.split(os.pathsep) else here + os.pathsep + path
 
 
-def _envvars(scratch: Path) -> dict[str, str]:
-    home = scratch / ".ansible"
-    return {
-        "ANSIBLE_HOME": str(home),
-        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
-        "ANSIBLE_REMOTE_TEMP": str(home / "remote-tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_RETRY_FILES_ENABLED": "False",
-        "ANSIBLE_DEPRECATION_WARNINGS": "False",
-    }
+_SETTINGS = {
+    "ANSIBLE_NOCOLOR": "1",
+    "ANSIBLE_HOST_KEY_CHECKING": "False",
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_DEPRECATION_WARNINGS": "False",
+}
+
+
+def home_env(folder: Path) -> dict[str, str]:
+    """Where Ansible keeps its files (module payloads, with their arguments): ``folder``, in
+    memory, removed with it."""
+    home = folder / ".ansible"
+    return {"ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+            "ANSIBLE_REMOTE_TEMP": str(home / "remote-tmp")}
 
 
 def describe(spec: Mapping[str, Any]) -> list[str]:
@@ -275,4 +360,4 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-TYPE = StepType("ansible", run, describe, SCHEMA, outputs=True)
+TYPE = StepType("ansible", run, describe, SCHEMA, outputs=True, preflight=preflight)

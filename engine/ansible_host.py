@@ -1,0 +1,169 @@
+"""A warm Ansible process for one run: it imports ansible-core and loads its plugins and
+collections once, then runs each playbook the engine sends in a child forked from it.
+
+Starting ``ansible-playbook`` costs about half a second of imports, plugin documentation and
+inventory plugins before the first task; a fork of this process has all of it already. The
+child is a fresh ``ansible-playbook`` in every way that matters: it gets its own session,
+environment, working folder, output and ansible-core's process-wide state reset (the global
+CLI arguments, the cached extra vars and option vars, the vault secrets), so a playbook never
+sees the arguments, extra vars or check mode of the one before it. This process itself never
+runs a playbook.
+
+Protocol, over the Unix socket named on the command line: the engine sends a request (a
+4-byte length, then JSON: ``argv``, ``env``, ``cwd``) with the write end of a pipe attached
+(SCM_RIGHTS), which becomes the child's stdout and stderr; this process answers with JSON
+lines ``{"started": PID}`` and ``{"ended": PID, "rc": RC}``. It ends when the engine closes
+the socket. Run as ``python -I ansible_host.py SOCKET``; it imports nothing of the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import traceback
+import warnings
+from typing import Any
+
+_HEADER = struct.Struct("!I")
+_MAX_REQUEST = 16 * 1024 * 1024
+
+
+def _warm() -> None:
+    """What every ``ansible-playbook`` loads before its first task, loaded once."""
+    import ansible.cli.playbook  # constants, config, the CLI and what it imports
+    import ansible.executor.playbook_executor
+    import ansible.executor.process.worker
+    import ansible.executor.task_queue_manager
+    import ansible.playbook
+    import ansible.template  # noqa: F401
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins import loader
+
+    loader.init_plugin_loader([])
+    for plugin_loader, name in ((loader.connection_loader, "local"),
+                                (loader.shell_loader, "sh"),
+                                (loader.become_loader, "sudo"),
+                                (loader.strategy_loader, "linear"),
+                                (loader.callback_loader, "default"),
+                                (loader.action_loader, "normal")):
+        plugin_loader.get(name, class_only=True)
+    # The inventory plugins and their documented options, read by every inventory parse.
+    InventoryManager(loader=DataLoader(), sources=["localhost,"])
+    for name in ("boto3", "botocore.session", "kubernetes.client"):  # for action plugins
+        with contextlib.suppress(ImportError):
+            __import__(name)
+
+
+def _reset() -> None:
+    """ansible-core's process-wide state, as a new ``ansible-playbook`` process has it."""
+    from ansible import context
+    from ansible.parsing.vault import VaultSecretsContext
+    from ansible.utils import vars as ansible_vars
+    from ansible.utils.context_objects import CLIArgs, GlobalCLIArgs
+
+    GlobalCLIArgs._Singleton__instance = None
+    context.CLIARGS = CLIArgs({})
+    for function, cached in ((ansible_vars.load_extra_vars, "extra_vars"),
+                             (ansible_vars.load_options_vars, "options_vars")):
+        if hasattr(function, cached):
+            delattr(function, cached)
+    VaultSecretsContext._current = None
+    # This process configured the collection finder already; the CLI's second call says so.
+    warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already been")
+
+
+def _child(request: dict[str, Any], out: int) -> None:
+    """Become ``ansible-playbook ARGV`` with the request's environment; never returns."""
+    rc = 250
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        os.close(devnull)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(number, signal.SIG_DFL)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        _reset()
+        from ansible.cli.playbook import PlaybookCLI
+
+        try:
+            PlaybookCLI.cli_executor(list(request["argv"]))
+            rc = 0
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(rc)
+
+
+def _receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+    if not data:
+        return None, fds
+    while len(data) < _HEADER.size:
+        more = sock.recv(65536)
+        if not more:
+            return None, fds
+        data += more
+    (length,) = _HEADER.unpack_from(data)
+    if length > _MAX_REQUEST:
+        raise ValueError(f"a request of {length} bytes")
+    body = data[_HEADER.size:]
+    while len(body) < length:
+        more = sock.recv(min(65536, length - len(body)))
+        if not more:
+            return None, fds
+        body += more
+    return json.loads(body.decode("utf-8")), fds
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(json.dumps(message).encode() + b"\n")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: ansible_host.py SOCKET", file=sys.stderr)
+        return 2
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(argv[0])
+    _warm()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _send(sock, {"ready": os.getpid()})
+    while True:
+        request, fds = _receive(sock)
+        if request is None or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            return 0
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            _child(request, fds[0])
+        os.close(fds[0])
+        _send(sock, {"started": pid})
+        _, status = os.waitpid(pid, 0)
+        _send(sock, {"ended": pid, "rc": os.waitstatus_to_exitcode(status)})
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
