@@ -16,8 +16,9 @@ import pytest
 
 from tests.conftest import HEADER, REPO, runbook_process
 
-# Generous: a refused input takes well under a second; this only catches a hang.
-PROMPT = 5.0
+# Generous (a refused input takes well under a second, even on a busy machine): this only
+# catches a hang, such as a pattern that backtracks for hours.
+PROMPT = 30.0
 FOREIGN = "SECRET-7f3a-do-not-print"
 STEP = "steps:\n  - {id: a, set: {x: 1}}\n"
 SLOW = "a" * 60 + "!"  # makes (a|aa)+$ backtrack for hours in Python's re
