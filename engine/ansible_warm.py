@@ -21,6 +21,7 @@ import os
 import re
 import selectors
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -102,6 +103,18 @@ class Worker:
         text = self._log.read().decode("utf-8", "replace").strip()
         return text[-2000:] or "it printed nothing"
 
+    def _ending(self) -> str:
+        """How the worker ended, and what it printed."""
+        try:
+            rc = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return self._said()
+        how = f"exit {rc}"
+        with contextlib.suppress(ValueError):  # the guard exits 128+N for a kill by signal N
+            if rc < 0 or rc > 128:
+                how = f"killed by {signal.Signals(-rc if rc < 0 else rc - 128).name}"
+        return f"({how}): {self._said()}"
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
@@ -147,7 +160,7 @@ class Worker:
                         continue
                     data = self.sock.recv(65536)
                     if not data:
-                        raise WorkerDied(self._said())
+                        raise WorkerDied(self._ending())
                     self._lines += data
                     while b"\n" in self._lines:
                         line, self._lines = self._lines.split(b"\n", 1)
@@ -184,7 +197,7 @@ class Worker:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(OSError):
-                    os.kill(self.process.pid, 15)
+                    os.kill(self.process.pid, signal.SIGTERM)
                 self.process.wait()
         self._log.close()
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -11,6 +11,7 @@ step runs. The store keeps an aborted or done run as it is, whatever this proces
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -127,6 +128,9 @@ class Executor:
 
     def _finish(self, status: str, message: str, waiting_for: str | None = None) -> RunResult:
         message = self.plan.redactor.text(message)
+        warm = sys.modules.get("engine.ansible_warm")  # started by a playbook, if one ran
+        if warm is not None:
+            warm.close_all()
         if self.store and not self.dry_run:
             # The run has stopped: a signal now changes nothing in how it ended.
             with interrupts.shielded(deliver=False):

@@ -200,7 +200,7 @@ def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: lis
         finished = worker.run(command, env, cwd, ctx.step.id, stream.feed,
                               ctx.spec.get("timeout"))
     except ansible_warm.WorkerDied as exc:
-        raise StepFailed(f"the Ansible worker ended during the playbook: "
+        raise StepFailed(f"the Ansible worker ended during the playbook "
                          f"{ctx.redact(str(exc))}", {"rc": None, "status": "error"}) from None
     finally:
         stream.close()

@@ -1,0 +1,131 @@
+"""The warm Ansible worker: one per run, a forked child per playbook, each child as fresh as
+a new ``ansible-playbook`` (its own extra vars, check mode and step), dying with the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import ansible_warm
+from engine.clock import SystemClock
+from engine.errors import StepFailed
+from engine.model import Step
+from engine.steps import ansible as ansible_step
+from engine.steps.base import StepContext
+from tests.helpers import book
+
+PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+
+
+def run_step(tmp_path: Path, step_id: str, playbook: str, extravars: dict[str, Any], *,
+             dry_run: bool = False, outputs: tuple[str, ...] = ()) -> dict[str, Any]:
+    spec = {"playbook": str(PLAYBOOKS / playbook), "extravars": extravars}
+    step = Step(id=step_id, type="ansible", spec=spec, name=step_id)
+    ctx = StepContext(run_id="warm-test", step=step, spec=spec, variables={}, dry_run=dry_run,
+                      workdir=tmp_path / step_id, clock=SystemClock())
+    return dict(ansible_step.run(ctx).result)
+
+
+@pytest.fixture
+def warm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("RUNBOOK_ANSIBLE", "warm")
+    yield
+    ansible_warm.close_all()
+
+
+def test_each_playbook_in_one_worker_sees_only_its_own_vars_and_check_mode(tmp_path, warm):
+    first = run_step(tmp_path, "first", "report-mode.yml", {"x": "one"}, dry_run=True)
+    workers = list(ansible_warm._pool.workers.values())
+    second = run_step(tmp_path, "second", "report-other.yml", {"y": "two"})
+    third = run_step(tmp_path, "third", "report-mode.yml", {"x": "three"})
+    assert list(ansible_warm._pool.workers.values()) == workers and len(workers) == 1
+    assert first["outputs"] == {"x": "one", "y": "unset", "check": True,
+                                "playbook": "Report the run's view", "step": "first",
+                                "pid": first["outputs"]["pid"]}
+    assert second["outputs"] == {"x": "unset", "y": "two", "check": False,
+                                 "playbook": "Report from another playbook", "step": "second"}
+    assert third["outputs"]["x"] == "three" and third["outputs"]["check"] is False
+    # Each playbook ran in a process of its own, not in the worker.
+    pids = {int(first["outputs"]["pid"]), int(third["outputs"]["pid"])}
+    assert len(pids) == 2 and workers[0].process.pid not in pids
+
+
+def test_a_failed_playbook_leaves_the_worker_ready_for_the_next(tmp_path, warm):
+    with pytest.raises(StepFailed, match="Refuse: the environment is not ready"):
+        run_step(tmp_path, "fail", "fail.yml", {})
+    assert run_step(tmp_path, "after", "report-other.yml", {"y": "next"})["outputs"]["y"] \
+        == "next"
+
+
+def test_the_artifacts_have_ansible_runners_layout_in_both_ways(tmp_path, monkeypatch):
+    found = {}
+    for mode in ("runner", "warm"):
+        monkeypatch.setenv("RUNBOOK_ANSIBLE", mode)
+        result = run_step(tmp_path / mode, "echo", "report-other.yml", {"y": "same"})
+        (folder,) = (tmp_path / mode / "echo" / "artifacts").iterdir()
+        events = sorted((json.loads(p.read_text()) for p in (folder / "job_events").iterdir()),
+                        key=lambda event: event["counter"])
+        found[mode] = {
+            "files": sorted(p.name for p in folder.iterdir()),
+            "events": [(e["event"], e.get("event_data", {}).get("task")) for e in events],
+            "keys": sorted({key for e in events for key in e}),
+            "rc": (folder / "rc").read_text(), "status": (folder / "status").read_text(),
+            "command": sorted(json.loads((folder / "command").read_text())),
+            "stdout": "TASK [Report]" in (folder / "stdout").read_text(),
+            "result": result,
+        }
+    ansible_warm.close_all()
+    assert found["warm"] == found["runner"]
+    assert found["warm"]["rc"] == "0" and found["warm"]["status"] == "successful"
+    assert found["warm"]["result"]["outputs"]["y"] == "same"
+
+
+KILL_WORKER = """\
+for p in /proc/[0-9]*; do
+  grep -q ansible_host.py "$p/cmdline" 2>/dev/null || continue
+  tr '\\0' '\\n' < "$p/environ" | grep -qx "RUNBOOK_RUN_ID=$RUNBOOK_RUN_ID" || continue
+  kill -9 "${p#/proc/}"
+done
+"""
+
+
+def test_a_worker_that_dies_fails_only_its_attempt_and_the_next_starts_a_new_one(
+        write_runbook: Any, runbook_cli: Any, isolated: Path) -> None:
+    """The first attempt's task kills the run's worker: that attempt fails saying so, the
+    retry runs in a new worker, and the run goes on."""
+    marker = isolated / "killed-once"
+    playbook = isolated / "kill-worker.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Kill the worker once", "hosts": "localhost", "gather_facts": False,
+        "tasks": [
+            {"name": "Kill it", "ansible.builtin.shell": f"touch {marker}\n" + KILL_WORKER,
+             "args": {"creates": str(marker)}},
+            {"name": "Report", "ansible.builtin.set_stats": {
+                "per_host": False, "data": {"summary": "survived"}}},
+        ]}]))
+    path = write_runbook(book(
+        f"  - id: crash\n    retries: 1\n    delay: 0\n    ansible: {{playbook: {playbook}}}\n"))
+    result = runbook_cli("run", str(path))
+    assert result.code == 0, result.out
+    assert "attempt 1 failed: the Ansible worker ended during the playbook " \
+        "(killed by SIGKILL)" in result.out
+    assert "survived" in result.out
+    assert marker.exists()
+
+
+def test_an_unknown_way_of_running_ansible_is_refused_before_the_run(
+        write_runbook: Any, runbook_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_runbook(book(
+        f"  - id: a\n    ansible: {{playbook: {PLAYBOOKS / 'report-other.yml'}}}\n"))
+    monkeypatch.setenv("RUNBOOK_ANSIBLE", "fast")
+    result = runbook_cli("run", str(path))
+    assert result.code == 2
+    assert "RUNBOOK_ANSIBLE is 'fast'" in result.err and "warm, runner" in result.err
+    assert runbook_cli("history").out.strip() in ("", "no history yet")
+    assert not (Path(os.environ["RUNBOOK_HOME"]) / "runs").exists() or \
+        not any((Path(os.environ["RUNBOOK_HOME"]) / "runs").iterdir())
