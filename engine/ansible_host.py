@@ -46,12 +46,15 @@ def _warm() -> None:
     from ansible.plugins import loader
 
     loader.init_plugin_loader([])
-    for plugin_loader, name in ((loader.connection_loader, "local"),
-                                (loader.shell_loader, "sh"),
-                                (loader.become_loader, "sudo"),
-                                (loader.strategy_loader, "linear"),
-                                (loader.callback_loader, "default"),
-                                (loader.action_loader, "normal")):
+    # What a playbook run loads with every plugin's documented options (parsing that YAML is
+    # most of its start-up): connection, shell and become plugins, callbacks, vars plugins.
+    for plugin_loader in (loader.connection_loader, loader.shell_loader, loader.become_loader,
+                          loader.callback_loader, loader.vars_loader):
+        list(plugin_loader.all(class_only=True))
+    for plugin_loader, name in ((loader.strategy_loader, "linear"),
+                                (loader.action_loader, "normal"),
+                                (loader.action_loader, "set_stats"),
+                                (loader.action_loader, "command")):
         plugin_loader.get(name, class_only=True)
     # The inventory plugins and their documented options, read by every inventory parse.
     InventoryManager(loader=DataLoader(), sources=["localhost,"])
@@ -74,6 +77,12 @@ def _reset() -> None:
         if hasattr(function, cached):
             delattr(function, cached)
     VaultSecretsContext._current = None
+    # ansible-runner's event callback reads where to leave its data when it is imported, which
+    # this process did before any playbook had a folder: it reads it again now.
+    for module in list(sys.modules.values()):
+        if str(getattr(module, "__file__", "")).endswith("awx_display.py") and \
+                hasattr(module, "EventContext"):
+            module.event_context = module.EventContext()
     # This process configured the collection finder already; the CLI's second call says so.
     warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already been")
 
