@@ -82,7 +82,7 @@ def _reset() -> None:
     for module in list(sys.modules.values()):
         if str(getattr(module, "__file__", "")).endswith("awx_display.py") and \
                 hasattr(module, "EventContext"):
-            module.event_context = module.EventContext()
+            setattr(module, "event_context", module.EventContext())  # noqa: B010
     # This process configured the collection finder already; the CLI's second call says so.
     warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already been")
 
