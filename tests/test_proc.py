@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from engine import proc
 from engine.store.owner import pid_alive
 from tests.conftest import HEADER, runbook_process
@@ -132,3 +134,31 @@ def test_a_command_that_cannot_start_says_why(isolated):
     done = proc.run(["no-such-program-here"], run_id="r")
     assert done.rc == 127
     assert "no-such-program-here" in done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_playbook_task_ends_it_and_the_worker_then_the_run_resumes(
+        sig, isolated, write_runbook, runbook_cli):
+    started, go, done = isolated / "started", isolated / "go", isolated / "done"
+    path = write_runbook(HEADER + f"""steps:
+  - id: wait
+    ansible:
+      playbook: {PLAYBOOKS / 'wait-for-go.yml'}
+      extravars: {{started: {started}, go: {go}, done: {done}}}
+""")
+    engine = runbook_process("run", str(path))
+    run_id = run_id_from(engine)
+    wait_for(started, timeout=120)
+    deadline = time.monotonic() + 60
+    while not any(b"AnsiballZ_wait_for" in b" ".join(cmdline(p)) for p in tagged(run_id)):
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    engine.send_signal(sig)
+    out, _ = engine.communicate(timeout=60)
+    assert engine.returncode == 130, out
+    assert until_gone(run_id) == []  # the task, the playbook and the warm worker
+    go.touch()
+    assert not done.exists()
+    resumed = runbook_cli("resume", run_id)
+    assert resumed.code == 0, resumed.out
+    assert done.read_text() == "done\n"
