@@ -25,6 +25,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import traceback
 import warnings
 from typing import Any
@@ -58,7 +59,12 @@ def _warm() -> None:
         plugin_loader.get(name, class_only=True)
     # The inventory plugins and their documented options, read by every inventory parse.
     InventoryManager(loader=DataLoader(), sources=["localhost,"])
-    for name in ("boto3", "botocore.session", "kubernetes.client"):  # for action plugins
+
+
+def _warm_clients() -> None:
+    """The AWS and Kubernetes clients, for tasks that run in Ansible's own processes (action
+    plugins): imported while the first playbook runs, so it does not wait for them."""
+    for name in ("boto3", "botocore.session", "kubernetes.client"):
         with contextlib.suppress(ImportError):
             __import__(name)
 
@@ -158,18 +164,24 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ready": os.getpid()})
+    clients: threading.Thread | None = None
     while True:
         request, fds = _receive(sock)
         if request is None or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             return 0
+        if clients is not None:
+            clients.join()  # a fork while another thread imports could copy a held lock
         pid = os.fork()
         if pid == 0:
             sock.close()
             _child(request, fds[0])
         os.close(fds[0])
         _send(sock, {"started": pid})
+        if clients is None:
+            clients = threading.Thread(target=_warm_clients, daemon=True)
+            clients.start()
         _, status = os.waitpid(pid, 0)
         _send(sock, {"ended": pid, "rc": os.waitstatus_to_exitcode(status)})
 

@@ -100,6 +100,7 @@ class Executor:
 
     def run(self) -> RunResult:
         try:
+            self._prepare()
             failed = self._steps(self.plan.runbook.steps, allow_done=True)
         except WaitingForApproval as wait:
             return self._finish("waiting", f"waiting for approval of step {wait.step_id}: "
@@ -118,6 +119,15 @@ class Executor:
         if self.dry_run and not self._bound:
             self._bind(None)
         return self._finish("planned" if self.dry_run else "done", "")
+
+    def _prepare(self) -> None:
+        """What a step type can start ahead for the steps still to run (the warm Ansible
+        worker loads while the steps before the first playbook run)."""
+        ahead = {STEP_TYPES[s.type].prepare for s in self._steps_by_id.values()
+                 if s.id not in self.checkpoints or self.checkpoints[s.id].status not in STEP_DONE}
+        for prepare in ahead:
+            if prepare is not None:
+                prepare(self.run_id)
 
     def _interrupted(self) -> None:
         """The step in flight when the interrupt came, if nothing recorded its end."""

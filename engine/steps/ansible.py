@@ -12,6 +12,7 @@ run's folder has the run's secrets masked. The playbook's process tree runs unde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from engine.model import Outcome
 from engine.steps.base import StepType
 
 if TYPE_CHECKING:
+    from engine import ansible_warm
     from engine.steps.base import StepContext
 
 MAX_MESSAGE = 400
@@ -176,10 +178,8 @@ def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: lis
     from engine import ansible_warm
 
     cwd = os.getcwd()
-    base = playbook_env({**os.environ, **_SETTINGS, **_callback_env()}, os.environ, [],
-                        {**proc.tags(ctx.run_id), "PATH": _path()})
     try:
-        worker = ansible_warm.worker_for(ctx.run_id, base, cwd)
+        worker = _worker(ctx.run_id)
     except ansible_warm.WorkerDied as exc:
         raise StepFailed(f"the Ansible worker did not start: {ctx.redact(str(exc))}",
                          {"rc": None, "status": "error"}) from None
@@ -208,6 +208,24 @@ def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: lis
     _private(artifacts / "rc").write_text(str(finished.rc))
     _private(artifacts / "status").write_text(finished.status)
     return finished.rc, finished.status
+
+
+def _worker(run_id: str) -> ansible_warm.Worker:
+    from engine import ansible_warm
+
+    base = playbook_env({**os.environ, **_SETTINGS, **_callback_env()}, os.environ, [],
+                        {**proc.tags(run_id), "PATH": _path()})
+    return ansible_warm.worker_for(run_id, base, os.getcwd())
+
+
+def prepare(run_id: str) -> None:
+    """Start the run's warm worker now, so it loads while the steps before its first
+    playbook run."""
+    if mode() == "warm":
+        from engine import ansible_warm
+
+        with contextlib.suppress(ansible_warm.WorkerDied):
+            _worker(run_id)
 
 
 def _private(path: Path) -> Path:
@@ -360,4 +378,5 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-TYPE = StepType("ansible", run, describe, SCHEMA, outputs=True, preflight=preflight)
+TYPE = StepType("ansible", run, describe, SCHEMA, outputs=True, preflight=preflight,
+                prepare=prepare)

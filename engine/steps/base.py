@@ -40,6 +40,9 @@ class StepType:
     # not exist), checked before a run is recorded or takes a lock; None when nothing would.
     preflight: Callable[[Mapping[str, Any]], str | None] | None = None
     needs: frozenset[str] = frozenset()
+    # What a run whose steps include this type may start ahead, given the run id (the warm
+    # Ansible worker); it never fails: what went wrong shows when a step of the type runs.
+    prepare: Callable[[str], None] | None = None
 
 
 @dataclass
