@@ -17,7 +17,9 @@ from engine.errors import StepFailed
 from engine.model import Step
 from engine.steps import ansible as ansible_step
 from engine.steps.base import StepContext
+from engine.store.owner import pid_alive
 from tests.helpers import book
+from tests.test_proc import tagged
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 
@@ -129,3 +131,25 @@ def test_an_unknown_way_of_running_ansible_is_refused_before_the_run(
     assert runbook_cli("history").out.strip() in ("", "no history yet")
     assert not (Path(os.environ["RUNBOOK_HOME"]) / "runs").exists() or \
         not any((Path(os.environ["RUNBOOK_HOME"]) / "runs").iterdir())
+
+
+@pytest.mark.parametrize("mode", ["warm", "runner"])
+def test_a_playbook_past_its_timeout_is_ended_with_everything_it_started(
+        mode: str, write_runbook: Any, runbook_cli: Any, isolated: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNBOOK_ANSIBLE", mode)
+    started, go, done = isolated / "started", isolated / "go", isolated / "done"
+    path = write_runbook(book(
+        f"  - id: wait\n    ansible:\n      playbook: {PLAYBOOKS / 'wait-for-go.yml'}\n"
+        f"      timeout: 2\n"
+        f"      extravars: {{started: '{started}', go: '{go}', done: '{done}'}}\n"
+        "  - id: next\n    command: {argv: [echo, next step ran]}\n"))
+    result = runbook_cli("run", str(path))
+    assert result.code == 1, result.out
+    assert "playbook wait-for-go.yml timed out after 2 s" in result.out
+    assert "next step ran" not in result.out
+    run_id = result.out.split()[1]
+    # Nothing of the step runs on: the go comes too late to let it finish.
+    assert [p for p in tagged(run_id) if pid_alive(p)] == []
+    go.touch()
+    assert not done.exists()
