@@ -16,6 +16,7 @@ from typing import Any
 from engine import approval_info, gates, identity, loader, pause, references, schema
 from engine import drift as drift_mod
 from engine import params as params_mod
+from engine.audit import Verdict, check
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import Drifted, InvalidInput, LockHeld, RunNotFound
 from engine.execute import Executor, RunResult
@@ -543,6 +544,12 @@ def journal(*, state: str | None = None) -> list[JournalRecord]:
     """The whole audit journal, oldest first."""
     with open_store(state, readonly=True) as store:
         return store.journal()
+
+
+def verify_journal(*, state: str | None = None) -> Verdict:
+    """Check the journal's hash chain as it is read from the store, in constant memory."""
+    with open_store(state, readonly=True) as store:
+        return check(store.scan_journal())
 
 
 def release_lock(*, env: str, reason: str, by: str | None = None, clock: Clock | None = None,

@@ -386,20 +386,23 @@ def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
-    from engine import api, audit
+    from engine import api
 
     if args.action == "verify":
-        records = api.journal()
-        problems = audit.verify(records)
+        verdict = api.verify_journal()
+        more = verdict.problem_count - len(verdict.problems)
         if args.output == "json":
-            _emit({"records": len(records), "intact": not problems, "problems": problems})
-        elif problems:
-            for problem in problems:
+            _emit({"records": verdict.records, "intact": verdict.intact,
+                   "problems": verdict.problems, "problem_count": verdict.problem_count})
+        elif not verdict.intact:
+            for problem in verdict.problems:
                 print(f"journal: {problem}")
+            if more:
+                print(f"journal: and {more} more problems")
         else:
-            print(f"journal intact: {len(records)} records, "
-                  f"head {records[-1].hash[:16] if records else '-'}")
-        return EXIT_STEP_FAILED if problems else EXIT_OK
+            print(f"journal intact: {verdict.records} records, "
+                  f"head {verdict.head[:16] if verdict.head else '-'}")
+        return EXIT_OK if verdict.intact else EXIT_STEP_FAILED
     if not args.run:
         raise InvalidInput("runbook audit export needs --run RUN_ID")
     from engine import present, present_record

@@ -10,7 +10,7 @@ older store up to date when this engine first writes to it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +187,9 @@ class StateStore(Protocol):
                      reason: str = "", at: str = "") -> bool: ...
     def locks(self) -> list[LockRecord]: ...
     def journal(self, run_id: str | None = None) -> list[JournalRecord]: ...
+    def scan_journal(self, batch: int = 1000) -> Iterator[JournalRecord]:
+        """The whole journal in order, read from the store ``batch`` records at a time, so
+        that reading it takes the same memory whatever its length."""
     def close(self) -> None: ...
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from engine.store import JournalRecord
@@ -42,21 +43,52 @@ def next_link(last: tuple[int, str] | None) -> Link:
     return Link(last[0] + 1, last[1]) if last else Link(1, GENESIS)
 
 
-def verify(records: Sequence[JournalRecord]) -> list[str]:
-    """What is wrong with the chain, record by record; empty when it is intact."""
-    problems: list[str] = []
+MAX_PROBLEMS = 100  # told one by one; past that, counted: a rewritten table is not listed
+
+
+@dataclass
+class Verdict:
+    """What checking a chain found: how many records, the last one's hash, and what is
+    wrong (the first MAX_PROBLEMS problems, and how many there were in all)."""
+
+    records: int = 0
+    head: str = ""
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+
+    @property
+    def intact(self) -> bool:
+        return self.problem_count == 0
+
+    def found(self, problem: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+
+
+def check(records: Iterable[JournalRecord]) -> Verdict:
+    """Check the chain record by record, holding only the record before: a journal of any
+    length is checked in constant memory when ``records`` is read from the store as it goes."""
+    verdict = Verdict()
     prev_hash = GENESIS
     expected_seq = 1
     for rec in records:
         if rec.seq != expected_seq:
-            problems.append(f"record {rec.seq}: expected record {expected_seq} here "
-                            f"({'missing' if rec.seq > expected_seq else 'out of order'})")
+            verdict.found(f"record {rec.seq}: expected record {expected_seq} here "
+                          f"({'missing' if rec.seq > expected_seq else 'out of order'})")
         if rec.prev_hash != prev_hash:
-            problems.append(f"record {rec.seq}: does not follow the record before it "
-                            "(removed, inserted or reordered records)")
+            verdict.found(f"record {rec.seq}: does not follow the record before it "
+                          "(removed, inserted or reordered records)")
         if record_hash(rec.prev_hash, rec.seq, rec.at, rec.run_id, rec.kind,
                        rec.data) != rec.hash:
-            problems.append(f"record {rec.seq}: its content does not match its hash (edited)")
+            verdict.found(f"record {rec.seq}: its content does not match its hash (edited)")
         prev_hash = rec.hash
         expected_seq = rec.seq + 1
-    return problems
+        verdict.records += 1
+    verdict.head = prev_hash if verdict.records else ""
+    return verdict
+
+
+def verify(records: Iterable[JournalRecord]) -> list[str]:
+    """What is wrong with the chain, record by record; empty when it is intact."""
+    return check(records).problems

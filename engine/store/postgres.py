@@ -96,6 +96,15 @@ class PostgresStore(SqlStore):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db.execute(self._q(sql), tuple(params))
 
+    def _batches(self, sql: str, size: int) -> Iterator[list[Any]]:
+        # A server-side cursor: the server keeps the result and hands it over a batch at a
+        # time (a client-side one would receive every row before the first is read). It
+        # lives in a transaction, which also gives the whole scan one snapshot.
+        with self._db.transaction(), self._db.cursor(name="runbook_scan") as cursor:
+            cursor.execute(self._q(sql))
+            while rows := cursor.fetchmany(size):
+                yield rows
+
     def close(self) -> None:
         self._db.close()
 

@@ -163,11 +163,18 @@ class SqlStore:
 
     def journal(self, run_id: str | None = None) -> list[JournalRecord]:
         # Two queries, not one with "? IS NULL OR run_id = ?": that form cannot use an index.
-        columns = "SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal"
-        rows = (self._all(f"{columns} ORDER BY seq") if run_id is None else
-                self._all(f"{columns} WHERE run_id = ? ORDER BY seq", (run_id,)))
-        return [JournalRecord(seq=r[0], at=r[1], run_id=r[2], kind=r[3], data=json.loads(r[4]),
-                              prev_hash=r[5], hash=r[6]) for r in rows]
+        rows = (self._all(f"{JOURNAL_SELECT} ORDER BY seq") if run_id is None else
+                self._all(f"{JOURNAL_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,)))
+        return [_journal_record(r) for r in rows]
+
+    def scan_journal(self, batch: int = 1000) -> Iterator[JournalRecord]:
+        for rows in self._batches(f"{JOURNAL_SELECT} ORDER BY seq", batch):
+            for row in rows:
+                yield _journal_record(row)
+
+    def _batches(self, sql: str, size: int) -> Iterator[list[Any]]:
+        """The rows of one query, ``size`` at a time, never all of them at once."""
+        raise NotImplementedError
 
     # -- runs ------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, *, owner: str | None = None) -> LockRecord | None:
@@ -410,6 +417,14 @@ class SqlStore:
     def locks(self) -> list[LockRecord]:
         return [LockRecord(*r) for r in
                 self._all("SELECT env, run_id, run_user, since FROM locks ORDER BY env")]
+
+
+JOURNAL_SELECT = "SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal"
+
+
+def _journal_record(r: Sequence[Any]) -> JournalRecord:
+    return JournalRecord(seq=r[0], at=r[1], run_id=r[2], kind=r[3], data=json.loads(r[4]),
+                         prev_hash=r[5], hash=r[6])
 
 
 def lock_envs(value: str | None) -> list[str]:

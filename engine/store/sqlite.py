@@ -101,6 +101,16 @@ class SqliteStore(SqlStore):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params))
 
+    def _batches(self, sql: str, size: int) -> Iterator[list[Any]]:
+        # SQLite steps through the table as rows are fetched; the statement reads one
+        # snapshot of a WAL database however long the reader takes.
+        cursor = self._db.execute(sql)
+        try:
+            while rows := cursor.fetchmany(size):
+                yield rows
+        finally:
+            cursor.close()
+
     def _has_table(self, name: str) -> bool:
         return bool(self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                                      "AND name = ?", (name,)).fetchone()[0])
