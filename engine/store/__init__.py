@@ -3,8 +3,10 @@
 Records are JSON-native and versioned. Only ``plan.py`` reads checkpoints to decide what is
 left to do; only ``execute.py`` writes them. Every write that matters to an audit (a run's
 start, a step's result, an approval, a lock, a forced resume) appends to the hash-chained
-journal in the same transaction. The tables are versioned: ``migrations.py`` brings an
-older store up to date when this engine first writes to it.
+journal in the same transaction, synced to disk before the engine goes on; a step's start,
+which the journal does not record, is committed without a sync of its own, so a step costs
+one sync. The tables are versioned: ``migrations.py`` brings an older store up to date when
+this engine first writes to it.
 """
 
 from __future__ import annotations

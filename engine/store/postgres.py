@@ -79,13 +79,15 @@ class PostgresStore(SqlStore):
         self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
+    def _tx(self, *, synced: bool = True) -> Iterator[None]:
         if self._depth:
             yield
             return
         self._depth += 1
         try:
             with self._db.transaction():
+                if not synced:  # the server commits without waiting for its WAL flush
+                    self._db.execute("SET LOCAL synchronous_commit = off")
                 yield
         finally:
             self._depth -= 1

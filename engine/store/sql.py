@@ -75,7 +75,10 @@ class SqlStore:
         self.close()
 
     # -- backend hooks ---------------------------------------------------------------------
-    def _tx(self) -> AbstractContextManager[Any]:
+    def _tx(self, *, synced: bool = True) -> AbstractContextManager[Any]:
+        """One transaction; ``synced=False`` commits without waiting for the disk: what it
+        wrote survives the process being killed, not the machine losing power (and the
+        next synced commit makes it durable with its own)."""
         raise NotImplementedError
 
     def _serialize_journal(self) -> None:
@@ -256,7 +259,12 @@ class SqlStore:
         values = (record.run_id, record.step_id, record.status, record.attempts,
                   record.started_at, record.ended_at, record.fingerprint,
                   dumps(record.result), record.error, record.schema_version)
-        with self._tx():
+        # A step's start is not journaled and needs no sync of its own: killed at any point,
+        # the process leaves it recorded; a machine that loses power may lose it, and the
+        # step is then where it was before it started, which a resume runs just as it runs
+        # a step found running. Its end is synced with the journal record, one sync a step.
+        ends = record.status in JOURNALED_STEP_STATUSES
+        with self._tx(synced=ends):
             for use in uses:
                 self._use_plan_approval(use, record.run_id, record.ended_at or "")
             seq = self._one("SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?",
@@ -268,7 +276,7 @@ class SqlStore:
                 "attempts = excluded.attempts, started_at = excluded.started_at, "
                 "ended_at = excluded.ended_at, fingerprint = excluded.fingerprint, "
                 "result = excluded.result, error = excluded.error", (*values, seq))
-            if record.status in JOURNALED_STEP_STATUSES:
+            if ends:
                 self._append(record.ended_at or record.started_at, record.run_id, "step",
                              {"step": record.step_id, "status": record.status,
                               "attempts": record.attempts, "fingerprint": record.fingerprint,

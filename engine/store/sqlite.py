@@ -24,6 +24,8 @@ from engine.errors import InvalidInput, RunbookError
 from engine.store.migrations import SQLITE, check_version, statements
 from engine.store.sql import SqlStore
 
+SYNCED = "FULL"  # a commit is on disk when COMMIT returns
+
 
 class SqliteStore(SqlStore):
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
@@ -50,6 +52,9 @@ class SqliteStore(SqlStore):
             # written to it.
             check_version(self.version(), readonly=False, where=str(path))
             self._wal()
+            # Every commit reaches the disk before the engine goes on (not every build of
+            # SQLite defaults to it), unless a transaction says it need not (``_tx``).
+            self._db.execute(f"PRAGMA synchronous={SYNCED}")
             self._migrate(str(path))  # DDL is transactional in SQLite: all of it, or none
         except sqlite3.DatabaseError as exc:
             self._db.close()
@@ -82,10 +87,14 @@ class SqliteStore(SqlStore):
         self._db.execute("PRAGMA journal_mode=WAL")
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
+    def _tx(self, *, synced: bool = True) -> Iterator[None]:
         if self._depth:  # already inside this store's transaction
             yield
             return
+        if not synced:
+            # In WAL mode NORMAL appends the commit to the log without syncing it; the log
+            # is written in order, so the next FULL commit's sync covers this one too.
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")
         self._depth += 1
         try:
@@ -97,6 +106,8 @@ class SqliteStore(SqlStore):
             self._db.execute("COMMIT")
         finally:
             self._depth -= 1
+            if not synced:
+                self._db.execute(f"PRAGMA synchronous={SYNCED}")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params))
