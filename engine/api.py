@@ -1,5 +1,5 @@
 """What the CLI (or any caller) can ask of the engine: plan, run, resume, approve, abort,
-status, validate. Typed keyword arguments in, result records out; nothing printed."""
+status, validate, gc. Typed keyword arguments in, result records out; nothing printed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ from engine.store import (
     StepRecord,
     home,
     open_store,
+    retention,
 )
 from engine.store.owner import interrupt, this_process
+from engine.store.retention import Collected
 from engine.store.sql import lock_envs
 
 ABORT_WAIT = 15.0  # seconds an abort waits for the process executing the run to stop
@@ -60,6 +63,15 @@ class RunDetail:
     events: list[EventRecord]
     given: tuple[approval_info.Given, ...] = ()  # the approvals, with what each was for
     waits: tuple[approval_info.Wait, ...] = ()  # what a waiting run waits for
+
+
+@dataclass(frozen=True)
+class GcResult:
+    collected: Collected
+    older_than: str  # as given, such as 90d
+    source: str  # --older-than, or the inventory whose retention it is
+    cutoff: str  # runs that ended before this moment
+    dry_run: bool
 
 
 @dataclass(frozen=True)
@@ -550,6 +562,35 @@ def verify_journal(*, state: str | None = None) -> Verdict:
     """Check the journal's hash chain as it is read from the store, in constant memory."""
     with open_store(state, readonly=True) as store:
         return check(store.scan_journal())
+
+
+def gc(*, older_than: str | None = None, inventory: str | None = None, dry_run: bool = False,
+       clock: Clock | None = None, state: str | None = None) -> GcResult:
+    """Remove the artifacts folders of runs that ended longer ago than ``older_than`` (else the
+    inventory's ``retention.artifacts``); ``dry_run`` lists them and changes nothing."""
+    clock = clock or SystemClock()
+    if older_than is not None:
+        limit, text, source = retention.duration(older_than, where="--older-than"), \
+            older_than, "--older-than"
+    else:
+        limit, text, source = _retention_of(load_inventory(inventory))
+    now = clock.now()
+    with open_store(state, readonly=dry_run) as store:
+        collected = retention.collect(store, older_than=limit, now=now, dry_run=dry_run,
+                                      reason=f"ended more than {text} ago ({source})",
+                                      by=current_user())
+    return GcResult(collected, text, source, iso(now - limit), dry_run)
+
+
+def _retention_of(inv: Inventory) -> tuple[timedelta, str, str]:
+    value = (inv.data.get("retention") or {}).get("artifacts")
+    if value is None or inv.path is None:
+        where = f"inventory {inv.path}" if inv.path else "no inventory given"
+        raise InvalidInput("runbook gc needs --older-than DURATION, or an inventory with "
+                           f"retention.artifacts (--inventory, $RUNBOOK_INVENTORY): {where}")
+    # The inventory's schema has refused a value that is not a duration, naming its line.
+    return (retention.duration(str(value), where=str(inv.path)), str(value),
+            f"retention.artifacts of inventory {inv.name}")
 
 
 def release_lock(*, env: str, reason: str, by: str | None = None, clock: Clock | None = None,

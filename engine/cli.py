@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("store", parents=[out],
                        help="the state store: migrate (to this engine's schema version)")
     p.add_argument("action", choices=("migrate",))
+    p = sub.add_parser("gc", parents=[out],
+                       help="remove the artifacts folders of runs that ended long ago "
+                       "(the journal and the run records stay)")
+    p.add_argument("--older-than", metavar="DURATION",
+                   help="such as 90d (m, h, d or w); default: the inventory's "
+                   "retention.artifacts")
+    p.add_argument("--inventory", help="inventory name or path, for its retention setting")
+    p.add_argument("--dry-run", action="store_true", help="list them; remove nothing")
     p = sub.add_parser("schema", parents=[out],
                        help="print the JSON Schema of runbooks, fragments or inventories")
     p.add_argument("kind", nargs="?", default="runbook",

@@ -364,6 +364,45 @@ def cmd_store(args: argparse.Namespace, extra: list[str]) -> int:
     return EXIT_OK
 
 
+def cmd_gc(args: argparse.Namespace, extra: list[str]) -> int:
+    from dataclasses import asdict
+
+    from engine import api
+
+    result = api.gc(older_than=args.older_than, inventory=args.inventory, dry_run=args.dry_run)
+    collected = result.collected
+    if args.output == "json":
+        _emit({"dry_run": result.dry_run, "older_than": result.older_than,
+               "source": result.source, "ended_before": result.cutoff,
+               "removed": [asdict(r) for r in collected.removed],
+               "finished": [asdict(r) for r in collected.finished],
+               "kept_open": collected.kept_open, "kept_unknown": collected.kept_unknown})
+        return EXIT_OK
+    verb = "would remove" if result.dry_run else "removed"
+    for removal in collected.finished:
+        print(f"removed runs/{removal.run_id} (left half removed by a gc that was stopped)")
+    for removal in collected.removed:
+        print(f"{verb} runs/{removal.run_id}: {removal.files} files, "
+              f"{_size(removal.bytes)}, ended {removal.ended_at}")
+    total = sum(r.bytes for r in collected.removed)
+    print(f"gc: {verb} {len(collected.removed)} run folders ({_size(total)}) of runs that "
+          f"ended before {result.cutoff} ({result.source} {result.older_than}); the journal "
+          "and run records stay")
+    if collected.kept_open:
+        print(f"gc: kept {collected.kept_open} folders of runs that may still be resumed or "
+              "wait for an approval")
+    if collected.kept_unknown:
+        print(f"gc: kept {collected.kept_unknown} folders of runs this state store has no "
+              "record of")
+    return EXIT_OK
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    return f"{count / 1024:.1f} KB" if count < 1024 ** 2 else f"{count / 1024 ** 2:.1f} MB"
+
+
 def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
     from dataclasses import asdict
 
@@ -423,5 +462,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "approve": cmd_approve,
     "abort": cmd_abort, "schema": cmd_schema, "history": cmd_history, "sandbox": cmd_sandbox,
     "lock": cmd_lock, "audit": cmd_audit, "drift": cmd_drift, "completion": cmd_completion,
-    "store": cmd_store,
+    "store": cmd_store, "gc": cmd_gc,
 }
