@@ -362,7 +362,8 @@ class SqlStore:
             self._append(event.at, event.run_id, event.kind, event.detail)
 
     def events(self, run_id: str) -> list[EventRecord]:
-        kinds = ("resume", "force-resume", "abort", "lock-release", "accept-drift")
+        kinds = ("resume", "force-resume", "abort", "lock-release", "accept-drift",
+                 "artifacts-removed")
         return [EventRecord(j.run_id, j.at, j.kind, j.data) for j in self.journal(run_id)
                 if j.kind in kinds]
 

@@ -84,6 +84,7 @@ def test_gc_removes_the_folders_of_runs_ended_before_the_limit_and_nothing_else(
     # The run and its journal are all still there.
     status = runbook_cli("status", done, "--output", "json").json()
     assert isinstance(status, dict) and status["run"]["status"] == "done"
+    assert [e["kind"] for e in status["events"]] == ["artifacts-removed"]
     after = runbook_cli("audit", "export", "--run", done)
     assert after.code == 0 and "artifacts-removed" in after.out
     assert "| `w` | ok | 1 |" in before and "| `w` | ok | 1 |" in after.out
