@@ -1,5 +1,5 @@
 """Benchmarks of the state store at scale. Run: uv run python bench/store.py [--runs 100000]
-[--baseline-rev REV] [--dir DIR]
+[--baseline-rev REV] [--dir DIR] [--postgres DSN]
 
 Prints a markdown table: ``audit verify`` on a journal of RUNS runs (21 records each) with
 its time and peak memory, a no-op step on disk, and ``status RUN`` / ``audit export`` of one
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,41 +54,56 @@ class Chain:
         self.prev = digest
 
 
-def build(db: Path, runs: int) -> int:
+Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def batches(runs: int, chain: Chain) -> Iterator[Rows]:
+    """The rows of the runs, steps and journal tables, BATCH runs at a time."""
+    for first in range(0, runs, BATCH):
+        chain.rows = []
+        run_rows: list[tuple[Any, ...]] = []
+        step_rows: list[tuple[Any, ...]] = []
+        for n in range(first, min(first + BATCH, runs)):
+            run_id = f"20250101-{n:06d}-bench"
+            at = f"2025-01-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000+00:00"
+            run_rows.append((run_id, "bench", "/x/bench.yaml", "a" * 64, None, "b" * 64,
+                             dumps({"n": n}), "ann", at, "c" * 64, "done", at, "", None,
+                             "qa", 1))
+            chain.append(at, run_id, "run-start",
+                         {"runbook": "bench", "runbook_sha": "a" * 64,
+                          "inventory_sha": "b" * 64, "params": {"n": n}, "user": "ann",
+                          "plan_hash": "c" * 64, "lock": "qa"})
+            chain.append(at, run_id, "lock", {"env": "qa", "user": "ann"})
+            for s in range(STEPS):
+                step_rows.append((run_id, f"s{s}", "ok", 1, at, at, "f" * 64,
+                                  dumps({"n": s}), "", 1, s + 1))
+                chain.append(at, run_id, "step",
+                             {"step": f"s{s}", "status": "ok", "attempts": 1,
+                              "fingerprint": "f" * 64, "error": "",
+                              "result_sha256": "0" * 64})
+            chain.append(at, run_id, "run-status", {"status": "done", "message": ""})
+            chain.append(at, run_id, "unlock", {"env": "qa", "by": "", "reason": "run done"})
+        yield run_rows, step_rows, chain.rows
+
+
+TABLES = (("runs", 16), ("steps", 11), ("journal", 7))
+
+
+def build(location: str, runs: int) -> int:
     """Fill a new store with ``runs`` ended runs; the number of journal records."""
     chain = Chain()
-    with open_store(str(db)) as store:
+    with open_store(location) as store:
         conn = store._db  # type: ignore[attr-defined]
-        for first in range(0, runs, BATCH):
-            chain.rows = []
-            run_rows: list[tuple[Any, ...]] = []
-            step_rows: list[tuple[Any, ...]] = []
-            for n in range(first, min(first + BATCH, runs)):
-                run_id = f"20250101-{n:06d}-bench"
-                at = f"2025-01-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000+00:00"
-                run_rows.append((run_id, "bench", "/x/bench.yaml", "a" * 64, None, "b" * 64,
-                                 dumps({"n": n}), "ann", at, "c" * 64, "done", at, "", None,
-                                 "qa", 1))
-                chain.append(at, run_id, "run-start",
-                             {"runbook": "bench", "runbook_sha": "a" * 64,
-                              "inventory_sha": "b" * 64, "params": {"n": n}, "user": "ann",
-                              "plan_hash": "c" * 64, "lock": "qa"})
-                chain.append(at, run_id, "lock", {"env": "qa", "user": "ann"})
-                for s in range(STEPS):
-                    step_rows.append((run_id, f"s{s}", "ok", 1, at, at, "f" * 64,
-                                      dumps({"n": s}), "", 1, s + 1))
-                    chain.append(at, run_id, "step",
-                                 {"step": f"s{s}", "status": "ok", "attempts": 1,
-                                  "fingerprint": "f" * 64, "error": "",
-                                  "result_sha256": "0" * 64})
-                chain.append(at, run_id, "run-status", {"status": "done", "message": ""})
-                chain.append(at, run_id, "unlock", {"env": "qa", "by": "", "reason": "run done"})
+        for rows in batches(runs, chain):
             with store._tx():  # type: ignore[attr-defined]
-                conn.executemany(f"INSERT INTO runs VALUES ({', '.join('?' * 16)})", run_rows)
-                conn.executemany(f"INSERT INTO steps VALUES ({', '.join('?' * 11)})",
-                                 step_rows)
-                conn.executemany("INSERT INTO journal (seq, at, run_id, kind, data, prev_hash, "
-                                 "hash) VALUES (?, ?, ?, ?, ?, ?, ?)", chain.rows)
+                for (table, width), table_rows in zip(TABLES, rows, strict=True):
+                    if location.startswith("postgresql://"):
+                        with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                            for row in table_rows:
+                                copy.write_row(row)
+                    else:
+                        conn.executemany(f"INSERT INTO {table} VALUES "
+                                         f"({', '.join('?' * width)})", table_rows)
     return chain.seq
 
 
@@ -117,11 +133,12 @@ print(verdict.records, verdict.intact)
 """
 
 
-def bench_verify(db: Path, records: int, runs: int, baseline: bool) -> list[tuple[str, str]]:
-    env = {**os.environ, "RUNBOOK_STATE": str(db)}
+def bench_verify(location: str, records: int, runs: int, baseline: bool,
+                 store_name: str = "SQLite") -> list[tuple[str, str]]:
+    env = {**os.environ, "RUNBOOK_STATE": location}
     seconds, rss, out = measured([sys.executable, "-m", "engine", "audit", "verify"], env)
     assert f"journal intact: {records} records" in out, out
-    label = f"audit verify, {runs:,} runs ({records:,} records)"
+    label = f"audit verify, {store_name}, {runs:,} runs ({records:,} records)"
     rows = [(label, f"{seconds:.1f} s, peak RSS {rss:.0f} MB")]
     if baseline:
         old_s, old_rss, out = measured([sys.executable, "-c", OLD_VERIFY, str(REPO)], env)
@@ -277,6 +294,18 @@ def fsync_cost(work: Path) -> str:
     return f"{statistics.median(samples) * 1000:.3f} ms"
 
 
+def bench_postgres(dsn: str, runs: int, baseline: bool) -> list[tuple[str, str]]:
+    rows = []
+    with open_store(dsn) as store:
+        records = store._one("SELECT COUNT(*) FROM journal")[0]  # type: ignore[attr-defined]
+    if not records:
+        t0 = time.perf_counter()
+        records = build(dsn, runs)
+        rows.append((f"filling the PostgreSQL store in bulk ({runs:,} runs)",
+                     f"{time.perf_counter() - t0:.0f} s"))
+    return rows + bench_verify(dsn, records, runs, baseline, "PostgreSQL")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--runs", type=int, default=100_000)
@@ -287,6 +316,8 @@ def main() -> None:
     parser.add_argument("--dir", help="work here (on the disk to measure) instead of a "
                         "temporary folder; a store of the same size found there is reused")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres", metavar="DSN", help="also verify a PostgreSQL store of "
+                        "as many runs here (an empty database is filled; a filled one reused)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(tmp)
@@ -297,14 +328,16 @@ def main() -> None:
         rows += bench_noop(work, args.steps, args.baseline_rev)
         if not cache.exists():
             t0 = time.perf_counter()
-            records = build(cache, args.runs)
+            records = build(str(cache), args.runs)
             rows.append((f"filling the store in bulk ({args.runs:,} runs)",
                          f"{time.perf_counter() - t0:.0f} s"))
         with open_store(str(cache), readonly=True) as store:
             records = store._one("SELECT COUNT(*) FROM journal")[0]  # type: ignore[attr-defined]
-        rows += bench_verify(cache, records, args.runs, not args.no_baseline)
+        rows += bench_verify(str(cache), records, args.runs, not args.no_baseline)
         run_id = one_real_run(work, cache)
         rows += bench_one_run(cache, run_id, args.runs, args.repeat)
+        if args.postgres:
+            rows += bench_postgres(args.postgres, args.runs, not args.no_baseline)
     print("| measure | result |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
