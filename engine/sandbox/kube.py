@@ -55,6 +55,8 @@ class Cluster:
     def __init__(self, rollout_delay: float = 1.0, crash_after: float = 3.0) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.lock = threading.RLock()
+        # Notified on every change (under the lock): what a watch waits on.
+        self.changed = threading.Condition(self.lock)
         self.version = 0
         self.rollout_delay = rollout_delay
         self.crash_after = crash_after  # between two crashes of a crashing release
@@ -86,11 +88,13 @@ class Cluster:
             self.version = version
             self._crash_on_probe.clear()
             self._epoch += 1
+            self.changed.notify_all()
 
     # -- storage ---------------------------------------------------------------------------
     def _bump(self, obj: dict[str, Any]) -> None:
         self.version += 1
         obj["metadata"]["resourceVersion"] = str(self.version)
+        self.changed.notify_all()
 
     def get(self, group: str, plural: str, ns: str, name: str) -> dict[str, Any]:
         with self.lock:
@@ -180,6 +184,8 @@ class Cluster:
         with self.lock:
             obj = self.get(group, plural, ns, name)
             del self.objects[(group, plural, ns, name)]
+            self.version += 1
+            self.changed.notify_all()
             if plural == "namespaces":
                 for key in [k for k in self.objects if k[2] == name]:
                     del self.objects[key]

@@ -1,4 +1,5 @@
-"""HTTP front of the Kubernetes emulator: discovery, routing, patch types, Status errors."""
+"""HTTP front of the Kubernetes emulator: discovery, routing, patch types, Status errors, and
+watches (a chunked stream of ADDED, MODIFIED and DELETED events, ending at timeoutSeconds)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import copy
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -165,7 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._reset(self.server.reset)
             if url.path.startswith("/sandbox/clock") and self.server.clock:
                 return self._clock(self.server.clock, method, url.path, parse_qs(url.query))
-            self._send(200, self._resource(method, url.path, parse_qs(url.query), body))
+            query = parse_qs(url.query)
+            answer = self._resource(method, url.path, query, body)
+            if isinstance(answer, _Watch):
+                return self._watch(answer, query)
+            self._send(200, answer)
         except ApiError as err:
             self._send(err.code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                   "status": "Failure", "message": err.message,
@@ -232,7 +239,11 @@ class _Handler(BaseHTTPRequestHandler):
         scope_ns = (ns or "") if namespaced else ""
         if method == "GET" and name is None:
             selector = query.get("labelSelector", [None])[0]
-            items = cluster.list_objects(group, plural, ns if namespaced else None, selector)
+            fields = _field_selector(query.get("fieldSelector", [""])[0])
+            if query.get("watch", [""])[0] in ("true", "1"):
+                return _Watch(group, plural, ns if namespaced else None, selector, fields)
+            items = [o for o in cluster.list_objects(group, plural, ns if namespaced else None,
+                                                     selector) if _fields_match(o, fields)]
             return {"kind": f"{kind}List", "apiVersion": f"{group}/{version}" if group
                     else version, "metadata": {"resourceVersion": str(cluster.version)},
                     "items": items}
@@ -269,6 +280,40 @@ class _Handler(BaseHTTPRequestHandler):
                 return new
             return cluster.replace(group, version, plural, scope_ns, name, new, subresource=sub)
 
+    def _watch(self, watch: _Watch, query: dict[str, list[str]]) -> None:
+        """Stream the changes to what the list would hold, after the resourceVersion asked for
+        (from the start when none is), until timeoutSeconds pass or the client goes away."""
+        cluster = self.server.cluster
+        since = query.get("resourceVersion", ["0"])[0] or "0"
+        deadline = time.monotonic() + float(query.get("timeoutSeconds", ["1800"])[0])
+        last: dict[str, tuple[int, dict[str, Any]]] = {}  # what the client was last sent
+        seen = [-1]  # the cluster's version when last looked at
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            while True:
+                with cluster.changed:
+                    cluster.changed.wait_for(lambda: cluster.version != seen[0],
+                                             timeout=max(0.0, deadline - time.monotonic()))
+                    seen[0] = cluster.version
+                    items = [o for o in cluster.list_objects(watch.group, watch.plural,
+                                                             watch.ns, watch.selector)
+                             if _fields_match(o, watch.fields)]
+                for kind, obj in _events(items, last, int(since)):
+                    self._chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                if time.monotonic() >= deadline:
+                    break
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped watching
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
     def _send(self, code: int, data: Any) -> None:
         raw = json.dumps(data).encode()
         self.send_response(code)
@@ -276,6 +321,49 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
+
+
+@dataclass(frozen=True)
+class _Watch:
+    """A list request with ``watch=true``: what to stream."""
+
+    group: str
+    plural: str
+    ns: str | None
+    selector: str | None
+    fields: dict[str, str]
+
+
+def _field_selector(text: str) -> dict[str, str]:
+    """``metadata.name=NAME,metadata.namespace=NS``: the fields the emulator can select on."""
+    fields = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = re.fullmatch(r"(metadata\.name|metadata\.namespace)\s*==?\s*(.*)", part)
+        if not match:
+            raise ApiError(400, "BadRequest", f'field label not supported: "{part}"')
+        fields[match.group(1)] = match.group(2)
+    return fields
+
+
+def _fields_match(obj: dict[str, Any], fields: dict[str, str]) -> bool:
+    meta = obj.get("metadata", {})
+    return all(meta.get(key.removeprefix("metadata.")) == value for key, value in fields.items())
+
+
+def _events(items: list[dict[str, Any]], last: dict[str, tuple[int, dict[str, Any]]],
+            since: int) -> list[tuple[str, dict[str, Any]]]:
+    """The watch events from what the client was last sent to ``items``; updates ``last``."""
+    events = []
+    now = {f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}": o for o in items}
+    for key, obj in now.items():
+        version = int(obj["metadata"]["resourceVersion"])
+        before = last[key][0] if key in last else since
+        if version > before:
+            events.append(("ADDED" if not since and key not in last else "MODIFIED", obj))
+            last[key] = (version, obj)
+    for key in [k for k in last if k not in now]:
+        events.append(("DELETED", last.pop(key)[1]))
+    return events
 
 
 class KubeServer(ThreadingHTTPServer):

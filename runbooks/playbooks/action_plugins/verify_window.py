@@ -1,5 +1,4 @@
-#!/usr/bin/python
-"""Ansible module: watch a deployment for a verification window.
+"""Action plugin: watch a deployment for a verification window.
 
 Every ``interval`` seconds for ``seconds``: the rollout must be complete and available, no pod
 of the deployment may restart, and every HTTP check must answer with its expected status.
@@ -10,35 +9,39 @@ its own (the extension ``runbook.sandbox/clock``, which only the sandbox's kubec
 engine/sandbox/clock.py) on this machine (a loopback address): then the window waits on that
 clock, and its summary says so. A clock anywhere else is ignored: only the local sandbox may
 shorten a window.
+
+Options: namespace, deployment, seconds (required); kubeconfig, context; interval (default 5);
+checks (a list of {name, url, status}); image (the image the deployment must keep running).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import yaml
 
-from ansible.module_utils.basic import AnsibleModule
 
-DOCUMENTATION = r"""
-module: verify_window
-short_description: Verify a deployment stays healthy for a time window
-options:
-  kubeconfig: {type: path}
-  context: {type: str}
-  namespace: {type: str, required: true}
-  deployment: {type: str, required: true}
-  seconds: {type: float, required: true}
-  interval: {type: float, default: 5}
-  checks: {type: list, elements: dict, default: []}
-  image: {type: str, description: the image the deployment must keep running}
-"""
+def _shared():
+    """module_utils/runbook_action.py, loaded once per process for every plugin."""
+    name = "runbook_playbooks_action"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
+
+shared = _shared()
 
 CLOCK_EXTENSION = "runbook.sandbox/clock"
 
@@ -130,40 +133,33 @@ def _sample(apps, core, p, baseline):
     return problems
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec={"kubeconfig": {"type": "path"}, "context": {"type": "str"},
-                       "namespace": {"type": "str", "required": True},
-                       "deployment": {"type": "str", "required": True},
-                       "seconds": {"type": "float", "required": True},
-                       "interval": {"type": "float", "default": 5},
-                       "checks": {"type": "list", "elements": "dict", "default": []},
-                       "image": {"type": "str"}},
-        supports_check_mode=True)
-    from kubernetes import client, config
+class ActionModule(shared.RunbookAction):
+    SPEC = {"kubeconfig": {"type": "path"}, "context": {"type": "str"},
+            "namespace": {"type": "str", "required": True},
+            "deployment": {"type": "str", "required": True},
+            "seconds": {"type": "float", "required": True},
+            "interval": {"type": "float", "default": 5},
+            "checks": {"type": "list", "elements": "dict", "default": []},
+            "image": {"type": "str"}}
 
-    p = module.params
-    api = config.new_client_from_config(config_file=p["kubeconfig"] or None,
-                                        context=p["context"] or None)
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-    baseline = {}
-    clock = _clock(p["kubeconfig"], p["context"])
-    start = clock.now()
-    samples = 0
-    while True:
-        samples += 1
-        problems = _sample(apps, core, p, baseline)
-        elapsed = round(clock.now() - start, 1)
-        if problems:
-            module.fail_json(msg=f"verification failed after {elapsed} s: "
-                                 + "; ".join(problems), samples=samples, problems=problems)
-        if module.check_mode or elapsed + p["interval"] > p["seconds"]:
-            break
-        clock.sleep(p["interval"])
-    module.exit_json(changed=False, samples=samples, seconds=elapsed,
-                     summary=f"healthy for {elapsed} s{clock.label} ({samples} samples, no restarts, "
-                             f"{len(p['checks'])} checks passing)")
-
-
-if __name__ == "__main__":
-    main()
+    def act(self, p, check_mode):
+        api = shared.kube(p["kubeconfig"], p["context"])
+        apps, core = shared.apps(api), shared.core(api)
+        baseline = {}
+        clock = _clock(p["kubeconfig"] or os.environ.get("K8S_AUTH_KUBECONFIG"),
+                       p["context"] or os.environ.get("K8S_AUTH_CONTEXT"))
+        start = clock.now()
+        samples = 0
+        while True:
+            samples += 1
+            problems = _sample(apps, core, p, baseline)
+            elapsed = round(clock.now() - start, 1)
+            if problems:
+                raise shared.Failed(f"verification failed after {elapsed} s: "
+                                    + "; ".join(problems), samples=samples, problems=problems)
+            if check_mode or elapsed + p["interval"] > p["seconds"]:
+                break
+            clock.sleep(p["interval"])
+        return {"samples": samples, "seconds": elapsed,
+                "summary": f"healthy for {elapsed} s{clock.label} ({samples} samples, "
+                           f"no restarts, {len(p['checks'])} checks passing)"}

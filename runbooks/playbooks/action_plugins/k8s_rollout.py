@@ -1,39 +1,38 @@
-#!/usr/bin/python
-"""Ansible module: a deployment's rollout history, and undo to a chosen ReplicaSet.
+"""Action plugin: a deployment's rollout history, and undo to a chosen ReplicaSet.
 
 Undo targets a ReplicaSet by its pod-template-hash, not by revision number: a rollback gives
 the old ReplicaSet the next revision, so a re-run after a crash must not look for the old
 number again. Undoing to the template the deployment already runs changes nothing.
+
+Options: action (history or undo), namespace, deployment (required); kubeconfig, context;
+history: to_revision (0: the previous revision), choose (previous, or running: the target is
+what runs now, what a failed change goes back to); undo: to_hash (the pod-template-hash of the
+ReplicaSet to go back to).
 """
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule
+import importlib.util
+import sys
+from pathlib import Path
 
-DOCUMENTATION = r"""
-module: k8s_rollout
-short_description: Read rollout history (action=history) or undo to a ReplicaSet (action=undo)
-options:
-  action: {type: str, choices: [history, undo], required: true}
-  kubeconfig: {type: path}
-  context: {type: str}
-  namespace: {type: str, required: true}
-  deployment: {type: str, required: true}
-  to_revision: {type: int, default: 0, description: "history: 0 means the previous revision"}
-  to_hash: {type: str, description: "undo: pod-template-hash of the ReplicaSet to go back to"}
-  choose: {type: str, choices: [previous, running], default: previous, description: "history: the target is the previous revision, or the running one (what a failed change goes back to)"}
-"""
+
+def _shared():
+    """module_utils/runbook_action.py, loaded once per process for every plugin."""
+    name = "runbook_playbooks_action"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+shared = _shared()
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
-
-
-def _clients(p):
-    from kubernetes import client, config
-
-    api = config.new_client_from_config(config_file=p["kubeconfig"] or None,
-                                        context=p["context"] or None)
-    return client.AppsV1Api(api)
 
 
 def _revisions(apps, p):
@@ -55,8 +54,7 @@ def _revisions(apps, p):
     return dep, current, out
 
 
-def history(module, apps):
-    p = module.params
+def history(apps, p):
     _, current, revs = _revisions(apps, p)
     wanted = p["to_revision"]
     cur = next((r for r in revs if r["current"]), None)
@@ -83,50 +81,43 @@ def history(module, apps):
                     f"({target['image']}), the one running now")
     elif target and not problem:
         summary += f"\nwill go back to revision {target['revision']} ({target['image']})"
-    module.exit_json(changed=False, current=cur, revisions=revs,
-                     target=None if problem else target, problem=problem, summary=summary)
+    return {"current": cur, "revisions": revs, "target": None if problem else target,
+            "problem": problem, "summary": summary}
 
 
-def undo(module, apps):
-    p = module.params
+def undo(apps, p, check_mode):
     dep, current, revs = _revisions(apps, p)
     cur = next((r for r in revs if r["current"]), None)
     target = next((r for r in revs if r["hash"] == p["to_hash"]), None)
     if target is None:
-        module.fail_json(msg=f"no ReplicaSet of {p['deployment']} with template hash "
-                             f"{p['to_hash']}")
+        raise shared.Failed(f"no ReplicaSet of {p['deployment']} with template hash "
+                            f"{p['to_hash']}")
     if cur and cur["hash"] == target["hash"]:
-        module.exit_json(changed=False, revision=current, image=target["image"])
+        return {"changed": False, "revision": current, "image": target["image"]}
     rs = apps.read_namespaced_replica_set(target["name"], p["namespace"])
     template = apps.api_client.sanitize_for_serialization(rs.spec.template)
     template.get("metadata", {}).get("labels", {}).pop(HASH, None)
-    if not module.check_mode:
+    if not check_mode:
         apps.patch_namespaced_deployment(
             p["deployment"], p["namespace"],
             [{"op": "replace", "path": "/spec/template", "value": template}])
-    module.exit_json(changed=True, from_revision=current, to_image=target["image"],
-                     to_hash=target["hash"])
+    return {"changed": True, "from_revision": current, "to_image": target["image"],
+            "to_hash": target["hash"]}
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec={"action": {"type": "str", "choices": ["history", "undo"],
-                                  "required": True},
-                       "kubeconfig": {"type": "path"}, "context": {"type": "str"},
-                       "namespace": {"type": "str", "required": True},
-                       "deployment": {"type": "str", "required": True},
-                       "to_revision": {"type": "int", "default": 0},
-                       "to_hash": {"type": "str"},
-                       "choose": {"type": "str", "choices": ["previous", "running"],
-                                  "default": "previous"}},
-        required_if=[("action", "undo", ["to_hash"])],
-        supports_check_mode=True)
-    apps = _clients(module.params)
-    if module.params["action"] == "history":
-        history(module, apps)
-    else:
-        undo(module, apps)
+class ActionModule(shared.RunbookAction):
+    SPEC = {"action": {"type": "str", "choices": ["history", "undo"], "required": True},
+            "kubeconfig": {"type": "path"}, "context": {"type": "str"},
+            "namespace": {"type": "str", "required": True},
+            "deployment": {"type": "str", "required": True},
+            "to_revision": {"type": "int", "default": 0},
+            "to_hash": {"type": "str"},
+            "choose": {"type": "str", "choices": ["previous", "running"],
+                       "default": "previous"}}
+    RULES = {"required_if": [("action", "undo", ["to_hash"])]}
 
-
-if __name__ == "__main__":
-    main()
+    def act(self, p, check_mode):
+        apps = shared.apps(shared.kube(p["kubeconfig"], p["context"]))
+        if p["action"] == "history":
+            return history(apps, p)
+        return undo(apps, p, check_mode)

@@ -1,0 +1,87 @@
+"""Action plugin: give an ECR image a new tag by copying its manifest; no layer moves.
+
+Options: repository, source_tag, target_tag (required); expect_digest (the digest that was
+approved: fail if the source tag points elsewhere now); region, endpoint_url. Returns digest,
+source_tag, target_tag, repository, layers, image_bytes, manifest_bytes, copied.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+
+def _shared():
+    """module_utils/runbook_action.py, loaded once per process for every plugin."""
+    name = "runbook_playbooks_action"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+shared = _shared()
+
+MEDIA_TYPES = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+]
+
+
+def _image(ecr, repository, tag):
+    got = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}],
+                              acceptedMediaTypes=MEDIA_TYPES)
+    return got["images"][0] if got.get("images") else None
+
+
+class ActionModule(shared.RunbookAction):
+    SPEC = {"repository": {"type": "str", "required": True},
+            "source_tag": {"type": "str", "required": True},
+            "target_tag": {"type": "str", "required": True},
+            "expect_digest": {"type": "str"},
+            "region": {"type": "str"},
+            "endpoint_url": {"type": "str"}}
+
+    def act(self, p, check_mode):
+        ecr = shared.aws("ecr", p["region"], p["endpoint_url"])
+        repo, source_tag, target_tag = p["repository"], p["source_tag"], p["target_tag"]
+        source = _image(ecr, repo, source_tag)
+        if source is None:
+            raise shared.Failed(f"image {repo}:{source_tag} not found in ECR")
+        digest = source["imageId"]["imageDigest"]
+        expected = p["expect_digest"]
+        if expected and digest != expected:  # the tag moved since the approval: deploy nothing
+            raise shared.Failed(f"image {repo}:{source_tag} is now {digest}, not the approved "
+                                f"{expected}: refusing to deploy it", digest=digest,
+                                expected_digest=expected)
+        manifest = json.loads(source["imageManifest"])
+        layers = manifest.get("layers", [])
+        sizes = {"layers": len(layers),
+                 "image_bytes": sum(x.get("size", 0) for x in layers)
+                 + manifest.get("config", {}).get("size", 0),
+                 "manifest_bytes": len(source["imageManifest"].encode())}
+        result = {"digest": digest, "source_tag": source_tag, "target_tag": target_tag,
+                  "repository": repo, **sizes}
+        target = _image(ecr, repo, target_tag)
+        if target is not None:
+            if target["imageId"]["imageDigest"] != digest:
+                raise shared.Failed(f"tag {repo}:{target_tag} already points to "
+                                    f"{target['imageId']['imageDigest']}, not {digest}: "
+                                    "tags are immutable, refusing to move it", **result)
+            return {"changed": False, "copied": False, **result}
+        if not check_mode:
+            kwargs = {"repositoryName": repo, "imageManifest": source["imageManifest"],
+                      "imageTag": target_tag}
+            if source.get("imageManifestMediaType"):
+                kwargs["imageManifestMediaType"] = source["imageManifestMediaType"]
+            put = ecr.put_image(**kwargs)
+            if put["image"]["imageId"]["imageDigest"] != digest:
+                raise shared.Failed("ECR stored the copy under another digest", **result)
+        return {"changed": True, "copied": not check_mode, **result}

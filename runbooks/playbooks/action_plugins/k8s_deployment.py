@@ -1,0 +1,138 @@
+"""Action plugin: read a deployment and, with ``wait``, wait until its rollout is complete.
+
+What ``kubernetes.core.k8s_info`` does for one deployment (the same ``resources`` result),
+without a module process. The wait watches the deployment (a GET, then a watch from its
+resourceVersion, filtered to its name), so it ends as soon as the rollout does; a server that
+refuses to watch is polled every ``wait_sleep`` seconds instead. A rollout is complete when
+the controller has seen the latest spec and every replica is updated and available.
+
+Options: namespace, name (required); kubeconfig, context; wait (default false), wait_timeout
+(seconds, default 120), wait_sleep (seconds between polls, default 1). Returns resources (the
+deployment as the API gives it, or nothing when there is none), complete, and wait_method
+(watch or poll) after a wait.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+
+def _shared():
+    """module_utils/runbook_action.py, loaded once per process for every plugin."""
+    name = "runbook_playbooks_action"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+shared = _shared()
+
+# What a server that cannot watch answers a watch request with.
+NO_WATCH = frozenset({400, 403, 404, 405, 406, 501})
+
+
+def complete(dep):
+    spec, status = dep.get("spec") or {}, dep.get("status") or {}
+    want = spec.get("replicas", 1)
+    return (status.get("observedGeneration") == dep["metadata"].get("generation")
+            and (status.get("replicas") or 0) == want
+            and (status.get("updatedReplicas") or 0) == want
+            and (status.get("availableReplicas") or 0) == want
+            and not status.get("unavailableReplicas"))
+
+
+def _get(apps, ns, name):
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        resp = apps.read_namespaced_deployment(name, ns, _preload_content=False)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return json.loads(resp.data)
+
+
+def _changes(apps, ns, name, version, seconds):
+    """The deployment each time it changes after ``version``, for about ``seconds``; ends
+    early when the watch does (the server's timeout, an expired version)."""
+    from kubernetes.watch.watch import iter_resp_lines
+
+    resp = apps.list_namespaced_deployment(
+        ns, field_selector=f"metadata.name={name}", resource_version=version, watch=True,
+        timeout_seconds=max(1, math.ceil(seconds)), _preload_content=False,
+        _request_timeout=seconds + 10)  # a server that forgets its timeout cannot hang us
+    try:
+        for line in iter_resp_lines(resp):
+            event = json.loads(line)
+            if event.get("type") in ("ADDED", "MODIFIED"):
+                yield event["object"]
+            elif event.get("type") in ("DELETED", "ERROR"):
+                return  # gone, or an expired version: the caller reads it again
+    finally:
+        resp.release_conn()
+
+
+def wait(apps, ns, name, dep, timeout, sleep):
+    """(the deployment as last seen, whether its rollout completed, how it was waited for)"""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    deadline = time.monotonic() + timeout
+    method = "watch"
+    while not complete(dep):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if method == "watch":
+            try:
+                for seen in _changes(apps, ns, name, dep["metadata"]["resourceVersion"], left):
+                    dep = seen
+                    if complete(dep) or time.monotonic() >= deadline:
+                        break
+                else:
+                    dep = _get(apps, ns, name) or dep
+                continue
+            except ApiException as err:
+                if err.status not in NO_WATCH:
+                    raise
+                method = "poll"
+            except HTTPError:  # a broken stream: read it again and watch from there
+                dep = _get(apps, ns, name) or dep
+                continue
+        time.sleep(min(sleep, max(0.0, deadline - time.monotonic())))
+        dep = _get(apps, ns, name) or dep
+    return dep, complete(dep), method
+
+
+class ActionModule(shared.RunbookAction):
+    SPEC = {"kubeconfig": {"type": "path"}, "context": {"type": "str"},
+            "namespace": {"type": "str", "required": True},
+            "name": {"type": "str", "required": True},
+            "wait": {"type": "bool", "default": False},
+            "wait_timeout": {"type": "int", "default": 120},
+            "wait_sleep": {"type": "float", "default": 1}}
+
+    def act(self, p, check_mode):
+        apps = shared.apps(shared.kube(p["kubeconfig"], p["context"]))
+        dep = _get(apps, p["namespace"], p["name"])
+        if dep is None:
+            return {"resources": [], "complete": False}
+        if not p["wait"]:
+            return {"resources": [dep], "complete": complete(dep)}
+        dep, done, method = wait(apps, p["namespace"], p["name"], dep, p["wait_timeout"],
+                                 p["wait_sleep"])
+        result = {"resources": [dep], "complete": done, "wait_method": method}
+        if not done:
+            raise shared.Failed(f"the rollout of deployment {p['name']} did not complete "
+                                f"within {p['wait_timeout']} s", **result)
+        return result

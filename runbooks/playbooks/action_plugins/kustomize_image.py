@@ -1,0 +1,104 @@
+"""Action plugin: set an image's newName/newTag in a kustomization (``kustomize edit set
+image`` without needing the kustomize binary). Given a whole image reference (``image``, as a
+deployment or ReplicaSet holds it), it is split into newName and newTag or digest, so that the
+overlay renders exactly that reference.
+
+Options: path (the overlay folder), name (the image name as written in the base), both
+required; new_name with new_tag, or image (NAME:TAG, NAME@DIGEST or NAME:TAG@DIGEST).
+Returns file, image, previous, and the file's diff when it changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _shared():
+    """module_utils/runbook_action.py, loaded once per process for every plugin."""
+    name = "runbook_playbooks_action"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+shared = _shared()
+
+
+class _IndentedLists(yaml.SafeDumper):
+    """Write lists indented under their key, as kustomization files usually are."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
+def split(image):
+    """NAME[:TAG][@DIGEST] → (name, tag, digest); a ':' before the last '/' is a port."""
+    rest, _, digest = image.partition("@")
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        return rest[:colon], rest[colon + 1:], digest or None
+    return rest, None, digest or None
+
+
+def _reference(name, tag, digest):
+    return (name or "") + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+
+
+class ActionModule(shared.RunbookAction):
+    SPEC = {"path": {"type": "path", "required": True},
+            "name": {"type": "str", "required": True},
+            "new_name": {"type": "str"},
+            "new_tag": {"type": "str"},
+            "image": {"type": "str"}}
+    RULES = {"required_one_of": [["image", "new_tag"]],
+             "mutually_exclusive": [["image", "new_tag"], ["image", "new_name"]],
+             "required_together": [["new_name", "new_tag"]]}
+
+    def act(self, p, check_mode):
+        if p["image"]:
+            new_name, new_tag, digest = split(p["image"])
+        else:
+            new_name, new_tag, digest = p["new_name"], p["new_tag"], None
+        file = next((os.path.join(p["path"], f) for f in
+                     ("kustomization.yaml", "kustomization.yml", "Kustomization")
+                     if os.path.isfile(os.path.join(p["path"], f))), None)
+        if file is None:
+            raise shared.Failed(f"no kustomization in {p['path']}")
+        with open(file) as fh:
+            before = fh.read()
+        data = yaml.safe_load(before) or {}
+        images = data.setdefault("images", [])
+        entry = next((i for i in images if i.get("name") == p["name"]), None)
+        if entry is None:
+            entry = {"name": p["name"]}
+            images.append(entry)
+        old = (entry.get("newName"), entry.get("newTag"), entry.get("digest"))
+        new = (new_name, new_tag, digest)
+        for key, value in zip(("newName", "newTag", "digest"), new):
+            if value is None:
+                entry.pop(key, None)  # a tag left from before would render another image
+            else:
+                entry[key] = value
+        result = {"file": file, "image": _reference(*new),
+                  "previous": _reference(*old) if old[1] or old[2] else None}
+        if old == new:
+            return {"changed": False, **result}
+        after = yaml.dump(data, Dumper=_IndentedLists, sort_keys=False)
+        if not check_mode:
+            tmp = file + ".tmp"
+            with open(tmp, "w") as fh:
+                fh.write(after)
+            os.replace(tmp, file)
+        return {"changed": True, "diff": {"before": before, "after": after,
+                                          "before_header": file, "after_header": file},
+                **result}

@@ -1,0 +1,102 @@
+"""What the project's action plugins share: argument checking, results in a module's shape,
+and the AWS and Kubernetes clients.
+
+The project's tasks run as action plugins, inside Ansible's own worker process, rather than
+as modules: a module is a new Python process that imports boto3 or the kubernetes client again
+(about half a second) for an API call of a few milliseconds. A plugin checks its arguments
+against the same kind of spec a module declares, and answers with the same result a module
+would (``changed``, ``failed`` and ``msg``, the values, a ``diff``), in check mode too.
+
+The clients are made once per process, for each endpoint or kubeconfig: boto3 and the
+kubernetes client read the same settings as before (``endpoint_url`` and ``region`` or the
+AWS_* environment; ``kubeconfig`` and ``context``, else K8S_AUTH_KUBECONFIG and
+K8S_AUTH_CONTEXT, else KUBECONFIG).
+
+Action plugins load this file with ``load()`` below: Ansible does not put a playbook's
+folders on the import path of the process it runs plugins in.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
+from ansible.plugins.action import ActionBase
+
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+
+
+class Failed(Exception):
+    """The task fails with this message; ``extra`` is returned beside it, as a module's
+    ``fail_json(msg=..., **extra)`` would."""
+
+    def __init__(self, msg: str, **extra: Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.extra = extra
+
+
+class RunbookAction(ActionBase):
+    """An action plugin checks its arguments with ``SPEC`` (a module's ``argument_spec`` and
+    its ``mutually_exclusive`` and the like, in ``RULES``), then runs ``act``."""
+
+    _supports_check_mode = True
+    _requires_connection = False  # everything happens here, on the controller
+    SPEC: dict[str, Any] = {}
+    RULES: dict[str, Any] = {}
+
+    def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        name = self._task.action.rpartition(".")[2]
+        validator = ArgumentSpecValidator(self.SPEC, **self.RULES)
+        checked = validator.validate(dict(self._task.args))
+        if checked.error_messages:  # reported as AnsibleModule does: the first error
+            msg = checked.errors.msg
+            if isinstance(checked.errors.errors[0], UnsupportedError):
+                msg = f"Unsupported parameters for ({name}) module: {msg}"
+            return {**result, "failed": True, "msg": msg}
+        try:
+            out = self.act(checked.validated_parameters, bool(self._task.check_mode))
+        except Failed as err:
+            return {**result, **err.extra, "failed": True, "msg": err.msg}
+        return {**result, "changed": False, **out}
+
+    def act(self, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def aws(service: str, region: str | None, endpoint_url: str | None) -> Any:
+    """A boto3 client, made once per process for each region and endpoint."""
+    key = ("aws", service, region or None, endpoint_url or None)
+    if key not in _CLIENTS:
+        import boto3
+
+        _CLIENTS[key] = boto3.client(service, region_name=region or None,
+                                     endpoint_url=endpoint_url or None)
+    return _CLIENTS[key]
+
+
+def kube(kubeconfig: str | None, context: str | None) -> Any:
+    """A kubernetes ApiClient, made once per process for each kubeconfig and context."""
+    kubeconfig = kubeconfig or os.environ.get("K8S_AUTH_KUBECONFIG") or None
+    context = context or os.environ.get("K8S_AUTH_CONTEXT") or None
+    key = ("kube", kubeconfig, context)
+    if key not in _CLIENTS:
+        from kubernetes import config
+
+        _CLIENTS[key] = config.new_client_from_config(config_file=kubeconfig, context=context)
+    return _CLIENTS[key]
+
+
+def apps(api: Any) -> Any:
+    from kubernetes import client
+
+    return client.AppsV1Api(api)
+
+
+def core(api: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(api)
