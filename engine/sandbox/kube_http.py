@@ -171,6 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
             query = parse_qs(url.query)
             answer = self._resource(method, url.path, query, body)
             if isinstance(answer, _Watch):
+                with self.server.watched:
+                    self.server.watch_requests += 1
+                    self.server.watched.notify_all()
+                if not self.server.serve_watches:
+                    raise ApiError(405, "MethodNotAllowed", "this server does not serve watches")
                 return self._watch(answer, query)
             self._send(200, answer)
         except ApiError as err:
@@ -369,9 +374,15 @@ def _events(items: list[dict[str, Any]], last: dict[str, tuple[int, dict[str, An
 class KubeServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], cluster: Cluster) -> None:
+    def __init__(self, address: tuple[str, int], cluster: Cluster, *,
+                 serve_watches: bool = True) -> None:
         super().__init__(address, _Handler)
         self.cluster = cluster
+        # Without watches it answers as an API server (or proxy) that refuses them; a test
+        # sees each watch asked for, served or not.
+        self.serve_watches = serve_watches
+        self.watch_requests = 0
+        self.watched = threading.Condition()
         # What POST /sandbox/reset does: the sandbox process sets it once it is seeded.
         self.reset: Callable[[], None] | None = None
         self.clock: SandboxClock | None = None

@@ -2,7 +2,8 @@
 
 Options: repository, source_tag, target_tag (required); expect_digest (the digest that was
 approved: fail if the source tag points elsewhere now); region, endpoint_url. Returns digest,
-source_tag, target_tag, repository, layers, image_bytes, manifest_bytes, copied.
+source_tag, target_tag, repository, layers, image_bytes, manifest_bytes, copied, and the
+tag's diff when it is new.
 """
 
 from __future__ import annotations
@@ -84,4 +85,8 @@ class ActionModule(shared.RunbookAction):
             put = ecr.put_image(**kwargs)
             if put["image"]["imageId"]["imageDigest"] != digest:
                 raise shared.Failed("ECR stored the copy under another digest", **result)
-        return {"changed": True, "copied": not check_mode, **result}
+        where = f"{repo}:{target_tag}"
+        return {"changed": True, "copied": not check_mode, **result,
+                "diff": {"before": f"{where}: no such tag\n",
+                         "after": f"{where}: {digest} (the manifest of {source_tag})\n",
+                         "before_header": f"ECR {where}", "after_header": f"ECR {where}"}}

@@ -7,7 +7,7 @@ number again. Undoing to the template the deployment already runs changes nothin
 Options: action (history or undo), namespace, deployment (required); kubeconfig, context;
 history: to_revision (0: the previous revision), choose (previous, or running: the target is
 what runs now, what a failed change goes back to); undo: to_hash (the pod-template-hash of the
-ReplicaSet to go back to).
+ReplicaSet to go back to); an undo's diff shows the image before and after.
 """
 
 from __future__ import annotations
@@ -101,8 +101,13 @@ def undo(apps, p, check_mode):
         apps.patch_namespaced_deployment(
             p["deployment"], p["namespace"],
             [{"op": "replace", "path": "/spec/template", "value": template}])
+    where = f"deployment {p['namespace']}/{p['deployment']}"
     return {"changed": True, "from_revision": current, "to_image": target["image"],
-            "to_hash": target["hash"]}
+            "to_hash": target["hash"],
+            "diff": {"before": f"revision {current}: {cur['image'] if cur else '?'}\n",
+                     "after": f"the template of revision {target['revision']} "
+                              f"({target['hash']}): {target['image']}\n",
+                     "before_header": where, "after_header": where}}
 
 
 class ActionModule(shared.RunbookAction):

@@ -58,13 +58,25 @@ class RunbookAction(ActionBase):
                 msg = f"Unsupported parameters for ({name}) module: {msg}"
             return {**result, "failed": True, "msg": msg}
         try:
-            out = self.act(checked.validated_parameters, bool(self._task.check_mode))
+            out = self.act(plain(checked.validated_parameters), bool(self._task.check_mode))
         except Failed as err:
             return {**result, **err.extra, "failed": True, "msg": err.msg}
         return {**result, "changed": False, **out}
 
     def act(self, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         raise NotImplementedError
+
+
+def plain(value: Any) -> Any:
+    """The value with Ansible's tagged strings and containers made plain Python ones, as a
+    module receives them: a YAML dumper or a client library may not know Ansible's types."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def aws(service: str, region: str | None, endpoint_url: str | None) -> Any:

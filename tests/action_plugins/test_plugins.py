@@ -1,0 +1,273 @@
+"""The project's action plugins, run by a real ansible-playbook: what check mode changes
+(nothing) and shows (a diff), what a bad argument says, and that no task starts a module
+process (the play's Python interpreter does not exist: a module could not run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from kubernetes import client, config
+
+from engine.sandbox.kube import Cluster
+from engine.sandbox.kube_http import KubeServer
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGINS = REPO / "runbooks" / "playbooks" / "action_plugins"
+ANSIBLE = str(Path(sys.executable).parent / "ansible-playbook")
+IMAGE = "registry.example/app"
+
+
+def play(folder: Path, *tasks: dict[str, Any], check: bool = False) -> list[dict[str, Any]]:
+    """Each task's result, from a one-play playbook run with ansible-playbook."""
+    book = folder / "play.yml"
+    book.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
+                                     "tasks": list(tasks)}]))
+    env = {**os.environ, "ANSIBLE_ACTION_PLUGINS": str(PLUGINS),
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+           "ANSIBLE_HOME": str(folder / ".ansible"),
+           "ANSIBLE_LOCAL_TEMP": str(folder / ".ansible" / "tmp")}
+    done = subprocess.run(
+        [ANSIBLE, "-i", "localhost,", "-c", "local",
+         "-e", "ansible_python_interpreter=/nonexistent/python",
+         *(["--check", "--diff"] if check else []), str(book)],
+        capture_output=True, text=True, env=env, cwd=folder, check=False)
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(done.stdout + done.stderr) from None
+    return [task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]]
+
+
+# -- Kubernetes: the emulator, in this process ----------------------------------------------
+
+class Kube:
+    def __init__(self, folder: Path, *, serve_watches: bool = True) -> None:
+        self.cluster = Cluster(rollout_delay=3600)  # a rollout completes when a test says so
+        self.server = KubeServer(("127.0.0.1", 0), self.cluster, serve_watches=serve_watches)
+        self.server.start()
+        self.kubeconfig = folder / "kubeconfig"
+        self.kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "t",
+            "clusters": [{"name": "t", "cluster": {"server": self.server.url}}],
+            "users": [{"name": "t", "user": {"token": "t"}}],
+            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+        api = config.new_client_from_config(str(self.kubeconfig))
+        self.apps, self.core = client.AppsV1Api(api), client.CoreV1Api(api)
+        self.core.create_namespace({"metadata": {"name": "app"}})
+        self.apps.create_namespaced_deployment("app", {
+            "metadata": {"name": "api"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+                     "template": {"metadata": {"labels": {"app": "api"}},
+                                  "spec": {"containers": [{"name": "api",
+                                                           "image": f"{IMAGE}:1"}]}}}})
+        self.complete()
+
+    def args(self, **more: Any) -> dict[str, Any]:
+        return {"kubeconfig": str(self.kubeconfig), "namespace": "app", **more}
+
+    def set_image(self, tag: str) -> None:
+        self.apps.patch_namespaced_deployment("api", "app", {"spec": {"template": {"spec": {
+            "containers": [{"name": "api", "image": f"{IMAGE}:{tag}"}]}}}})
+
+    def complete(self) -> None:
+        """What the deployment controller reports once the rollout is done."""
+        dep = self.apps.read_namespaced_deployment("api", "app")
+        want = dep.spec.replicas
+        self.apps.patch_namespaced_deployment_status("api", "app", {"status": {
+            "observedGeneration": dep.metadata.generation, "replicas": want,
+            "updatedReplicas": want, "readyReplicas": want, "availableReplicas": want,
+            "unavailableReplicas": None}})
+
+    def image(self) -> str:
+        return str(self.apps.read_namespaced_deployment("api", "app")
+                   .spec.template.spec.containers[0].image)
+
+    def wait_for_watches(self, count: int) -> None:
+        with self.server.watched:
+            assert self.server.watched.wait_for(
+                lambda: self.server.watch_requests >= count, timeout=120)
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[Kube]:
+    k = Kube(tmp_path)
+    yield k
+    k.server.shutdown()
+
+
+def test_rollout_history_in_check_mode_reads_it(kube: Kube, tmp_path: Path) -> None:
+    kube.set_image("2")
+    [history] = play(tmp_path, {"k8s_rollout": kube.args(action="history", deployment="api")},
+                     check=True)
+    assert not history["changed"]
+    assert [r["image"] for r in history["revisions"]] == [f"{IMAGE}:2", f"{IMAGE}:1"]
+    assert history["target"]["image"] == f"{IMAGE}:1"
+
+
+def test_rollout_undo_in_check_mode_changes_nothing_and_shows_the_diff(
+        kube: Kube, tmp_path: Path) -> None:
+    kube.set_image("2")
+    old = next(rs for rs in kube.apps.list_namespaced_replica_set("app").items
+               if rs.spec.template.spec.containers[0].image == f"{IMAGE}:1")
+    [undo] = play(tmp_path, {"k8s_rollout": kube.args(
+        action="undo", deployment="api", to_hash=old.metadata.labels["pod-template-hash"])},
+        check=True)
+    assert undo["changed"] and undo["to_image"] == f"{IMAGE}:1"
+    assert f"{IMAGE}:2" in undo["diff"]["before"] and f"{IMAGE}:1" in undo["diff"]["after"]
+    assert kube.image() == f"{IMAGE}:2"
+
+
+def test_rollout_undo_does_it_without_check_mode(kube: Kube, tmp_path: Path) -> None:
+    kube.set_image("2")
+    old = next(rs for rs in kube.apps.list_namespaced_replica_set("app").items
+               if rs.spec.template.spec.containers[0].image == f"{IMAGE}:1")
+    [undo] = play(tmp_path, {"k8s_rollout": kube.args(
+        action="undo", deployment="api", to_hash=old.metadata.labels["pod-template-hash"])})
+    assert undo["changed"]
+    assert kube.image() == f"{IMAGE}:1"
+
+
+def test_verify_window_in_check_mode_takes_one_sample(kube: Kube, tmp_path: Path) -> None:
+    [window] = play(tmp_path, {"verify_window": kube.args(deployment="api", seconds=3600,
+                                                          image=f"{IMAGE}:1")}, check=True)
+    assert not window["changed"] and window["samples"] == 1, window
+    assert window["summary"].startswith("healthy for")
+
+
+def test_verify_window_fails_on_another_image(kube: Kube, tmp_path: Path) -> None:
+    [window] = play(tmp_path, {"verify_window": kube.args(deployment="api", seconds=1,
+                                                          image=f"{IMAGE}:9")}, check=True)
+    assert window["failed"]
+    assert f"runs {IMAGE}:1, not {IMAGE}:9" in window["msg"]
+
+
+def test_reading_a_deployment_in_check_mode(kube: Kube, tmp_path: Path) -> None:
+    found, missing = play(tmp_path, {"k8s_deployment": kube.args(name="api")},
+                          {"k8s_deployment": kube.args(name="nothing")}, check=True)
+    assert not found["changed"] and found["complete"]
+    assert found["resources"][0]["spec"]["template"]["spec"]["containers"][0]["image"] \
+        == f"{IMAGE}:1"
+    assert missing["resources"] == [] and not missing.get("failed")
+
+
+def _wait_in_background(kube: Kube, folder: Path) -> tuple[threading.Thread, list[Any]]:
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.extend(play(folder, {
+        "k8s_deployment": kube.args(name="api", wait=True, wait_timeout=600)})))
+    thread.start()
+    return thread, results
+
+
+def test_the_rollout_wait_watches_until_the_rollout_completes(
+        kube: Kube, tmp_path: Path) -> None:
+    kube.set_image("2")
+    thread, results = _wait_in_background(kube, tmp_path)
+    kube.wait_for_watches(1)  # the wait is watching the unfinished rollout
+    kube.complete()
+    thread.join()
+    [waited] = results
+    assert waited["complete"] and waited["wait_method"] == "watch", waited
+    assert waited["resources"][0]["status"]["updatedReplicas"] == 2
+
+
+def test_the_rollout_wait_polls_a_server_that_cannot_watch(tmp_path: Path) -> None:
+    kube = Kube(tmp_path, serve_watches=False)
+    try:
+        kube.set_image("2")
+        thread, results = _wait_in_background(kube, tmp_path)
+        kube.wait_for_watches(1)  # refused: from now on it polls
+        kube.complete()
+        thread.join()
+    finally:
+        kube.server.shutdown()
+    [waited] = results
+    assert waited["complete"] and waited["wait_method"] == "poll", waited
+
+
+# -- the overlay -----------------------------------------------------------------------------
+
+KUSTOMIZATION = "resources:\n- ../base\nimages:\n- name: app\n  newName: reg/app\n  newTag: '1'\n"
+
+
+def test_kustomize_image_in_check_mode_changes_nothing_and_shows_the_diff(
+        tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text(KUSTOMIZATION)
+    [edit] = play(tmp_path, {"kustomize_image": {"path": str(tmp_path), "name": "app",
+                                                 "image": "reg/app:2"}}, check=True)
+    assert edit["changed"] and edit["image"] == "reg/app:2" and edit["previous"] == "reg/app:1"
+    assert "newTag: '1'" in edit["diff"]["before"] and "newTag: '2'" in edit["diff"]["after"]
+    assert (tmp_path / "kustomization.yaml").read_text() == KUSTOMIZATION
+
+
+def test_kustomize_image_writes_the_overlay(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text(KUSTOMIZATION)
+    first, again = play(tmp_path, *[{"kustomize_image": {
+        "path": str(tmp_path), "name": "app", "new_name": "reg/app", "new_tag": "2"}}] * 2)
+    assert first["changed"] and not again["changed"]
+    images = yaml.safe_load((tmp_path / "kustomization.yaml").read_text())["images"]
+    assert images == [{"name": "app", "newName": "reg/app", "newTag": "2"}]
+
+
+# -- ECR and RDS: moto's server in the sandbox -----------------------------------------------
+
+def test_ecr_retag_in_check_mode_copies_nothing_and_shows_the_diff(
+        sandbox: dict[str, str], tmp_path: Path) -> None:
+    [copied] = play(tmp_path, {"ecr_retag": {"repository": "quikapp/api",
+                                             "source_tag": "1.4.2", "target_tag": "fresh-1"}},
+                    check=True)
+    assert copied["changed"] and not copied["copied"]
+    assert copied["digest"] in copied["diff"]["after"]
+    assert "no such tag" in copied["diff"]["before"]
+    ecr = boto3.client("ecr")
+    tags = {t for image in ecr.describe_images(repositoryName="quikapp/api")["imageDetails"]
+            for t in image.get("imageTags", [])}
+    assert "fresh-1" not in tags and "1.4.2" in tags
+
+
+def test_ecr_image_and_snapshot_choice_in_check_mode(
+        in_shared_sandbox: dict[str, str], tmp_path: Path) -> None:
+    image, missing, snapshot = play(
+        tmp_path, {"ecr_image": {"repository": "quikapp/api", "tag": "1.4.2"}},
+        {"ecr_image": {"repository": "quikapp/api", "tag": "9.9.9", "missing_ok": True}},
+        {"rds_snapshot_choose": {"instance": "quikapp-live", "latest": True}}, check=True)
+    assert image["found"] and image["digest"].startswith("sha256:") and not image["changed"]
+    assert not missing["found"] and not missing.get("failed")
+    assert snapshot["snapshot"]["id"] == "quikapp-live-nightly" and snapshot["problem"] is None
+
+
+BAD_ARGUMENTS = [
+    ({"ecr_image": {"repository": "r"}}, "missing required arguments: tag"),
+    ({"ecr_retag": {"repository": "r", "source_tag": "a", "target_tag": "b", "tags": "c"}},
+     "Unsupported parameters for (ecr_retag) module: tags"),
+    ({"k8s_rollout": {"action": "undo", "namespace": "n", "deployment": "d"}},
+     "action is undo but all of the following are missing: to_hash"),
+    ({"k8s_rollout": {"action": "redo", "namespace": "n", "deployment": "d"}},
+     "value of action must be one of: history, undo, got: redo"),
+    ({"kustomize_image": {"path": ".", "name": "app", "image": "a:1", "new_tag": "2"}},
+     "parameters are mutually exclusive: image|new_tag"),
+    ({"rds_snapshot_choose": {"instance": "i", "latest": "maybe"}},
+     "argument 'latest' is of type"),
+    ({"verify_window": {"namespace": "n", "deployment": "d", "seconds": "soon"}},
+     "argument 'seconds' is of type"),
+    ({"k8s_deployment": {"namespace": "n", "name": "d", "wait_timeout": "long"}},
+     "argument 'wait_timeout' is of type"),
+]
+
+
+@pytest.mark.parametrize(("task", "message"), BAD_ARGUMENTS,
+                         ids=[next(iter(t)) for t, _ in BAD_ARGUMENTS])
+def test_a_bad_argument_fails_the_task_and_says_which(task: dict[str, Any], message: str,
+                                                      tmp_path: Path) -> None:
+    [result] = play(tmp_path, task)
+    assert result["failed"]
+    assert message in result["msg"]
