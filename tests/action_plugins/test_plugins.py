@@ -271,3 +271,15 @@ def test_a_bad_argument_fails_the_task_and_says_which(task: dict[str, Any], mess
     [result] = play(tmp_path, task)
     assert result["failed"]
     assert message in result["msg"]
+
+
+# -- the shipped playbooks -------------------------------------------------------------------
+
+SHIPPED = sorted((REPO / "runbooks" / "playbooks").glob("*.yml"))
+
+
+@pytest.mark.parametrize("playbook", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_no_shipped_play_gathers_facts(playbook: Path) -> None:
+    """None needs facts: gathering them would start a module process in every play."""
+    plays = yaml.safe_load(playbook.read_text())
+    assert plays and all(play.get("gather_facts") is False for play in plays)
