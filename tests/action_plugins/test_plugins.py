@@ -218,6 +218,36 @@ def test_kustomize_image_writes_the_overlay(tmp_path: Path) -> None:
     assert images == [{"name": "app", "newName": "reg/app", "newTag": "2"}]
 
 
+def _git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_overlay_commit_in_check_mode_commits_nothing_and_shows_what(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(KUSTOMIZATION)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=a", "-c", "user.email=a@localhost", "commit", "-qm", "a")
+    (overlay / "kustomization.yaml").write_text(KUSTOMIZATION + "namespace: app\n")
+    task = {"overlay_commit": {"path": str(overlay), "message": "Promote app"}}
+    [checked] = play(tmp_path, task, check=True)
+    assert checked["changed"] and not checked["committed"]
+    assert "kustomization.yaml" in checked["diff"]["prepared"]
+    assert _git(tmp_path, "status", "--porcelain") != ""  # still uncommitted
+    [done] = play(tmp_path, task)
+    assert done["changed"] and done["committed"]
+    assert _git(tmp_path, "log", "-1", "--format=%s %an") == "Promote app runbook\n"
+    [again] = play(tmp_path, task)
+    assert not again["changed"] and again["in_git"] and again["files"] == []
+
+
+def test_overlay_commit_outside_git_does_nothing(tmp_path: Path) -> None:
+    [result] = play(tmp_path, {"overlay_commit": {"path": str(tmp_path), "message": "m"}})
+    assert not result["changed"] and not result["in_git"]
+
+
 # -- ECR and RDS: moto's server in the sandbox -----------------------------------------------
 
 def test_ecr_retag_in_check_mode_copies_nothing_and_shows_the_diff(
@@ -261,6 +291,7 @@ BAD_ARGUMENTS = [
      "argument 'seconds' is of type"),
     ({"k8s_deployment": {"namespace": "n", "name": "d", "wait_timeout": "long"}},
      "argument 'wait_timeout' is of type"),
+    ({"overlay_commit": {"path": "."}}, "missing required arguments: message"),
 ]
 
 
