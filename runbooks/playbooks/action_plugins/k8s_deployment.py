@@ -78,7 +78,8 @@ def _changes(apps, ns, name, version, seconds):
                 yield event["object"]
             elif event.get("type") in ("DELETED", "ERROR"):
                 return  # gone, or an expired version: the caller reads it again
-    finally:
+    finally:  # a watch left early is closed, not handed back to the pool half read
+        resp.close()
         resp.release_conn()
 
 
