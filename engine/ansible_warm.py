@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import codecs
 import contextlib
 import datetime
 import json
@@ -140,6 +141,8 @@ class Worker:
         selector.register(read_end, selectors.EVENT_READ)
         selector.register(self.sock, selectors.EVENT_READ)
         output_open = True
+        # A character split between two reads is decoded whole.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             while output_open or rc is None:
                 wait = None if deadline is None or timed_out else \
@@ -153,8 +156,9 @@ class Worker:
                     if key.fileobj == read_end:
                         chunk = os.read(read_end, 65536)
                         if chunk:
-                            on_output(chunk.decode("utf-8", "replace"))
+                            on_output(decoder.decode(chunk))
                         else:
+                            on_output(decoder.decode(b"", final=True))
                             output_open = False
                             selector.unregister(read_end)
                         continue
