@@ -1,8 +1,11 @@
-"""Benchmark: a sandbox promotion (uat1 → staging) and a rollback of live, each split into
-engine, Ansible and waiting, and the bytes the promotion's manifest-copy retag moves against
-the guide's docker pull/tag/push.
+"""Benchmark: a sandbox promotion (uat1 → staging) and a rollback of live, each done three
+ways side by side in one run: the runbook with the warm Ansible worker (RUNBOOK_ANSIBLE=warm),
+the runbook through ansible-runner (RUNBOOK_ANSIBLE=runner), and the guide's commands as a
+bash script (bench/guide-promote.sh, bench/guide-rollback.sh; the baseline). The runbook's
+time is split into engine, Ansible and waiting; the bytes the promotion's manifest-copy retag
+moves are set against the guide's docker pull/tag/push.
 
-Run: uv run python bench/promote.py [--runs N]
+Run: uv run python bench/promote.py [--runs N] [--rollout-delay SECONDS]
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -24,6 +30,14 @@ from engine.approvals import approve  # noqa: E402
 from engine.report import NullReporter  # noqa: E402
 
 WAIT_TASK = "Wait until the rollout is complete"
+WAYS = ("warm", "runner", "bash")
+TITLES = {"warm": "runbook, warm worker (`RUNBOOK_ANSIBLE=warm`, the default)",
+          "runner": "runbook, ansible-runner (`RUNBOOK_ANSIBLE=runner`)",
+          "bash": "the guide's commands, bash (baseline)"}
+PROMOTE_TARGET = 1.3  # warm promote against the bash script
+ROLLBACK_TARGET = 1.0  # seconds of a rollback beyond the rollout's own convergence
+
+Sample = dict[str, float]
 
 
 class Timer(NullReporter):
@@ -36,12 +50,14 @@ class Timer(NullReporter):
 
     def step_finished(self, step_id: str, name: str, status: str, message: str,
                       seconds: float) -> None:
-        if step_id in self.started:
-            self.took[step_id] = time.perf_counter() - self.started[step_id]
+        # A resume also reports the steps it took as done, which it did not start.
+        started = self.started.pop(step_id, None)
+        if started is not None:
+            self.took[step_id] = time.perf_counter() - started
 
 
 def waiting_seconds(run_dir: Path, step: str) -> float:
-    """Time ansible spent in the rollout wait task, from ansible-runner's job events."""
+    """Time ansible spent in the rollout wait task, from the step's job events."""
     total = 0.0
     for event in run_dir.glob(f"{step}/artifacts/*/job_events/*.json"):
         data = json.loads(event.read_text())
@@ -51,24 +67,7 @@ def waiting_seconds(run_dir: Path, step: str) -> float:
     return total
 
 
-def one_promotion(items: list[str]) -> dict[str, float]:
-    first = api.run(runbook="promote", params={"from": "uat1", "to": "staging"},
-                    user="operator")
-    assert first.status == "waiting", first.message
-    approve(run_id=first.run_id, step="checklist", by="alice", items=items)
-    timer = Timer()
-    t0 = time.perf_counter()
-    done = api.resume(run_id=first.run_id, reporter=timer)
-    total = time.perf_counter() - t0
-    assert done.status == "done", done.message
-    parts = split(first.run_id, timer, total, "release-wait-rollout")
-    retag = next(s for s in done.steps if s.step_id == "release-retag").result or {}
-    copy = retag["outputs"]
-    return {**parts, "image_bytes": copy["image_bytes"],
-            "manifest_bytes": copy["manifest_bytes"], "layers": copy["layers"]}
-
-
-def split(run_id: str, timer: Timer, total: float, wait_step: str) -> dict[str, float]:
+def split(run_id: str, timer: Timer, total: float, wait_step: str) -> Sample:
     run_dir = Path(os.environ["RUNBOOK_HOME"]) / "runs" / run_id
     in_ansible = sum(took for step, took in timer.took.items()
                      if (run_dir / step / "artifacts").is_dir())
@@ -77,7 +76,29 @@ def split(run_id: str, timer: Timer, total: float, wait_step: str) -> dict[str, 
             "engine": total - in_ansible}
 
 
-def one_rollback() -> dict[str, float]:
+def runbook_promotion(items: list[str]) -> Sample:
+    """The promote runbook up to its checklist, the checklist attested, then the rest: the
+    time of both parts, the person's part left out."""
+    timer = Timer()
+    t0 = time.perf_counter()
+    first = api.run(runbook="promote", params={"from": "uat1", "to": "staging"},
+                    user="operator", reporter=timer)
+    to_checklist = time.perf_counter() - t0
+    assert first.status == "waiting", first.message
+    approve(run_id=first.run_id, step="checklist", by="alice", items=items)
+    t0 = time.perf_counter()
+    done = api.resume(run_id=first.run_id, reporter=timer)
+    after = time.perf_counter() - t0
+    assert done.status == "done", done.message
+    parts = split(first.run_id, timer, to_checklist + after, "release-wait-rollout")
+    retag = next(s for s in done.steps if s.step_id == "release-retag").result or {}
+    copy = retag["outputs"]
+    return {**parts, "to_checklist": to_checklist, "after_checklist": after,
+            "image_bytes": copy["image_bytes"], "manifest_bytes": copy["manifest_bytes"],
+            "layers": copy["layers"]}
+
+
+def runbook_rollback() -> Sample:
     timer = Timer()
     t0 = time.perf_counter()
     done = api.run(runbook="rollback", params={"env": "live"}, user="operator",
@@ -87,45 +108,145 @@ def one_rollback() -> dict[str, float]:
     return split(done.run_id, timer, total, "wait-rollout")
 
 
-def table(title: str, samples: list[dict[str, float]]) -> None:
-    med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
-    print(f"{title}, median of {len(samples)} (rollout convergence delay 1.0 s):\n")
-    print("| part | seconds | share |\n|---|---|---|")
-    for part in ("engine", "ansible", "waiting"):
-        print(f"| {part} | {med[part]:.2f} | {med[part] / med['total']:.0%} |")
-    print(f"| total | {med['total']:.2f} | 100% |\n")
+def script(argv: Sequence[str]) -> Sample:
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    took = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited with {done.returncode}:\n{done.stderr}")
+    return {"total": took}
+
+
+def median(samples: list[Sample], key: str) -> float:
+    return statistics.median(s[key] for s in samples)
+
+
+def one_round(where: Path, info: dict[str, Any], state: Path, order: Sequence[str],
+              items: list[str], promotions: dict[str, list[Sample]],
+              rollbacks: dict[str, list[Sample]]) -> None:
+    """Each way once, each from the sandbox as it was seeded and with a store of its own
+    (the runbooks check the history they find against the cluster)."""
+    for way in order:
+        sandbox.reset(info)
+        os.environ["RUNBOOK_HOME"] = str(state / way)
+        if way == "bash":
+            promotions[way].append(script([str(REPO / "bench" / "guide-promote.sh"),
+                                           str(where), "uat1", "staging"]))
+            rollbacks[way].append(script([str(REPO / "bench" / "guide-rollback.sh"),
+                                          str(where), "live"]))
+        else:
+            os.environ["RUNBOOK_ANSIBLE"] = way
+            promotions[way].append(runbook_promotion(items))
+            rollbacks[way].append(runbook_rollback())
+
+
+def seconds(value: float) -> str:
+    return f"{value:.2f} s"
+
+
+def promotion_table(samples: dict[str, list[Sample]]) -> None:
+    base = median(samples["bash"], "total")
+    print("promote uat1 → staging (the checklist's attestation not counted):\n")
+    print("| way | to the checklist | after the checklist | total | total ÷ bash "
+          "| after the checklist ÷ bash |\n|---|---|---|---|---|---|")
+    for way in WAYS:
+        if way == "bash":
+            print(f"| {TITLES[way]} | | | {seconds(base)} | 1.00× | |")
+            continue
+        total = median(samples[way], "total")
+        after = median(samples[way], "after_checklist")
+        print(f"| {TITLES[way]} | {seconds(median(samples[way], 'to_checklist'))} "
+              f"| {seconds(after)} | {seconds(total)} | {total / base:.2f}× "
+              f"| {after / base:.2f}× |")
+    warm = median(samples["warm"], "total") / base
+    print(f"\ntarget: warm ≤ {PROMOTE_TARGET}× bash: {warm:.2f}× — "
+          f"{'met' if warm <= PROMOTE_TARGET else 'not met'}\n")
+
+
+def rollback_table(samples: dict[str, list[Sample]]) -> None:
+    base = median(samples["bash"], "total")
+    print("`rollback --env live`, to the verified previous image:\n")
+    print("| way | total | waiting for the rollout | total − waiting | total ÷ bash |\n"
+          "|---|---|---|---|---|")
+    for way in WAYS:
+        total = median(samples[way], "total")
+        if way == "bash":
+            print(f"| {TITLES[way]} | {seconds(total)} | | | 1.00× |")
+            continue
+        waiting = median(samples[way], "waiting")
+        beyond = statistics.median(s["total"] - s["waiting"] for s in samples[way])
+        print(f"| {TITLES[way]} | {seconds(total)} | {seconds(waiting)} | {seconds(beyond)} "
+              f"| {total / base:.2f}× |")
+    beyond = statistics.median(s["total"] - s["waiting"] for s in samples["warm"])
+    print(f"\ntarget: warm rollback ≤ {ROLLBACK_TARGET:.0f} s plus the rollout's own "
+          f"convergence: {beyond:.2f} s beyond waiting — "
+          f"{'met' if beyond <= ROLLBACK_TARGET else 'not met'}\n")
+
+
+def split_table(title: str, samples: dict[str, list[Sample]]) -> None:
+    ways = [w for w in WAYS if w != "bash"]
+    print(f"{title}, where the runbook's time goes:\n")
+    print("| part | " + " | ".join(TITLES[w].split(" (")[0] for w in ways) + " |\n|---|"
+          + "---|" * len(ways))
+    for part in ("engine", "ansible", "waiting", "total"):
+        cells = []
+        for way in ways:
+            value, total = median(samples[way], part), median(samples[way], "total")
+            cells.append(f"{seconds(value)} ({value / total:.0%})")
+        print(f"| {part} | " + " | ".join(cells) + " |")
+    print()
+
+
+def bytes_table(sample: Sample) -> None:
+    pulled = sample["image_bytes"] + sample["manifest_bytes"]
+    print("| retag method | bytes over the network |\n|---|---|")
+    print(f"| manifest copy (batch_get_image + put_image) | {2 * sample['manifest_bytes']:,.0f} |")
+    print(f"| docker pull + tag + push ({sample['layers']:.0f} layers, layers already in the "
+          f"registry on push) | {pulled + sample['manifest_bytes']:,.0f} |")
+    print(f"\nratio: the manifest copy moves {2 * sample['manifest_bytes'] / pulled:.6%} of the "
+          "bytes of a pull/tag/push")
+
+
+def run_all(runs: int, rollout_delay: float, tmp: Path,
+            progress: Callable[[str], None]) -> tuple[dict[str, list[Sample]],
+                                                      dict[str, list[Sample]]]:
+    promotions: dict[str, list[Sample]] = {way: [] for way in WAYS}
+    rollbacks: dict[str, list[Sample]] = {way: [] for way in WAYS}
+    os.environ["RUNBOOK_USER"] = "operator"  # the sandbox makes its operator a person
+    for n in range(runs):
+        where = tmp / f"sandbox-{n}"
+        info = sandbox.up(where, rollout_delay=rollout_delay)
+        os.environ.update(sandbox.environment(info))
+        inv = api.load_inventory(None)
+        items = [i["id"] for i in inv.data["checklists"]["uat-staging"]]
+        order = WAYS[n % len(WAYS):] + WAYS[:n % len(WAYS)]  # no way always goes first
+        progress(f"run {n + 1} of {runs}: {', '.join(order)}")
+        try:
+            one_round(where, info, tmp / f"state-{n}", order, items, promotions, rollbacks)
+        finally:
+            sandbox.down(where)
+    return promotions, rollbacks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rollout-delay", type=float, default=1.0,
+                        help="seconds the sandbox's deployments take to converge")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["RUNBOOK_HOME"] = str(Path(tmp) / "state")
-        os.environ["RUNBOOK_USER"] = "operator"  # the sandbox makes its operator a person
         os.chdir(tmp)
-        samples, rollbacks = [], []
-        for _ in range(args.runs):
-            where = Path(tmp) / f"sandbox-{len(samples)}"
-            info = sandbox.up(where, rollout_delay=1.0)
-            os.environ.update(sandbox.environment(info))
-            inv = api.load_inventory(None)
-            items = [i["id"] for i in inv.data["checklists"]["uat-staging"]]
-            try:
-                samples.append(one_promotion(items))
-                rollbacks.append(one_rollback())
-            finally:
-                sandbox.down(where)
-    table("promote uat1 → staging in the sandbox (after its checklist)", samples)
-    table("rollback --env live in the sandbox, to the verified previous image", rollbacks)
-    s = samples[0]
-    pulled = s["image_bytes"] + s["manifest_bytes"]
-    print("| retag method | bytes over the network |\n|---|---|")
-    print(f"| manifest copy (batch_get_image + put_image) | {2 * s['manifest_bytes']:,} |")
-    print(f"| docker pull + tag + push ({int(s['layers'])} layers, layers already in the "
-          f"registry on push) | {pulled + s['manifest_bytes']:,} |")
-    print(f"\nratio: the manifest copy moves {2 * s['manifest_bytes'] / pulled:.6%} of the "
-          "bytes of a pull/tag/push")
+        promotions, rollbacks = run_all(args.runs, args.rollout_delay, Path(tmp),
+                                        lambda line: print(line, file=sys.stderr))
+    print("```bash\nuv run python bench/promote.py " + " ".join(sys.argv[1:]) + "\n```\n")
+    print(f"Median of {args.runs}, a fresh sandbox each run, each way starting from the "
+          f"sandbox as seeded; the sandbox's rollout convergence delay: "
+          f"{args.rollout_delay:.1f} s.\n")
+    promotion_table(promotions)
+    rollback_table(rollbacks)
+    split_table("promote uat1 → staging", promotions)
+    split_table("rollback --env live", rollbacks)
+    bytes_table(promotions["warm"][0])
 
 
 if __name__ == "__main__":
