@@ -163,24 +163,26 @@ def promotion_table(samples: dict[str, list[Sample]]) -> None:
           f"{'met' if warm <= PROMOTE_TARGET else 'not met'}\n")
 
 
-def rollback_table(samples: dict[str, list[Sample]]) -> None:
+def rollback_table(samples: dict[str, list[Sample]], delay: float) -> None:
     base = median(samples["bash"], "total")
     print("`rollback --env live`, to the verified previous image:\n")
-    print("| way | total | waiting for the rollout | total − waiting | total ÷ bash |\n"
-          "|---|---|---|---|---|")
+    print("| way | total | rollout wait task | total − wait task | total − convergence delay "
+          "| total ÷ bash |\n|---|---|---|---|---|---|")
     for way in WAYS:
         total = median(samples[way], "total")
+        beyond_delay = seconds(total - delay)
         if way == "bash":
-            print(f"| {TITLES[way]} | {seconds(total)} | | | 1.00× |")
+            print(f"| {TITLES[way]} | {seconds(total)} | | | {beyond_delay} | 1.00× |")
             continue
         waiting = median(samples[way], "waiting")
         beyond = statistics.median(s["total"] - s["waiting"] for s in samples[way])
         print(f"| {TITLES[way]} | {seconds(total)} | {seconds(waiting)} | {seconds(beyond)} "
-              f"| {total / base:.2f}× |")
-    beyond = statistics.median(s["total"] - s["waiting"] for s in samples["warm"])
+              f"| {beyond_delay} | {total / base:.2f}× |")
+    beyond = median(samples["warm"], "total") - delay
     print(f"\ntarget: warm rollback ≤ {ROLLBACK_TARGET:.0f} s plus the rollout's own "
-          f"convergence: {beyond:.2f} s beyond waiting — "
-          f"{'met' if beyond <= ROLLBACK_TARGET else 'not met'}\n")
+          f"convergence ({delay:.1f} s): {beyond:.2f} s beyond it — "
+          f"{'met' if beyond <= ROLLBACK_TARGET else 'not met'}. The wait task's time "
+          "includes its module's start as well as the convergence.\n")
 
 
 def split_table(title: str, samples: dict[str, list[Sample]]) -> None:
@@ -194,7 +196,10 @@ def split_table(title: str, samples: dict[str, list[Sample]]) -> None:
             value, total = median(samples[way], part), median(samples[way], "total")
             cells.append(f"{seconds(value)} ({value / total:.0%})")
         print(f"| {part} | " + " | ".join(cells) + " |")
-    print()
+    print("\n*engine*: outside the ansible steps (planning, rendering, checkpoints, journal, "
+          "drift checks, stopping the warm worker at the end of each run); *ansible*: inside "
+          "them, less *waiting*: the rollout wait task, from its job events (its module's "
+          "start included).\n")
 
 
 def bytes_table(sample: Sample) -> None:
@@ -243,7 +248,7 @@ def main() -> None:
           f"sandbox as seeded; the sandbox's rollout convergence delay: "
           f"{args.rollout_delay:.1f} s.\n")
     promotion_table(promotions)
-    rollback_table(rollbacks)
+    rollback_table(rollbacks, args.rollout_delay)
     split_table("promote uat1 → staging", promotions)
     split_table("rollback --env live", rollbacks)
     bytes_table(promotions["warm"][0])
