@@ -15,8 +15,11 @@ if [[ $# -ne 2 ]]; then
 fi
 sandbox="$1"
 env="$2"
-: "${KUBECONFIG:?export the sandbox's variables first: eval \"\$(runbook sandbox env)\"}"
-: "${AWS_ENDPOINT_URL:?export the sandbox's variables first: eval \"\$(runbook sandbox env)\"}"
+if [[ -z "${KUBECONFIG:-}" || -z "${AWS_ENDPOINT_URL:-}" ]]; then
+    echo "$0: KUBECONFIG and AWS_ENDPOINT_URL are not set: export the sandbox's" \
+        "variables first: eval \"\$(runbook sandbox env)\"" >&2
+    exit 2
+fi
 repository="quikapp/api"
 container="api"
 deployment="deployment/${env}-quikapp-api"
