@@ -121,13 +121,19 @@ class Executor:
         return self._finish("planned" if self.dry_run else "done", "")
 
     def _prepare(self) -> None:
-        """What a step type can start ahead for the steps still to run (the warm Ansible
-        worker loads while the steps before the first playbook run)."""
-        ahead = {STEP_TYPES[s.type].prepare for s in self._steps_by_id.values()
-                 if s.id not in self.checkpoints or self.checkpoints[s.id].status not in STEP_DONE}
-        for prepare in ahead:
-            if prepare is not None:
-                prepare(self.run_id)
+        """What the next step type to run can start ahead (the warm Ansible worker loads
+        while the steps before the first playbook run), unless a gate comes first: the run
+        may stop there, and whatever was started would be for nothing."""
+        for step in self._steps_by_id.values():
+            record = self.checkpoints.get(step.id)
+            if record is not None and record.status in STEP_DONE:
+                continue
+            kind = STEP_TYPES[step.type]
+            if kind.gate:
+                return
+            if kind.prepare is not None:
+                kind.prepare(self.run_id)
+                return
 
     def _interrupted(self) -> None:
         """The step in flight when the interrupt came, if nothing recorded its end."""
