@@ -32,6 +32,7 @@ from typing import Any
 
 _HEADER = struct.Struct("!I")
 _MAX_REQUEST = 16 * 1024 * 1024
+_found: dict[str, list[Any] | None] = {"callbacks": None}
 
 
 def _warm() -> None:
@@ -85,12 +86,21 @@ def _reset() -> None:
     VaultSecretsContext._current = None
     # ansible-runner's event callback reads where to leave its data when it is imported, which
     # this process did before any playbook had a folder: it reads it again now.
-    for module in list(sys.modules.values()):
-        if str(getattr(module, "__file__", "")).endswith("awx_display.py") and \
-                hasattr(module, "EventContext"):
-            setattr(module, "event_context", module.EventContext())  # noqa: B010
+    for module in _callbacks_with_context():
+        setattr(module, "event_context", module.EventContext())  # noqa: B010
     # This process configured the collection finder already; the CLI's second call says so.
     warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already been")
+
+
+def _callbacks_with_context() -> list[Any]:
+    """ansible-runner's event callback modules this process has loaded (found once)."""
+    found = _found.get("callbacks")
+    if found is None:
+        found = _found["callbacks"] = [
+            module for module in list(sys.modules.values())
+            if str(getattr(module, "__file__", "")).endswith("awx_display.py")
+            and hasattr(module, "EventContext")]
+    return found
 
 
 def _child(request: dict[str, Any], out: int) -> None:
@@ -161,6 +171,7 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(argv[0])
     _warm()
+    _callbacks_with_context()
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ready": os.getpid()})

@@ -117,7 +117,9 @@ def run(ctx: StepContext) -> Outcome:
         finally:
             # After a timeout or an interrupt, Ansible's workers (in sessions of their own)
             # could outlive the playbook: nothing of this step runs on once it has ended.
-            proc.end_processes_of(ctx.run_id, ctx.step.id)
+            # (The warm worker's side has ended them already, whichever way the step ended.)
+            if through is _through_runner:
+                proc.end_processes_of(ctx.run_id, ctx.step.id)
             keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
     result = {"rc": rc, "status": status, "stats": stats, "results": results,
               "outputs": outputs, "changed": any(r.get("changed") for r in results.values())}
