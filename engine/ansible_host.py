@@ -21,10 +21,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import traceback
 import warnings
@@ -84,12 +87,27 @@ def _reset() -> None:
         if hasattr(function, cached):
             delattr(function, cached)
     VaultSecretsContext._current = None
+    # Play and task ids: unique per process, as they would be in a new ansible-playbook.
+    ansible_vars.cur_id = 0
+    ansible_vars.random_int = f"{secrets.randbelow(2**32):08x}"
     # ansible-runner's event callback reads where to leave its data when it is imported, which
     # this process did before any playbook had a folder: it reads it again now.
     for module in _callbacks_with_context():
         setattr(module, "event_context", module.EventContext())  # noqa: B010
     # This process configured the collection finder already; the CLI's second call says so.
     warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already been")
+
+
+def _own_local_tmp() -> str:
+    """A local temporary folder of this playbook's own (module payloads, decrypted vault
+    files, the ssh agent's socket), removed when it ends, as a new ``ansible-playbook``
+    has; the one ansible-core made when this process imported it is the worker's."""
+    from ansible import constants
+
+    parent = os.path.dirname(str(constants.DEFAULT_LOCAL_TMP))
+    mine = tempfile.mkdtemp(prefix=f"ansible-local-{os.getpid()}", dir=parent)
+    constants.DEFAULT_LOCAL_TMP = mine
+    return mine
 
 
 def _callbacks_with_context() -> list[Any]:
@@ -114,14 +132,18 @@ def _child(request: dict[str, Any], out: int) -> None:
         os.dup2(out, 2)
         os.close(out)
         os.close(devnull)
+        # As any Python program starts: Ctrl-C raises, SIGPIPE is ignored (a closed pipe is
+        # an error a connection plugin handles, not the end of the process).
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        for number in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(number, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         _reset()
+        local_tmp = _own_local_tmp()
         from ansible.cli.playbook import PlaybookCLI
 
         try:
@@ -129,6 +151,8 @@ def _child(request: dict[str, Any], out: int) -> None:
             rc = 0
         except SystemExit as exc:
             rc = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            shutil.rmtree(local_tmp, ignore_errors=True)
     except BaseException:
         traceback.print_exc()
     finally:

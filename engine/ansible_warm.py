@@ -42,6 +42,7 @@ _HEADER = struct.Struct("!I")
 _EVENT_DATA = re.compile(r"\x1b\[K((?:[A-Za-z0-9+/=]+\x1b\[\d+D)+)\x1b\[K")
 _MOVE = re.compile(r"\x1b\[\d+D")
 _START_TIMEOUT = 120.0
+_AFTER_TIMEOUT = 30.0  # how long a playbook ended at its timeout has to be reported ended
 
 
 class WorkerDied(Exception):
@@ -124,34 +125,40 @@ class Worker:
         """Run ``argv`` (an ``ansible-playbook`` command line) in a child; ``on_output`` gets
         what it prints as it comes. The child's tree is ended on a timeout and on any
         exception (an interrupt included) before this returns or raises."""
-        read_end, write_end = os.pipe()
         body = json.dumps({"argv": list(argv), "env": dict(env), "cwd": cwd}).encode()
-        try:
-            socket.send_fds(self.sock, [_HEADER.pack(len(body)) + body], [write_end])
-        except OSError as exc:
-            os.close(read_end)
-            raise WorkerDied(f"{exc.strerror}; {self._said()}") from exc
-        finally:
-            os.close(write_end)
+        request = _HEADER.pack(len(body)) + body
         pid: int | None = None
         rc: int | None = None
         timed_out = False
         deadline = None if timeout is None else time.monotonic() + timeout
         selector = selectors.DefaultSelector()
-        selector.register(read_end, selectors.EVENT_READ)
-        selector.register(self.sock, selectors.EVENT_READ)
-        output_open = True
         # A character split between two reads is decoded whole.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        read_end, write_end = os.pipe()
         try:
+            try:
+                # The pipe goes with the first bytes; the rest of a long request after them.
+                sent = socket.send_fds(self.sock, [request[:4096]], [write_end])
+                self.sock.sendall(request[sent:])
+            except OSError as exc:
+                raise WorkerDied(f"({exc.strerror}): {self._said()}") from exc
+            finally:
+                os.close(write_end)
+            selector.register(read_end, selectors.EVENT_READ)
+            selector.register(self.sock, selectors.EVENT_READ)
+            output_open = True
             while output_open or rc is None:
-                wait = None if deadline is None or timed_out else \
-                    max(0.0, deadline - time.monotonic())
-                ready = selector.select(wait)
-                if not ready and not timed_out and deadline is not None \
-                        and time.monotonic() >= deadline:
-                    timed_out = True
-                    self._end_child(pid, step_id)
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    if not timed_out:
+                        timed_out = True
+                        self._end_child(pid, step_id)
+                        deadline = now + _AFTER_TIMEOUT  # for its end to be reported
+                    else:
+                        raise WorkerDied("it did not report the end of a playbook stopped "
+                                         "at its timeout")
+                ready = selector.select(None if deadline is None else
+                                        max(0.0, deadline - time.monotonic()))
                 for key, _ in ready:
                     if key.fileobj == read_end:
                         chunk = os.read(read_end, 65536)
@@ -171,6 +178,8 @@ class Worker:
                         message = json.loads(line)
                         if "started" in message:
                             pid = int(message["started"])
+                            if timed_out:  # started after its time was up
+                                self._end_child(pid, step_id)
                         elif "ended" in message:
                             rc = int(message["rc"])
                             # What the playbook left running (a task's background process
@@ -178,7 +187,9 @@ class Worker:
                             proc.end_processes_of(self.run_id, step_id)
         except BaseException:
             self._end_child(pid, step_id)
-            self.close()  # its answers for this playbook would be read by the next one
+            # Its answers for this playbook would be read by the next one; and a playbook
+            # it forked but did not report yet must not go on: the worker's tree ends now.
+            self.close(at_once=True)
             raise
         finally:
             selector.close()
@@ -192,9 +203,11 @@ class Worker:
             proc.end_tree(pid)
         proc.end_processes_of(self.run_id, step_id)
 
-    def close(self) -> None:
+    def close(self, *, at_once: bool = False) -> None:
         with contextlib.suppress(AttributeError, OSError):
             self.sock.close()
+        if at_once and self.process.poll() is None:
+            proc.end_tree(self.process.pid)
         if self.process.poll() is None:
             # Without its socket the worker returns; the guard ends what is left after that.
             try:
@@ -218,7 +231,7 @@ _pool = _Pool()
 def worker_for(run_id: str, env: Mapping[str, str], cwd: str) -> Worker:
     """The run's warm worker for this environment and working folder, started if need be
     (or if the last one died)."""
-    key = (run_id, json.dumps([sorted(env.items()), cwd]))
+    key = (run_id, json.dumps([sorted(env.items()), cwd, _config_files(env, cwd)]))
     worker = _pool.workers.get(key)
     if worker is not None and worker.alive():
         return worker
@@ -237,6 +250,19 @@ def worker_for(run_id: str, env: Mapping[str, str], cwd: str) -> Worker:
         raise
     _pool.workers[key] = worker
     return worker
+
+
+def _config_files(env: Mapping[str, str], cwd: str) -> list[tuple[str, int, int]]:
+    """The configuration files Ansible would read, as they are now: a worker read them when
+    it started, so a changed one needs a new worker."""
+    found = []
+    for path in (env.get("ANSIBLE_CONFIG", ""), os.path.join(cwd, "ansible.cfg"),
+                 os.path.expanduser("~/.ansible.cfg"), "/etc/ansible/ansible.cfg"):
+        with contextlib.suppress(OSError):
+            if path:
+                st = os.stat(path)
+                found.append((path, st.st_mtime_ns, st.st_size))
+    return found
 
 
 def close_all() -> None:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 TAGS = ("RUNBOOK_RUN_ID", "RUNBOOK_ENGINE_PID", "RUNBOOK_STEP_ID")
@@ -102,13 +103,39 @@ def main(argv: list[str]) -> int:
     engine = os.environ.get("RUNBOOK_ENGINE_PID")
     if engine and os.getppid() != int(engine):
         return 137  # the engine died before the parent-death signal was armed
+    if sys.platform == "linux":
+        # Orphans of the tree (a worker's child whose parent died) become this process's
+        # children, so they are still found and ended below rather than running on alone.
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
     try:
         child = subprocess.Popen(argv)
     except OSError as exc:
         print(f"{argv[0]}: {exc.strerror}", file=sys.stderr)
         return 127
     rc = child.wait()
+    _end_orphans()
     return rc if rc >= 0 else 128 - rc
+
+
+def _end_orphans() -> None:
+    """What the command left behind when it ended (its own children, orphaned): stopped,
+    killed and reaped."""
+    me = os.getpid()
+    stopped: set[int] = set()
+    for _round in range(20):
+        found = _tree(me) - stopped - {me}
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped |= found
+    for pid in stopped:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, 0)[0]:
+            pass
 
 
 if __name__ == "__main__":

@@ -162,3 +162,21 @@ def test_a_signal_during_a_playbook_task_ends_it_and_the_worker_then_the_run_res
     resumed = runbook_cli("resume", run_id)
     assert resumed.code == 0, resumed.out
     assert done.read_text() == "done\n"
+
+
+def test_what_a_command_leaves_running_when_it_ends_is_ended_with_it(isolated, write_runbook,
+                                                                      runbook_cli):
+    """A background process whose parent has exited (an orphan) is still the step's: it ends
+    when the step's command does, and never writes its file."""
+    late = isolated / "late"
+    path = write_runbook(HEADER + f"""steps:
+  - id: leave-behind
+    command: {{argv: [sh, -c, "(sleep 600; touch {late}) & exit 0"]}}
+  - id: after
+    command: {{argv: [echo, after]}}
+""")
+    result = runbook_cli("run", str(path))
+    assert result.code == 0, result.out
+    run_id = result.out.split()[1]
+    assert until_gone(run_id) == []
+    assert not late.exists()

@@ -224,9 +224,9 @@ def prepare(run_id: str) -> None:
     """Start the run's warm worker now, so it loads while the steps before its first
     playbook run."""
     if mode() == "warm":
-        from engine import ansible_warm
 
-        with contextlib.suppress(ansible_warm.WorkerDied):
+        # Whatever stops it from starting is told by the step that needs it.
+        with contextlib.suppress(Exception):
             _worker(run_id)
 
 
@@ -239,8 +239,14 @@ def _callback_env() -> dict[str, str]:
     """What ansible-runner sets for its event callback, as it sets it."""
     from engine import ansible_warm
 
-    return {"ANSIBLE_CALLBACK_PLUGINS": ansible_warm.callback_dir(),
-            "ANSIBLE_STDOUT_CALLBACK": "awx_display", "ANSIBLE_CACHE_PLUGIN": "jsonfile"}
+    # Beside the user's own callbacks, whose stdout callback it wraps (ansible-runner's way).
+    plugins = ":".join(p for p in (ansible_warm.callback_dir(),
+                                   os.environ.get("ANSIBLE_CALLBACK_PLUGINS", "")) if p)
+    env = {"ANSIBLE_CALLBACK_PLUGINS": plugins, "ANSIBLE_STDOUT_CALLBACK": "awx_display",
+           "ANSIBLE_CACHE_PLUGIN": "jsonfile"}
+    if os.environ.get("ANSIBLE_STDOUT_CALLBACK"):
+        env["ORIGINAL_STDOUT_CALLBACK"] = os.environ["ANSIBLE_STDOUT_CALLBACK"]
+    return env
 
 
 class _UnsafeDumper(yaml.SafeDumper):

@@ -153,3 +153,25 @@ def test_a_playbook_past_its_timeout_is_ended_with_everything_it_started(
     assert [p for p in tagged(run_id) if pid_alive(p)] == []
     go.touch()
     assert not done.exists()
+
+
+def test_an_ansible_cfg_written_by_an_earlier_step_is_read_by_the_next_playbook(
+        write_runbook: Any, runbook_cli: Any, isolated: Path) -> None:
+    """The warm worker started with the run read Ansible's configuration then; a step that
+    writes ./ansible.cfg afterwards is followed by a worker that reads it."""
+    playbook = isolated / "read-config.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Read a setting", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Report", "ansible.builtin.set_stats": {
+            "per_host": False,
+            "data": {"summary": "forks={{ lookup('ansible.builtin.config', 'DEFAULT_FORKS') }}"}}}],
+    }]))
+    path = write_runbook(book(
+        f"  - id: before\n    ansible: {{playbook: {playbook}}}\n",
+        "  - id: configure\n    command: {argv: [sh, -c, 'printf \"[defaults]\\\\nforks = 3\\\\n\" "
+        "> ansible.cfg']}\n",
+        f"  - id: after\n    ansible: {{playbook: {playbook}}}\n"))
+    result = runbook_cli("run", str(path))
+    assert result.code == 0, result.out
+    assert "✓ before ok" in result.out and "forks=5" in result.out
+    assert "forks=3" in result.out
