@@ -97,7 +97,7 @@ done
 
 
 def test_a_worker_that_dies_fails_only_its_attempt_and_the_next_starts_a_new_one(
-        write_runbook: Any, runbook_cli: Any, isolated: Path) -> None:
+        write_runbook: Any, runbook_cli: Any, isolated: Path, warm: None) -> None:
     """The first attempt's task kills the run's worker: that attempt fails saying so, the
     retry runs in a new worker, and the run goes on."""
     marker = isolated / "killed-once"
