@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -30,23 +31,32 @@ _PR_SET_CHILD_SUBREAPER = 36
 TAGS = ("RUNBOOK_RUN_ID", "RUNBOOK_ENGINE_PID", "RUNBOOK_STEP_ID")
 
 
-def _end_tree(*_: object) -> None:
-    """Stop every process of the tree first, then kill them: killed one by one, a shell whose
-    child died first would run its next command (``sleep 60; touch late``) before its turn."""
-    me = os.getpid()
-    tags = {f"{name}={os.environ[name]}".encode() for name in TAGS if name in os.environ}
-    stopped: set[int] = set()
-    for _round in range(20):  # again, for what was forked before its parent was stopped
-        found = (_tree(me) | (_tagged(tags) if tags else set())) - stopped - {me}
+def stop_then_kill(find: Callable[[], set[int]]) -> list[int]:
+    """SIGKILL what ``find`` returns (not this process), every one of them stopped first:
+    killed one by one, a shell whose child died first would run its next command
+    (``sleep 60; touch late``) before its turn. ``find`` is asked again, for what was forked
+    before its parent was stopped. Returns the pids stopped and killed."""
+    stopped: list[int] = []
+    seen = {os.getpid()}
+    for _round in range(20):
+        found = find() - seen
         if not found:
             break
+        seen |= found
         for pid in found:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGSTOP)
-        stopped |= found
+                stopped.append(pid)
     for pid in stopped:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+    return stopped
+
+
+def _end_tree(*_: object) -> None:
+    me = os.getpid()
+    tags = {f"{name}={os.environ[name]}".encode() for name in TAGS if name in os.environ}
+    stop_then_kill(lambda: tree(me) | (tagged(tags) if tags else set()))
     with contextlib.suppress(OSError):
         os.killpg(os.getpgrp(), signal.SIGKILL)
     os._exit(137)
@@ -65,7 +75,8 @@ def _processes() -> dict[int, int]:
     return parents
 
 
-def _tree(root: int) -> set[int]:
+def tree(root: int) -> set[int]:
+    """The processes descended from ``root``."""
     parents = _processes()
     found: set[int] = set()
     frontier = {root}
@@ -76,7 +87,8 @@ def _tree(root: int) -> set[int]:
     return found
 
 
-def _tagged(tags: set[bytes]) -> set[int]:
+def tagged(tags: set[bytes]) -> set[int]:
+    """The processes whose environment holds every one of ``tags`` (``NAME=value``)."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -121,18 +133,7 @@ def _end_orphans() -> None:
     """What the command left behind when it ended (its own children, orphaned): stopped,
     killed and reaped."""
     me = os.getpid()
-    stopped: set[int] = set()
-    for _round in range(20):
-        found = _tree(me) - stopped - {me}
-        if not found:
-            break
-        for pid in found:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGSTOP)
-        stopped |= found
-    for pid in stopped:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+    stop_then_kill(lambda: tree(me))
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, 0)[0]:
             pass

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from engine import guard
+
 MAX_KEPT = 64 * 1024
 GUARD = Path(__file__).resolve().with_name("guard.py")
 RUN_TAG = "RUNBOOK_RUN_ID"
@@ -125,73 +127,13 @@ def end_processes_of(run_id: str | None, step_id: str | None = None, *,
         wanted.add(f"{ENGINE_TAG}={engine_pid}".encode())
     if not wanted:
         raise ValueError("say whose processes to end")
-    # Stopped first, killed after: a shell whose child is killed first would run its next
-    # command before its own turn.
-    stopped: list[int] = []
-    seen = {os.getpid()}
-    for _round in range(20):  # again, for what was forked before its parent was stopped
-        found = [pid for pid in _tagged_with(wanted) if pid not in seen]
-        if not found:
-            break
-        seen.update(found)
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGSTOP)
-                stopped.append(pid)
-    for pid in stopped:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    return stopped
+    return guard.stop_then_kill(lambda: guard.tagged(wanted))
 
 
 def end_tree(root: int) -> list[int]:
     """SIGKILL ``root`` and every process descended from it, all stopped first (Ansible's
     workers start sessions of their own: a process group signal would miss them)."""
-    stopped: list[int] = []
-    seen = {os.getpid()}
-    for _round in range(20):
-        found = [pid for pid in _descendants(root) | {root} if pid not in seen]
-        if not found:
-            break
-        seen.update(found)
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGSTOP)
-                stopped.append(pid)
-    for pid in stopped:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    return stopped
-
-
-def _descendants(root: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found: set[int] = set()
-    frontier = {root}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _tagged_with(wanted: set[bytes]) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if entry.name.isdigit():
-            try:
-                environ = set((entry / "environ").read_bytes().split(b"\0"))
-            except OSError:
-                continue
-            if wanted <= environ:
-                found.append(int(entry.name))
-    return found
+    return guard.stop_then_kill(lambda: guard.tree(root) | {root})
 
 
 def scratch_root() -> Path:
