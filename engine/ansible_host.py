@@ -29,8 +29,10 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _HEADER = struct.Struct("!I")
@@ -65,12 +67,81 @@ def _warm() -> None:
     InventoryManager(loader=DataLoader(), sources=["localhost,"])
 
 
-def _warm_clients() -> None:
-    """The AWS and Kubernetes clients, for tasks that run in Ansible's own processes (action
-    plugins): imported while the first playbook runs, so it does not wait for them."""
-    for name in ("boto3", "botocore.session", "kubernetes.client"):
-        with contextlib.suppress(ImportError):
-            __import__(name)
+class _Clients(threading.Thread):
+    """Loads the AWS and Kubernetes clients for tasks that run in Ansible's own processes
+    (action plugins), which a task would otherwise import in its own short-lived process each
+    time: ``which`` in order (kubernetes; aws; ecr, rds: boto3 with that service's models).
+
+    One part at a time, each under ``lock``: the worker forks a playbook between two parts
+    (``paused``), never while one is half imported (the child would inherit a held import
+    lock), and the loading goes on while the playbook runs."""
+
+    def __init__(self, which: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.parts = [part for name in which for part in _CLIENT_PARTS.get(name, ())]
+        self.lock = threading.Lock()
+        self.wanted = threading.Event()  # the worker waits to fork
+
+    def run(self) -> None:
+        for part in self.parts:
+            while self.wanted.is_set():  # let a fork go first
+                time.sleep(0.001)
+            with self.lock, contextlib.suppress(ImportError):
+                part()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self.wanted.set()
+        try:
+            with self.lock:
+                yield
+        finally:
+            self.wanted.clear()
+
+
+def _kubernetes() -> None:
+    import kubernetes.client.exceptions
+    import kubernetes.config
+    import kubernetes.watch.watch  # noqa: F401
+
+
+def _aws_session() -> Any:
+    # The service models and endpoint rules are read once into the data loader; a playbook's
+    # process gets a session of its own that shares only this loader (``_fresh_aws``).
+    if not _found.get("aws_session"):
+        import boto3
+
+        session = boto3.session.Session()
+        _found["aws_session"] = [session]
+        _found["aws_loader"] = [session._session.get_component("data_loader")]
+    return _found["aws_session"][0]  # type: ignore[index]
+
+
+def _aws_service(service: str) -> Callable[[], None]:
+    def load() -> None:
+        # Made to load its models, never used: no credentials are looked up or sent.
+        _aws_session().client(service, region_name="us-east-1", aws_access_key_id="unused",
+                              aws_secret_access_key="unused")  # noqa: S106
+    return load
+
+
+_CLIENT_PARTS: dict[str, tuple[Callable[[], None], ...]] = {
+    "kubernetes": (_kubernetes,), "aws": (_aws_session,),
+    "ecr": (_aws_service("ecr"),), "rds": (_aws_service("rds"),)}
+
+
+def _fresh_aws() -> None:
+    """boto3's default session made anew for a playbook, from its own environment (region,
+    profile, credentials), with the loaded models of the worker's."""
+    loader = _found.get("aws_loader")
+    if not loader:
+        return
+    import boto3
+    import botocore.session
+
+    core = botocore.session.Session()
+    core.register_component("data_loader", loader[0])
+    boto3.DEFAULT_SESSION = boto3.session.Session(botocore_session=core)
 
 
 def _reset() -> None:
@@ -87,6 +158,7 @@ def _reset() -> None:
         if hasattr(function, cached):
             delattr(function, cached)
     VaultSecretsContext._current = None
+    _fresh_aws()
     # Play and task ids: unique per process, as they would be in a new ansible-playbook.
     ansible_vars.cur_id = 0
     ansible_vars.random_int = f"{secrets.randbelow(2**32):08x}"
@@ -189,9 +261,13 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: ansible_host.py SOCKET", file=sys.stderr)
+    if len(argv) not in (1, 2):
+        print("usage: ansible_host.py SOCKET [CLIENT,...]", file=sys.stderr)
         return 2
+    # What the run's playbooks use, loaded from the start; when not known, the bare packages
+    # once the first playbook runs.
+    known = len(argv) == 2
+    which = [name for name in argv[1].split(",") if name] if known else ["kubernetes", "aws"]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(argv[0])
     _warm()
@@ -199,7 +275,9 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ready": os.getpid()})
-    clients: threading.Thread | None = None
+    clients = _Clients(which)
+    if known:
+        clients.start()
     while True:
         request, fds = _receive(sock)
         if request is None or len(fds) != 1:
@@ -208,16 +286,14 @@ def main(argv: list[str]) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
-        if clients is not None:
-            clients.join()  # a fork while another thread imports could copy a held lock
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            _child(request, fds[0])
+        with clients.paused():
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                _child(request, fds[0])
         os.close(fds[0])
         _send(sock, {"started": pid})
-        if clients is None:
-            clients = threading.Thread(target=_warm_clients, daemon=True)
+        if not clients.is_alive() and clients.ident is None:
             clients.start()
         _, status = os.waitpid(pid, 0)
         _send(sock, {"ended": pid, "rc": os.waitstatus_to_exitcode(status)})

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -67,7 +67,8 @@ def callback_dir() -> str:
 class Worker:
     """A started ``ansible_host.py`` for ``run_id`` with ``env`` as its environment."""
 
-    def __init__(self, run_id: str, env: Mapping[str, str], cwd: str, folder: Path) -> None:
+    def __init__(self, run_id: str, env: Mapping[str, str], cwd: str, folder: Path,
+                 clients: Iterable[str] | None = None) -> None:
         self.run_id = run_id
         self.env = dict(env)
         self.folder = folder
@@ -77,7 +78,9 @@ class Worker:
         listener.listen(1)
         self._log = open(folder / "worker.log", "w+b")  # noqa: SIM115  (kept while it lives)
         self.process = subprocess.Popen(
-            proc.guarded([sys.executable, "-I", str(HOST), str(path)]), env=self.env, cwd=cwd,
+            proc.guarded([sys.executable, "-I", str(HOST), str(path)]
+                         + ([] if clients is None else [",".join(clients)])),
+            env=self.env, cwd=cwd,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             start_new_session=True)
         try:
@@ -228,9 +231,11 @@ class _Pool:
 _pool = _Pool()
 
 
-def worker_for(run_id: str, env: Mapping[str, str], cwd: str) -> Worker:
+def worker_for(run_id: str, env: Mapping[str, str], cwd: str,
+               clients: Iterable[str] | None = None) -> Worker:
     """The run's warm worker for this environment and working folder, started if need be
-    (or if the last one died)."""
+    (or if the last one died). ``clients`` (kubernetes, aws): those its playbooks use, which a
+    new worker loads ahead; None when not known."""
     key = (run_id, json.dumps([sorted(env.items()), cwd, _config_files(env, cwd)]))
     worker = _pool.workers.get(key)
     if worker is not None and worker.alive():
@@ -244,7 +249,7 @@ def worker_for(run_id: str, env: Mapping[str, str], cwd: str) -> Worker:
     try:
         from engine.steps.ansible import home_env
 
-        worker = Worker(run_id, {**env, **home_env(folder)}, cwd, folder)
+        worker = Worker(run_id, {**env, **home_env(folder)}, cwd, folder, clients)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

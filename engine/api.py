@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from engine import params as params_mod
 from engine.audit import Verdict, check
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import Drifted, InvalidInput, LockHeld, RunNotFound
-from engine.execute import Executor, RunResult
+from engine.execute import Executor, RunResult, prepare_ahead
 from engine.model import Inventory, Runbook, build_runbook
 from engine.plan import Plan
 from engine.plan import build as build_plan
@@ -183,6 +184,18 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
     the_plan = build_plan(book, inv, values, {"id": run_id, "user": user, "started_at": started},
                           {}, redactor)
     _check_commands(the_plan)
+    # Started while the drift check reads the cluster; ended if the run goes no further.
+    prepare_ahead(run_id, book)
+    try:
+        return _start(book, inv, the_plan, run_id, user, started, state, reporter, clock,
+                      accept_drift)
+    finally:
+        _end_started()
+
+
+def _start(book: Runbook, inv: Inventory, the_plan: Plan, run_id: str, user: str,
+           started: str, state: str | None, reporter: Reporter, clock: Clock,
+           accept_drift: bool) -> RunResult:
     with open_store(state) as store:
         record = RunRecord(id=run_id, runbook=book.name, path=str(book.path.resolve()),
                            runbook_sha=book.sha256, inventory=str(inv.path.resolve())
@@ -202,6 +215,12 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
             return _execute(store, record, the_plan, {}, reporter, clock, resumed=False)
         finally:
             store.release_run(record.id, owner)
+
+
+def _end_started() -> None:
+    """End whatever the run started ahead (a run ends its own when it executes)."""
+    if "engine.ansible_warm" in sys.modules:
+        sys.modules["engine.ansible_warm"].close_all()
 
 
 def _check_commands(the_plan: Plan) -> None:

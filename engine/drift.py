@@ -9,7 +9,9 @@ image that is not running. Runbooks that change what an environment runs look he
 
 from __future__ import annotations
 
+import json
 import subprocess
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,27 +102,37 @@ ClusterReader = Callable[[Mapping[str, Any]], str]
 
 def cluster_reader(kubeconfig: str) -> ClusterReader:
     """Reads the image an environment's deployment runs through the Kubernetes API, one
-    client per context."""
+    client per context. The deployment is read as plain JSON through the client's
+    ``ApiClient`` (kubeconfig, authentication, TLS): its generated AppsV1Api and models take
+    longer to import than the call takes."""
     clients: dict[str, Any] = {}
 
     def read(env: Mapping[str, Any]) -> str:
-        from kubernetes import client, config
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes import config
 
         context = str(env.get("context") or "")
         if context not in clients:
             new_client: Any = config.new_client_from_config  # the client is untyped
-            api = new_client(config_file=kubeconfig or None, context=context or None)
-            clients[context] = client.AppsV1Api(api)
-        try:
-            dep = clients[context].read_namespaced_deployment(str(env["deployment"]),
-                                                              str(env["namespace"]))
-        except ApiException as exc:
-            raise LookupError(f"deployment {env['deployment']} in {env['namespace']}: "
-                              f"{exc.status} {exc.reason}") from exc
-        return _container_image(dep.spec.template.spec.containers, str(env["container"]))
+            clients[context] = new_client(config_file=kubeconfig or None,
+                                          context=context or None)
+        dep = read_deployment(clients[context], str(env["namespace"]), str(env["deployment"]))
+        return _container_image(dep["spec"]["template"]["spec"]["containers"],
+                                str(env["container"]))
 
     return read
+
+
+def read_deployment(api: Any, namespace: str, name: str) -> Any:
+    """GET the deployment; ``LookupError`` says why it cannot be read."""
+    path = (f"/apis/apps/v1/namespaces/{urllib.parse.quote(namespace, safe='')}"
+            f"/deployments/{urllib.parse.quote(name, safe='')}")
+    request = api.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                  auth_settings=["BearerToken"])
+    resp = api.call_api(*request, _request_timeout=RENDER_TIMEOUT)
+    data = resp.read()
+    if not 200 <= resp.status <= 299:
+        raise LookupError(f"deployment {name} in {namespace}: {resp.status} {resp.reason}")
+    return json.loads(data)
 
 
 def check(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],

@@ -36,7 +36,7 @@ from engine.evaluate import (
     remember_done,
     skip,
 )
-from engine.model import Outcome, Step
+from engine.model import Outcome, Runbook, Step
 from engine.plan import Plan, bind, plan_hash
 from engine.render import Deferred
 from engine.report import Reporter
@@ -121,19 +121,7 @@ class Executor:
         return self._finish("planned" if self.dry_run else "done", "")
 
     def _prepare(self) -> None:
-        """What the next step type to run can start ahead (the warm Ansible worker loads
-        while the steps before the first playbook run), unless a gate comes first: the run
-        may stop there, and whatever was started would be for nothing."""
-        for step in self._steps_by_id.values():
-            record = self.checkpoints.get(step.id)
-            if record is not None and record.status in STEP_DONE:
-                continue
-            kind = STEP_TYPES[step.type]
-            if kind.gate:
-                return
-            if kind.prepare is not None:
-                kind.prepare(self.run_id)
-                return
+        prepare_ahead(self.run_id, self.plan.runbook, self.checkpoints)
 
     def _interrupted(self) -> None:
         """The step in flight when the interrupt came, if nothing recorded its end."""
@@ -237,8 +225,7 @@ class Executor:
             ctx = StepContext(run_id=self.run_id, step=step, spec=spec, variables=ev.seen,
                               dry_run=self.dry_run, workdir=self.workdir / step.id,
                               clock=self.clock,
-                              runbook_dir=Path(step.file).parent if step.file
-                              else self.plan.runbook.path.parent,
+                              runbook_dir=step_folder(step, self.plan.runbook),
                               emit=self._emitter(step.id), redact=self.plan.redactor.text,
                               # Only what its type asks for, besides its body.
                               approvals=self._approvals if APPROVALS in kind.needs else [],
@@ -369,3 +356,25 @@ def _call(step_type: str, ctx: StepContext) -> Outcome:
 
 
 __all__ = ["Executor", "Outcome", "RunResult", "StepReport"]
+
+
+def prepare_ahead(run_id: str, runbook: Runbook,
+                  checkpoints: Mapping[str, StepRecord] | None = None) -> None:
+    """What the next step type to run can start ahead (the warm Ansible worker loads while
+    the steps before the first playbook run), unless a gate comes first: the run may stop
+    there, and whatever was started would be for nothing. Calling it again is harmless."""
+    checkpoints = checkpoints or {}
+    todo = [step for step in runbook.all_steps()
+            if step.id not in checkpoints or checkpoints[step.id].status not in STEP_DONE]
+    for step in todo:
+        kind = STEP_TYPES[step.type]
+        if kind.gate:
+            return
+        if kind.prepare is not None:
+            kind.prepare(run_id, [(s, step_folder(s, runbook)) for s in todo])
+            return
+
+
+def step_folder(step: Step, runbook: Runbook) -> Path:
+    """The folder a step's relative paths start from: the file it is written in."""
+    return Path(step.file).parent if step.file else runbook.path.parent

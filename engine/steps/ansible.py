@@ -21,7 +21,7 @@ import shutil
 import stat
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ import yaml
 
 from engine import interrupts, proc
 from engine.errors import StepFailed
-from engine.model import Outcome
+from engine.model import Outcome, Step
 from engine.steps.base import StepType
 
 if TYPE_CHECKING:
@@ -212,22 +212,50 @@ def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: lis
     return finished.rc, finished.status
 
 
-def _worker(run_id: str) -> ansible_warm.Worker:
+def _worker(run_id: str, clients: Iterable[str] | None = None) -> ansible_warm.Worker:
     from engine import ansible_warm
 
     base = playbook_env({**os.environ, **_SETTINGS, **_callback_env()}, os.environ, [],
                         {**proc.tags(run_id), "PATH": _path()})
-    return ansible_warm.worker_for(run_id, base, os.getcwd())
+    return ansible_warm.worker_for(run_id, base, os.getcwd(), clients)
 
 
-def prepare(run_id: str) -> None:
+# Words in a playbook that say its tasks use a client library the warm worker can load ahead:
+# the collections' modules and the project's action plugins (k8s_*, verify_window; ecr_*,
+# rds_*). A hint only: a wrong guess costs time, never a result.
+_CLIENT_WORDS = {"kubernetes": re.compile(r"\b(kubernetes\.core\.|k8s_\w+:|verify_window:)"),
+                 "aws": re.compile(r"\bamazon\.aws\."),
+                 "ecr": re.compile(r"\b(amazon\.aws\.ecr\w*:|ecr_\w+:)"),
+                 "rds": re.compile(r"\b(amazon\.aws\.rds\w*:|rds_\w+:)")}
+
+
+def prepare(run_id: str, steps: Sequence[tuple[Step, Path]]) -> None:
     """Start the run's warm worker now, so it loads while the steps before its first
-    playbook run."""
+    playbook run, with the client libraries the run's playbooks use."""
     if mode() == "warm":
-
         # Whatever stops it from starting is told by the step that needs it.
         with contextlib.suppress(Exception):
-            _worker(run_id)
+            _worker(run_id, clients_used(steps))
+
+
+def clients_used(steps: Sequence[tuple[Step, Path]]) -> list[str] | None:
+    """The client libraries the ansible steps' playbooks use (kubernetes; aws, and the AWS
+    services ecr and rds), in the order the run first needs them; None when a playbook
+    cannot be read before the run (a templated path, a missing file)."""
+    found: list[str] = []
+    for step, folder in steps:
+        if step.type != "ansible":
+            continue
+        playbook = str(step.spec.get("playbook", ""))
+        if "{" in playbook:
+            return None
+        try:
+            text = (folder / playbook).read_text(errors="replace")
+        except OSError:
+            return None
+        found += [name for name, words in _CLIENT_WORDS.items()
+                  if name not in found and words.search(text)]
+    return found
 
 
 def _private(path: Path) -> Path:

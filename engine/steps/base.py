@@ -8,7 +8,7 @@ run's approvals). ``engine/steps/__init__.py`` lists the modules; nothing else n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,10 @@ class StepType:
     # not exist), checked before a run is recorded or takes a lock; None when nothing would.
     preflight: Callable[[Mapping[str, Any]], str | None] | None = None
     needs: frozenset[str] = frozenset()
-    # What a run whose steps include this type may start ahead, given the run id (the warm
-    # Ansible worker); it never fails: what went wrong shows when a step of the type runs.
-    prepare: Callable[[str], None] | None = None
+    # What a run whose steps include this type may start ahead, given the run id and the
+    # run's steps still to do with the folder each is written in (the warm Ansible worker);
+    # it never fails: what went wrong shows when a step of the type runs.
+    prepare: Callable[[str, Sequence[tuple[Step, Path]]], None] | None = None
 
 
 @dataclass

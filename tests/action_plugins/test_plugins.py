@@ -218,6 +218,65 @@ def test_kustomize_image_writes_the_overlay(tmp_path: Path) -> None:
     assert images == [{"name": "app", "newName": "reg/app", "newTag": "2"}]
 
 
+def _overlay(folder: Path, tag: str) -> Path:
+    """An overlay of the test cluster's deployment with ``tag`` as its image, and a service."""
+    base = folder / "base"
+    base.mkdir(exist_ok=True)
+    (base / "kustomization.yaml").write_text("resources:\n- app.yaml\n")
+    (base / "app.yaml").write_text(yaml.safe_dump_all([
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"},
+         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+                  "template": {"metadata": {"labels": {"app": "api"}},
+                               "spec": {"containers": [{"name": "api", "image": "app"}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
+         "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}]))
+    overlay = folder / "overlay"
+    overlay.mkdir(exist_ok=True)
+    (overlay / "kustomization.yaml").write_text(
+        f"resources:\n- ../base\nimages:\n- name: app\n  newName: {IMAGE}\n"
+        f"  newTag: '{tag}'\n")
+    return overlay
+
+
+def test_kustomize_apply_creates_patches_and_leaves_alone(kube: Kube, tmp_path: Path) -> None:
+    overlay = _overlay(tmp_path, "2")
+    task = {"kustomize_apply": kube.args(path=str(overlay))}
+    [first] = play(tmp_path, task)
+    assert first["changed"]
+    assert [(o["kind"], o["action"]) for o in first["objects"]] == [
+        ("Service", "created"), ("Deployment", "patched")]
+    assert kube.image() == f"{IMAGE}:2"
+    assert kube.core.read_namespaced_service("api", "app").spec.ports[0].port == 80
+    [again] = play(tmp_path, task)
+    assert not again["changed"]
+    assert {o["action"] for o in again["objects"]} == {"unchanged"}
+    # Another image in the overlay: only the deployment changes.
+    _overlay(tmp_path, "3")
+    [third] = play(tmp_path, task)
+    assert third["changed"] and [o["action"] for o in third["objects"]] == [
+        "unchanged", "patched"]
+    assert kube.image() == f"{IMAGE}:3"
+
+
+def test_kustomize_apply_in_check_mode_changes_nothing(kube: Kube, tmp_path: Path) -> None:
+    overlay = _overlay(tmp_path, "2")
+    [checked] = play(tmp_path, {"kustomize_apply": kube.args(path=str(overlay))}, check=True)
+    assert checked["changed"]
+    assert [o["action"] for o in checked["objects"]] == ["created", "patched"]
+    assert kube.image() == f"{IMAGE}:1"
+    assert kube.core.list_namespaced_service("app").items == []
+
+
+def test_kustomize_apply_says_why_the_overlay_does_not_render(kube: Kube,
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources:\n- missing.yaml\n")
+    [failed] = play(tmp_path, {"kustomize_apply": kube.args(path=str(tmp_path))})
+    assert failed["failed"]
+    assert failed["msg"].startswith(f"kubectl kustomize {tmp_path} failed: ")
+    assert "missing.yaml" in failed["msg"]
+    assert kube.image() == f"{IMAGE}:1"
+
+
 def _git(folder: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
                           check=True).stdout
@@ -292,6 +351,7 @@ BAD_ARGUMENTS = [
     ({"k8s_deployment": {"namespace": "n", "name": "d", "wait_timeout": "long"}},
      "argument 'wait_timeout' is of type"),
     ({"overlay_commit": {"path": "."}}, "missing required arguments: message"),
+    ({"kustomize_apply": {"namespace": "n"}}, "missing required arguments: path"),
 ]
 
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from engine import ansible_warm
+from engine import ansible_warm, api
 from engine.clock import SystemClock
 from engine.errors import StepFailed
+from engine.execute import step_folder
 from engine.model import Step
 from engine.steps import ansible as ansible_step
 from engine.steps.base import StepContext
@@ -22,6 +23,7 @@ from tests.helpers import book
 from tests.test_proc import tagged
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_step(tmp_path: Path, step_id: str, playbook: str, extravars: dict[str, Any], *,
@@ -175,3 +177,19 @@ def test_an_ansible_cfg_written_by_an_earlier_step_is_read_by_the_next_playbook(
     assert result.code == 0, result.out
     assert "✓ before ok" in result.out and "forks=5" in result.out
     assert "forks=3" in result.out
+
+
+@pytest.mark.parametrize(("runbook", "clients"), [
+    ("promote", ["kubernetes", "ecr"]), ("rollback", ["kubernetes", "ecr"]),
+    ("hotfix", ["ecr", "kubernetes"]), ("db-restore", ["rds", "aws"]), ("demo", [])])
+def test_the_worker_is_told_which_clients_a_runbooks_playbooks_use(runbook, clients,
+                                                                   monkeypatch):
+    monkeypatch.setenv("RUNBOOK_RUNBOOKS_PATH", str(REPO / "runbooks"))
+    book = api.load_runbook(runbook)
+    steps = [(step, step_folder(step, book)) for step in book.all_steps()]
+    assert ansible_step.clients_used(steps) == clients
+
+
+def test_a_playbook_named_by_a_template_leaves_the_clients_unknown(tmp_path):
+    step = Step(id="s", type="ansible", spec={"playbook": "{{ vars.book }}"}, name="s")
+    assert ansible_step.clients_used([(step, tmp_path)]) is None

@@ -50,27 +50,25 @@ def complete(dep):
             and not status.get("unavailableReplicas"))
 
 
-def _get(apps, ns, name):
+def _get(kube, ns, name):
     from kubernetes.client.exceptions import ApiException
 
     try:
-        resp = apps.read_namespaced_deployment(name, ns, _preload_content=False)
+        return kube.deployment(ns, name)
     except ApiException as err:
         if err.status == 404:
             return None
         raise
-    return json.loads(resp.data)
 
 
-def _changes(apps, ns, name, version, seconds):
+def _changes(kube, ns, name, version, seconds):
     """The deployment each time it changes after ``version``, for about ``seconds``; ends
     early when the watch does (the server's timeout, an expired version)."""
     from kubernetes.watch.watch import iter_resp_lines
 
-    resp = apps.list_namespaced_deployment(
-        ns, field_selector=f"metadata.name={name}", resource_version=version, watch=True,
-        timeout_seconds=max(1, math.ceil(seconds)), _preload_content=False,
-        _request_timeout=seconds + 10)  # a server that forgets its timeout cannot hang us
+    resp = kube.watch_deployments(
+        ns, f"metadata.name={name}", version, max(1, math.ceil(seconds)),
+        seconds + 10)  # a server that forgets its timeout cannot hang us
     try:
         for line in iter_resp_lines(resp):
             event = json.loads(line)
@@ -83,7 +81,7 @@ def _changes(apps, ns, name, version, seconds):
         resp.release_conn()
 
 
-def wait(apps, ns, name, dep, timeout, sleep):
+def wait(kube, ns, name, dep, timeout, sleep):
     """(the deployment as last seen, whether its rollout completed, how it was waited for)"""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -96,22 +94,22 @@ def wait(apps, ns, name, dep, timeout, sleep):
             break
         if method == "watch":
             try:
-                for seen in _changes(apps, ns, name, dep["metadata"]["resourceVersion"], left):
+                for seen in _changes(kube, ns, name, dep["metadata"]["resourceVersion"], left):
                     dep = seen
                     if complete(dep) or time.monotonic() >= deadline:
                         break
                 else:
-                    dep = _get(apps, ns, name) or dep
+                    dep = _get(kube, ns, name) or dep
                 continue
             except ApiException as err:
                 if err.status not in NO_WATCH:
                     raise
                 method = "poll"
             except HTTPError:  # a broken stream: read it again and watch from there
-                dep = _get(apps, ns, name) or dep
+                dep = _get(kube, ns, name) or dep
                 continue
         time.sleep(min(sleep, max(0.0, deadline - time.monotonic())))
-        dep = _get(apps, ns, name) or dep
+        dep = _get(kube, ns, name) or dep
     return dep, complete(dep), method
 
 
@@ -124,13 +122,13 @@ class ActionModule(shared.RunbookAction):
             "wait_sleep": {"type": "float", "default": 1}}
 
     def act(self, p, check_mode):
-        apps = shared.apps(shared.kube(p["kubeconfig"], p["context"]))
-        dep = _get(apps, p["namespace"], p["name"])
+        kube = shared.kube_api(p["kubeconfig"], p["context"])
+        dep = _get(kube, p["namespace"], p["name"])
         if dep is None:
             return {"resources": [], "complete": False}
         if not p["wait"]:
             return {"resources": [dep], "complete": complete(dep)}
-        dep, done, method = wait(apps, p["namespace"], p["name"], dep, p["wait_timeout"],
+        dep, done, method = wait(kube, p["namespace"], p["name"], dep, p["wait_timeout"],
                                  p["wait_sleep"])
         result = {"resources": [dep], "complete": done, "wait_method": method}
         if not done:

@@ -12,6 +12,7 @@ ReplicaSet to go back to); an undo's diff shows the image before and after.
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import sys
 from pathlib import Path
@@ -35,27 +36,34 @@ REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
 
 
-def _revisions(apps, p):
-    dep = apps.read_namespaced_deployment(p["deployment"], p["namespace"])
-    rss = apps.list_namespaced_replica_set(p["namespace"]).items
-    mine = [rs for rs in rss if any(ref.uid == dep.metadata.uid
-                                    for ref in (rs.metadata.owner_references or []))]
-    current = int((dep.metadata.annotations or {}).get(REVISION, 0))
+def _revisions(kube, p):
+    dep = kube.deployment(p["namespace"], p["deployment"])
+    uid = dep["metadata"].get("uid")
+    mine = [rs for rs in kube.replica_sets(p["namespace"])
+            if any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])]
+    current = int((dep["metadata"].get("annotations") or {}).get(REVISION, 0))
     out = []
     for rs in mine:
-        rev = int((rs.metadata.annotations or {}).get(REVISION, 0))
-        containers = rs.spec.template.spec.containers
-        out.append({"revision": rev, "hash": (rs.metadata.labels or {}).get(HASH, ""),
-                    "image": containers[0].image if containers else "",
-                    "created": rs.metadata.creation_timestamp.isoformat()
-                    if rs.metadata.creation_timestamp else "",
-                    "current": rev == current, "name": rs.metadata.name})
+        meta = rs["metadata"]
+        rev = int((meta.get("annotations") or {}).get(REVISION, 0))
+        containers = rs["spec"]["template"]["spec"].get("containers") or []
+        out.append({"revision": rev, "hash": (meta.get("labels") or {}).get(HASH, ""),
+                    "image": containers[0].get("image", "") if containers else "",
+                    "created": _time(meta.get("creationTimestamp")),
+                    "current": rev == current, "name": meta["name"]})
     out.sort(key=lambda r: r["revision"], reverse=True)
     return dep, current, out
 
 
-def history(apps, p):
-    _, current, revs = _revisions(apps, p)
+def _time(stamp):
+    """An API timestamp (``2024-05-01T10:00:00Z``) as ISO 8601 with its offset."""
+    if not stamp:
+        return ""
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).isoformat()
+
+
+def history(kube, p):
+    _, current, revs = _revisions(kube, p)
     wanted = p["to_revision"]
     cur = next((r for r in revs if r["current"]), None)
     if p["choose"] == "running":
@@ -85,8 +93,8 @@ def history(apps, p):
             "problem": problem, "summary": summary}
 
 
-def undo(apps, p, check_mode):
-    dep, current, revs = _revisions(apps, p)
+def undo(kube, p, check_mode):
+    dep, current, revs = _revisions(kube, p)
     cur = next((r for r in revs if r["current"]), None)
     target = next((r for r in revs if r["hash"] == p["to_hash"]), None)
     if target is None:
@@ -94,13 +102,11 @@ def undo(apps, p, check_mode):
                             f"{p['to_hash']}")
     if cur and cur["hash"] == target["hash"]:
         return {"changed": False, "revision": current, "image": target["image"]}
-    rs = apps.read_namespaced_replica_set(target["name"], p["namespace"])
-    template = apps.api_client.sanitize_for_serialization(rs.spec.template)
+    template = kube.replica_set(p["namespace"], target["name"])["spec"]["template"]
     template.get("metadata", {}).get("labels", {}).pop(HASH, None)
     if not check_mode:
-        apps.patch_namespaced_deployment(
-            p["deployment"], p["namespace"],
-            [{"op": "replace", "path": "/spec/template", "value": template}])
+        kube.patch_deployment(p["namespace"], p["deployment"],
+                              [{"op": "replace", "path": "/spec/template", "value": template}])
     where = f"deployment {p['namespace']}/{p['deployment']}"
     return {"changed": True, "from_revision": current, "to_image": target["image"],
             "to_hash": target["hash"],
@@ -122,7 +128,7 @@ class ActionModule(shared.RunbookAction):
     RULES = {"required_if": [("action", "undo", ["to_hash"])]}
 
     def act(self, p, check_mode):
-        apps = shared.apps(shared.kube(p["kubeconfig"], p["context"]))
+        kube = shared.kube_api(p["kubeconfig"], p["context"])
         if p["action"] == "history":
-            return history(apps, p)
-        return undo(apps, p, check_mode)
+            return history(kube, p)
+        return undo(kube, p, check_mode)

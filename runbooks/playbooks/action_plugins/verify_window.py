@@ -98,23 +98,26 @@ def _clock(kubeconfig, context):
     return _SandboxClock(str(url))
 
 
-def _sample(apps, core, p, baseline):
-    dep = apps.read_namespaced_deployment(p["deployment"], p["namespace"])
-    st, want = dep.status, dep.spec.replicas or 0
+def _sample(kube, p, baseline):
+    dep = kube.deployment(p["namespace"], p["deployment"])
+    spec, st = dep["spec"], dep.get("status") or {}
+    want = spec.get("replicas") or 0
     problems = []
-    running = dep.spec.template.spec.containers[0].image
+    running = spec["template"]["spec"]["containers"][0].get("image")
     if p["image"] and running != p["image"]:
         problems.append(f"runs {running}, not {p['image']}")
-    if st.observed_generation != dep.metadata.generation:
+    if st.get("observedGeneration") != dep["metadata"].get("generation"):
         problems.append("rollout not observed yet")
-    if (st.updated_replicas or 0) != want or (st.available_replicas or 0) != want \
-            or st.unavailable_replicas:
-        problems.append(f"{st.available_replicas or 0}/{want} replicas available")
-    selector = ",".join(f"{k}={v}" for k, v in (dep.spec.selector.match_labels or {}).items())
+    available = st.get("availableReplicas") or 0
+    if (st.get("updatedReplicas") or 0) != want or available != want \
+            or st.get("unavailableReplicas"):
+        problems.append(f"{available}/{want} replicas available")
+    labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
     restarts = {}
-    for pod in core.list_namespaced_pod(p["namespace"], label_selector=selector).items:
-        for cs in pod.status.container_statuses or []:
-            restarts[f"{pod.metadata.name}/{cs.name}"] = cs.restart_count or 0
+    for pod in kube.pods(p["namespace"], selector):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            restarts[f"{pod['metadata']['name']}/{cs['name']}"] = cs.get("restartCount") or 0
     for key, count in restarts.items():
         if count > baseline.setdefault(key, count):
             problems.append(f"{key} restarted ({count} restarts)")
@@ -143,8 +146,7 @@ class ActionModule(shared.RunbookAction):
             "image": {"type": "str"}}
 
     def act(self, p, check_mode):
-        api = shared.kube(p["kubeconfig"], p["context"])
-        apps, core = shared.apps(api), shared.core(api)
+        kube = shared.kube_api(p["kubeconfig"], p["context"])
         baseline = {}
         clock = _clock(p["kubeconfig"] or os.environ.get("K8S_AUTH_KUBECONFIG"),
                        p["context"] or os.environ.get("K8S_AUTH_CONTEXT"))
@@ -152,7 +154,7 @@ class ActionModule(shared.RunbookAction):
         samples = 0
         while True:
             samples += 1
-            problems = _sample(apps, core, p, baseline)
+            problems = _sample(kube, p, baseline)
             elapsed = round(clock.now() - start, 1)
             if problems:
                 raise shared.Failed(f"verification failed after {elapsed} s: "

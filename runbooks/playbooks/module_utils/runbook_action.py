@@ -18,7 +18,9 @@ folders on the import path of the process it runs plugins in.
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.parse
 from typing import Any
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -102,13 +104,73 @@ def kube(kubeconfig: str | None, context: str | None) -> Any:
     return _CLIENTS[key]
 
 
-def apps(api: Any) -> Any:
-    from kubernetes import client
+class Kube:
+    """The Kubernetes API calls the plugins make, as plain JSON, through the client's
+    ``ApiClient`` (its kubeconfig, authentication, TLS and errors: ``ApiException``). The
+    client's generated API classes and models would take longer to import (AppsV1Api and
+    CoreV1Api about a second) than the calls take."""
 
-    return client.AppsV1Api(api)
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    def call(self, method: str, path: str, query: dict[str, Any] | None = None,
+             body: Any = None, content_type: str | None = None,
+             timeout: float | None = None) -> Any:
+        """The response, unread (a urllib3 response: read its ``data``, or stream it); a
+        status other than 2xx raises ``ApiException``, as the API classes do."""
+        from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        request = self.api.param_serialize(
+            method, path, query_params=[(k, v) for k, v in (query or {}).items()
+                                        if v is not None],
+            header_params=headers, body=body, auth_settings=["BearerToken"])
+        resp = self.api.call_api(*request, _request_timeout=timeout)
+        if not 200 <= resp.status <= 299:
+            resp.read()
+            raise ApiException.from_response(http_resp=resp, body=None, data=None)
+        return resp.response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return json.loads(self.call(method, path, **kwargs).data)
+
+    def deployment(self, namespace: str, name: str) -> Any:
+        return self.json("GET", _apps(namespace, "deployments", name))
+
+    def replica_sets(self, namespace: str) -> list[Any]:
+        return list(self.json("GET", _apps(namespace, "replicasets")).get("items") or [])
+
+    def replica_set(self, namespace: str, name: str) -> Any:
+        return self.json("GET", _apps(namespace, "replicasets", name))
+
+    def patch_deployment(self, namespace: str, name: str, operations: list[Any]) -> Any:
+        return self.json("PATCH", _apps(namespace, "deployments", name), body=operations,
+                         content_type="application/json-patch+json")
+
+    def pods(self, namespace: str, label_selector: str) -> list[Any]:
+        path = f"/api/v1/namespaces/{part(namespace)}/pods"
+        return list(self.json("GET", path, query={"labelSelector": label_selector})
+                    .get("items") or [])
+
+    def watch_deployments(self, namespace: str, field_selector: str, resource_version: str,
+                          seconds: int, timeout: float) -> Any:
+        """A watch of the namespace's deployments, as a streamed response."""
+        return self.call("GET", _apps(namespace, "deployments"), timeout=timeout, query={
+            "fieldSelector": field_selector, "resourceVersion": resource_version,
+            "watch": "true", "timeoutSeconds": seconds})
 
 
-def core(api: Any) -> Any:
-    from kubernetes import client
+def part(value: str) -> str:
+    """A name in a request path, quoted: it is data, whatever it holds."""
+    return urllib.parse.quote(str(value), safe="")
 
-    return client.CoreV1Api(api)
+
+def _apps(namespace: str, kind: str, name: str | None = None) -> str:
+    path = f"/apis/apps/v1/namespaces/{part(namespace)}/{kind}"
+    return f"{path}/{part(name)}" if name is not None else path
+
+
+def kube_api(kubeconfig: str | None, context: str | None) -> Kube:
+    return Kube(kube(kubeconfig, context))
