@@ -270,10 +270,11 @@ def _config_files(env: Mapping[str, str], cwd: str) -> list[tuple[str, int, int]
     return found
 
 
-def close_all() -> None:
-    """End every warm worker of this engine (at the end of a run, and at exit)."""
+def close_all(*, at_once: bool = False) -> None:
+    """End every warm worker of this engine (at the end of a run, and at exit); ``at_once``:
+    without waiting for one still loading to notice."""
     while _pool.workers:
-        _pool.workers.popitem()[1].close()
+        _pool.workers.popitem()[1].close(at_once=at_once)
 
 
 atexit.register(close_all)

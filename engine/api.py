@@ -218,9 +218,10 @@ def _start(book: Runbook, inv: Inventory, the_plan: Plan, run_id: str, user: str
 
 
 def _end_started() -> None:
-    """End whatever the run started ahead (a run ends its own when it executes)."""
+    """End whatever the run started ahead and did not use (a run that executes ends its own
+    as it finishes): a refused run does not wait for it."""
     if "engine.ansible_warm" in sys.modules:
-        sys.modules["engine.ansible_warm"].close_all()
+        sys.modules["engine.ansible_warm"].close_all(at_once=True)
 
 
 def _check_commands(the_plan: Plan) -> None:
@@ -362,7 +363,7 @@ def drift(*, env: str | None = None, inventory: str | None = None,
                            f"{', '.join(environments)})", file=str(inv.path))
     with open_store(state, readonly=True) as store:
         return drift_mod.check(environments, [env] if env else list(environments), store,
-                               drift_mod.cluster_reader(_kubeconfig(inv)))
+                               _kubeconfig(inv))
 
 
 def _drift_before(book: Runbook, inv: Inventory, the_plan: Plan, store: StateStore,
@@ -374,7 +375,7 @@ def _drift_before(book: Runbook, inv: Inventory, the_plan: Plan, store: StateSto
     envs = [e for e in environments if e in locked]
     if not book.check_drift or not envs:
         return []
-    found = drift_mod.check(environments, envs, store, drift_mod.cluster_reader(_kubeconfig(inv)))
+    found = drift_mod.check(environments, envs, store, _kubeconfig(inv))
     problems = [p for d in found for p in d.problems]
     if problems and not accept:
         raise Drifted(f"{book.name} refused: {'; '.join(problems)} (runbook drift shows it; "

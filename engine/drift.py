@@ -10,9 +10,11 @@ image that is not running. Runbooks that change what an environment runs look he
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,15 +77,39 @@ def last_change(store: StateStore, env: str) -> HistoryRecord | None:
     return next((h for h in store.history(env=env, limit=50) if h.kind in CHANGE_KINDS), None)
 
 
-def overlay_image(overlay: str, deployment: str, container: str) -> str:
-    """The image the overlay renders for the container (``kubectl kustomize``, which is what
-    the deploy applies)."""
-    done = subprocess.run(["kubectl", "kustomize", overlay], capture_output=True, text=True,
-                          timeout=RENDER_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
-    if done.returncode != 0:
-        raise LookupError(f"kubectl kustomize {overlay} failed: "
-                          f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-    for doc in yaml.safe_load_all(done.stdout):
+def _kubectl(argv: list[str], env: Mapping[str, str] | None) -> subprocess.Popen[str]:
+    return subprocess.Popen(["kubectl", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env=env)
+
+
+def _home_for_kubectl(scratch: Path) -> dict[str, str] | None:
+    """kubectl refuses to start when $HOME is a file, or a path through one (it looks for
+    ~/.kube/config before it reads any other kubeconfig): it gets an empty folder then."""
+    try:
+        os.stat(os.path.join(os.environ.get("HOME", ""), ".kube", "config"))
+    except NotADirectoryError:
+        return {**os.environ, "HOME": str(scratch)}
+    except OSError:
+        pass
+    return None
+
+
+def _output(started: subprocess.Popen[str], what: str) -> str:
+    """What a started kubectl printed; ``LookupError`` with its last line if it failed."""
+    try:
+        out, err = started.communicate(timeout=RENDER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        started.kill()
+        started.communicate()
+        raise LookupError(f"{what}: no answer within {RENDER_TIMEOUT:.0f} s") from None
+    if started.returncode != 0:
+        raise LookupError(f"{what} failed: {(err.strip().splitlines() or ['no output'])[-1]}")
+    return out
+
+
+def overlay_image(rendered: str, overlay: str, deployment: str, container: str) -> str:
+    """The image the overlay renders for the container (what the deploy applies)."""
+    for doc in yaml.safe_load_all(rendered):
         if isinstance(doc, dict) and doc.get("kind") == "Deployment" and \
                 doc.get("metadata", {}).get("name") == deployment:
             return _container_image(doc["spec"]["template"]["spec"]["containers"], container)
@@ -97,63 +123,62 @@ def _container_image(containers: Iterable[Any], name: str) -> str:
     raise LookupError(f"no container {name}")
 
 
-ClusterReader = Callable[[Mapping[str, Any]], str]
-
-
-def cluster_reader(kubeconfig: str) -> ClusterReader:
-    """Reads the image an environment's deployment runs through the Kubernetes API, one
-    client per context. The deployment is read as plain JSON through the client's
-    ``ApiClient`` (kubeconfig, authentication, TLS): its generated AppsV1Api and models take
-    longer to import than the call takes."""
-    clients: dict[str, Any] = {}
-
-    def read(env: Mapping[str, Any]) -> str:
-        from kubernetes import config
-
-        context = str(env.get("context") or "")
-        if context not in clients:
-            new_client: Any = config.new_client_from_config  # the client is untyped
-            clients[context] = new_client(config_file=kubeconfig or None,
-                                          context=context or None)
-        dep = read_deployment(clients[context], str(env["namespace"]), str(env["deployment"]))
-        return _container_image(dep["spec"]["template"]["spec"]["containers"],
-                                str(env["container"]))
-
-    return read
-
-
-def read_deployment(api: Any, namespace: str, name: str) -> Any:
-    """GET the deployment; ``LookupError`` says why it cannot be read."""
-    path = (f"/apis/apps/v1/namespaces/{urllib.parse.quote(namespace, safe='')}"
-            f"/deployments/{urllib.parse.quote(name, safe='')}")
-    request = api.param_serialize("GET", path, header_params={"Accept": "application/json"},
-                                  auth_settings=["BearerToken"])
-    resp = api.call_api(*request, _request_timeout=RENDER_TIMEOUT)
-    data = resp.read()
-    if not 200 <= resp.status <= 299:
-        raise LookupError(f"deployment {name} in {namespace}: {resp.status} {resp.reason}")
-    return json.loads(data)
+def _read_cluster(env: Mapping[str, Any], kubeconfig: str,
+                  environ: Mapping[str, str] | None) -> subprocess.Popen[str]:
+    """A GET of the environment's deployment through ``kubectl get --raw`` (the kubeconfig,
+    its context and credentials as for any kubectl command; no discovery round trips)."""
+    path = (f"/apis/apps/v1/namespaces/{urllib.parse.quote(str(env['namespace']), safe='')}"
+            f"/deployments/{urllib.parse.quote(str(env['deployment']), safe='')}")
+    options = [*(["--kubeconfig", kubeconfig] if kubeconfig else []),
+               *(["--context", str(env["context"])] if env.get("context") else [])]
+    return _kubectl([*options, "--request-timeout", f"{RENDER_TIMEOUT:.0f}s", "get", "--raw",
+                     path], environ)
 
 
 def check(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
-          store: StateStore, read_cluster: ClusterReader) -> list[Drift]:
-    """The drift of each of ``envs``, in the order given."""
-    out = []
-    for name in envs:
-        env = environments[name]
-        unreadable: dict[str, str] = {}
-        overlay = cluster = None
+          store: StateStore, kubeconfig: str) -> list[Drift]:
+    """The drift of each of ``envs``, in the order given. Every overlay is rendered
+    (``kubectl kustomize``, as the deploy renders it) and every deployment read at once."""
+    with tempfile.TemporaryDirectory(prefix="runbook-kubectl-") as scratch:
+        environ = _home_for_kubectl(Path(scratch))
+        started: list[tuple[str, Mapping[str, Any], Any, Any]] = []
+        for name in envs:
+            env = environments[name]
+            render: Any = None
+            read: Any = None
+            try:
+                render = _kubectl(["kustomize", str(Path(str(env["overlay"])))], environ)
+                read = _read_cluster(env, kubeconfig, environ)
+            except (OSError, KeyError, TypeError) as exc:
+                render = render or exc
+                read = read or exc
+            started.append((name, env, render, read))
+        return [_compare(name, env, render, read, store)
+                for name, env, render, read in started]
+
+
+def _compare(name: str, env: Mapping[str, Any], render: Any, read: Any,
+             store: StateStore) -> Drift:
+    unreadable: dict[str, str] = {}
+    overlay = cluster = None
+    try:
+        if isinstance(render, Exception):
+            raise render
+        overlay = overlay_image(_output(render, f"kubectl kustomize {env['overlay']}"),
+                                str(env["overlay"]), str(env["deployment"]),
+                                str(env["container"]))
+    except (LookupError, OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        unreadable["overlay"] = str(exc)
+    try:
+        if isinstance(read, Exception):
+            raise read
+        what = f"deployment {env['deployment']} in {env['namespace']}"
         try:
-            overlay = overlay_image(str(Path(str(env["overlay"]))), str(env["deployment"]),
-                                    str(env["container"]))
-        except (LookupError, OSError, subprocess.TimeoutExpired, yaml.YAMLError,
-                KeyError, TypeError) as exc:
-            unreadable["overlay"] = str(exc)
-        try:
-            cluster = read_cluster(env)
-        except LookupError as exc:
-            unreadable["cluster"] = str(exc)
-        except Exception as exc:  # an unreachable API or a bad kubeconfig: drift to report
-            unreadable["cluster"] = f"{type(exc).__name__}: {exc}"
-        out.append(compare(name, overlay, cluster, last_change(store, name), unreadable))
-    return out
+            dep = json.loads(_output(read, what))
+        except json.JSONDecodeError as exc:
+            raise LookupError(f"{what}: not a deployment ({exc})") from None
+        cluster = _container_image(dep["spec"]["template"]["spec"]["containers"],
+                                   str(env["container"]))
+    except (LookupError, OSError, KeyError, TypeError) as exc:
+        unreadable["cluster"] = str(exc)
+    return compare(name, overlay, cluster, last_change(store, name), unreadable)
