@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         # Optional so that `runbook run --help` can list the runbooks.
         p.add_argument("name", nargs="?")
         add_run_options(p, name)
-    p = sub.add_parser("resume", parents=[out], help="continue a stopped run")
+    p = sub.add_parser("resume", help="continue a stopped run")
     p.add_argument("run_id")
+    # markdown as for run: the outcome and what to do next, for a CI job's summary
+    p.add_argument("--output", choices=("text", "json", "markdown"), default="text")
     p.add_argument("--force", action="store_true",
                    help="resume even if the runbook or inventory changed (recorded)")
     p = sub.add_parser("status", parents=[out], help="recent runs, or one run in detail")

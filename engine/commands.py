@@ -16,6 +16,7 @@ from engine.status import RunStatus
 
 if TYPE_CHECKING:
     from engine.model import Runbook
+    from engine.report import Reporter
 
 
 def _emit(data: Any) -> None:
@@ -155,28 +156,33 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.dry_run:
         return cmd_plan(args, extra)
     from engine import api
-    from engine.console import reporter_for
-    from engine.report import NullReporter
-
     if args.help:
         print(_help("run", args.name))
         return EXIT_OK
     name = _named(args, "run")
     params = _params_from(api.load_runbook(name), "run", extra)
-    reporter = NullReporter() if args.output == "json" else reporter_for()
     result = api.run(runbook=name, params=params, inventory=args.inventory,
-                     reporter=reporter, accept_drift=args.accept_drift)
+                     reporter=_reporter(args.output), accept_drift=args.accept_drift)
     return _finish(args.output, result)
 
 
 def cmd_resume(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import api
-    from engine.console import reporter_for
+
+    result = api.resume(run_id=args.run_id, force=args.force,
+                        reporter=_reporter(args.output))
+    return _finish(args.output, result)
+
+
+def _reporter(output: str) -> Reporter:
+    """JSON is the whole output; markdown (a CI job's summary) goes to stdout while the
+    progress lines go to stderr, into the job's log."""
+    from engine.console import PlainReporter, reporter_for
     from engine.report import NullReporter
 
-    reporter = NullReporter() if args.output == "json" else reporter_for()
-    result = api.resume(run_id=args.run_id, force=args.force, reporter=reporter)
-    return _finish(args.output, result)
+    if output == "json":
+        return NullReporter()
+    return PlainReporter(sys.stderr) if output == "markdown" else reporter_for()
 
 
 def _finish(output: str, result: Any) -> int:
@@ -195,6 +201,9 @@ def _finish(output: str, result: Any) -> int:
         _emit({**present.result_dict(result), "exit_code": code,
                **({"cannot_succeed": present.dead_end_text(dead_end)} if dead_end else {}),
                **({"approve_with": commands} if commands else {})})
+    elif output == "markdown":
+        print(_result_markdown(result, commands,
+                               present.dead_end_text(dead_end) if dead_end else ""), end="")
     elif dead_end:
         print(f"run {result.run_id} cannot succeed: {present.dead_end_text(dead_end)}; "
               f"end it with: runbook abort {result.run_id}")
@@ -206,6 +215,30 @@ def _finish(output: str, result: Any) -> int:
     elif result.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
         print(f"resume with: runbook resume {result.run_id}")
     return code
+
+
+def _result_markdown(result: Any, commands: list[str], dead_end: str) -> str:
+    """A run's outcome for a CI job's summary: its steps, then what to do next as commands
+    to copy."""
+    from engine.present import md_cell
+
+    run = result.run_id
+    out = [f"## Run `{run}`: {result.status}", ""]
+    if result.message:
+        out += [md_cell(result.message), ""]
+    out += ["| Step | Status | Time | Message |", "|---|---|---|---|"]
+    out += [f"| `{s.step_id}` {md_cell(s.name)} | {s.status} | "
+            f"{f'{s.seconds:.1f} s' if s.seconds else '—'} | {md_cell(s.message) or '—'} |"
+            for s in result.steps]
+    if dead_end:
+        out += ["", f"This run cannot succeed: {md_cell(dead_end)}. End it with:", "",
+                "```bash", f"runbook abort {run}", "```"]
+    elif commands:
+        out += ["", "Waiting for approval. Replace NAME (and TICKET) and run:", "", "```bash",
+                *commands, "```", "", "then:", "", "```bash", f"runbook resume {run}", "```"]
+    elif result.status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
+        out += ["", "Resume with:", "", "```bash", f"runbook resume {run}", "```"]
+    return "\n".join(out) + "\n"
 
 
 def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
