@@ -186,6 +186,6 @@ def test_hotfix_takes_its_inputs_as_data_and_waits_for_the_cab(tmp_path, sandbox
                                          verify_minutes="5")
     assert code == 0, log
     run_id = re.search(r"^## Run `(\S+)`: waiting$", summary, re.M).group(1)
-    assert f"runbook approve {run_id} --gate cab --by NAME --ticket TICKET" in summary
+    assert f"runbook approve {run_id} --gate cab --by NAME   # 1 more approval" in summary
     assert not list(REPO.glob("pwned*")) and not list(tmp_path.rglob("pwned*"))
     assert reason.replace("|", "\\|") in summary  # the plan's parameters, as given
