@@ -118,7 +118,8 @@ def _inventory_at(name: str | None) -> Inventory:
                 at = ("maintenance_windows", env, i, problem[0])
                 raise InvalidInput(problem[1], file=str(doc.path), line=doc.line_of(at),
                                    path=f"$.maintenance_windows.{env}[{i}].{problem[0]}")
-    return Inventory(name=doc.path.stem, path=doc.path, sha256=doc.sha256, data=doc.data)
+    return Inventory(name=doc.path.stem, path=doc.path, sha256=doc.sha256, data=doc.data,
+                     lines=doc.lines)
 
 
 def validate(paths: Sequence[str], *, taken_flags: Collection[str] = ()
@@ -230,8 +231,13 @@ def _check_commands(the_plan: Plan) -> None:
     from engine.steps import STEP_TYPES
 
     for planned in the_plan.steps:
-        preflight = STEP_TYPES[planned.step.type].preflight
-        if preflight is None or planned.rendered is None or planned.when is False:
+        kind = STEP_TYPES[planned.step.type]
+        preflight = kind.preflight
+        if planned.rendered is None or planned.when is False:
+            continue
+        if kind.check is not None:
+            kind.check(planned.rendered, the_plan.inventory)
+        if preflight is None:
             continue
         problem = preflight(planned.rendered)
         if problem:
@@ -675,6 +681,11 @@ def redactor_for(book: Runbook, values: Mapping[str, Any],
     redactor = Redactor((str(values[n]) for n in secret_names if n in values), secret_names)
     for value in environment_secrets(os.environ, named):
         redactor.add_value(value)
+    from engine.steps import STEP_TYPES
+
+    for kind in STEP_TYPES.values():
+        for value in kind.secrets(inventory.data) if kind.secrets and inventory else ():
+            redactor.add_value(value)
     return redactor
 
 

@@ -2,7 +2,8 @@
 holds and the time, so that plan-time and run-time answers are the same given the same facts.
 
 Three kinds of item: ``attest`` (a named person signs it off), ``check`` (automated: a command,
-an HTTP probe, a soak time from the promotion history, a maintenance window) and ``approval``
+an HTTP probe, a soak time from the promotion history, a maintenance window, a notification
+this run delivered) and ``approval``
 (a gate such as ``cab`` that a quorum of distinct people with the right role must approve).
 """
 
@@ -244,6 +245,28 @@ def window(item: Item, windows: Sequence[Mapping[str, Any]], now: datetime) -> E
         "; none is scheduled"
     return Evidence(item, False, f"now ({now.isoformat(timespec='minutes')}) is outside "
                                  f"the {env} maintenance windows{nxt}")
+
+
+def notified(item: Item, results: Sequence[Mapping[str, Any]]) -> Evidence:
+    """A notify step of this run delivered its message to the audience: the delivery (when,
+    through which service, the title) is the evidence. ``results`` are the run's step
+    results, in the order the steps ran."""
+    audience = str(item.spec["audience"])
+    tries = [(r, d) for r in results if r.get("notification")
+             for d in r.get("deliveries") or () if d.get("audience") == audience]
+    done = next(((r, d) for r, d in tries if d.get("delivered")), None)
+    if done is not None:
+        result, delivery = done
+        return Evidence(item, True, f"{audience} told at {delivery['at']} through "
+                                    f"{delivery['service']}: {result['title']}",
+                        {"audience": audience, "at": delivery["at"],
+                         "service": delivery["service"], "title": result["title"]})
+    if tries:
+        result, delivery = tries[-1]
+        return Evidence(item, False, f"the message to {audience} ({result['title']}) was not "
+                                     f"delivered: {delivery['problem']}",
+                        {"audience": audience, "at": delivery["at"]})
+    return Evidence(item, False, f"no message to {audience} was delivered by this run")
 
 
 def probe(item: Item, run_command: Callable[[list[str], float], tuple[int, str]],

@@ -139,6 +139,16 @@ class Inventory:
     path: Path | None
     sha256: str
     data: Mapping[str, Any] = field(default_factory=dict)
+    lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False,
+                                                       repr=False)
+
+    def line_of(self, at: tuple[str | int, ...]) -> int | None:
+        """The line of the value at ``at`` in the inventory's file, or of its nearest parent."""
+        for end in range(len(at), -1, -1):
+            line = self.lines.get(at[:end])
+            if line is not None:
+                return line
+        return None
 
 
 @dataclass(frozen=True)

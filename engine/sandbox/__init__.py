@@ -150,8 +150,9 @@ def post(url: str, *, timeout: float | None, method: str = "POST") -> tuple[int,
 
 
 def environment(info: dict[str, Any]) -> dict[str, str]:
-    """The variables that point the engine, Ansible, boto3 and kubectl at the sandbox, and
-    the database passwords under the names its inventory gives them (``password_env``)."""
+    """The variables that point the engine, Ansible, boto3 and kubectl at the sandbox, the
+    database passwords under the names its inventory gives them (``password_env``) and the
+    notification URLs of its audiences (``notify``), all received by the sandbox."""
     from engine.sandbox import seed
 
     env = {"KUBECONFIG": info["kubeconfig"], "AWS_ENDPOINT_URL": info["aws_url"],
@@ -159,6 +160,7 @@ def environment(info: dict[str, Any]) -> dict[str, str]:
            "AWS_DEFAULT_REGION": info["region"], "RUNBOOK_INVENTORY": info["inventory"]}
     for db in (info.get("databases") or {}).values():
         env[db["password_env"]] = db["password"]
+    env.update(info.get("notify") or {})  # the sandbox's receiver of notify steps
     return env
 
 

@@ -166,6 +166,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._health(url.path.removeprefix("/sandbox/health/"))
             if method == "POST" and url.path == "/sandbox/reset" and self.server.reset:
                 return self._reset(self.server.reset)
+            if url.path.startswith("/sandbox/notify/") and method == "POST":
+                # The team's chat, as the sandbox plays it: notify steps post here (json://).
+                self.server.notifications.append(
+                    {"audience": url.path.removeprefix("/sandbox/notify/"), **(body or {})})
+                return self._send(200, {"status": "received"})
+            if url.path == "/sandbox/notifications" and method == "GET":
+                return self._send(200, list(self.server.notifications))
             if url.path.startswith("/sandbox/clock") and self.server.clock:
                 return self._clock(self.server.clock, method, url.path, parse_qs(url.query))
             query = parse_qs(url.query)
@@ -387,6 +394,7 @@ class KubeServer(ThreadingHTTPServer):
         self.reset: Callable[[], None] | None = None
         self.clock: SandboxClock | None = None
         self.resetting = threading.Lock()
+        self.notifications: list[dict[str, Any]] = []  # what notify steps posted, oldest first
 
     @property
     def url(self) -> str:

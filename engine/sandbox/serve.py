@@ -91,6 +91,7 @@ def main() -> int:
         seed.seed_app_repository(database.copy_project(where))
         postgres.restore()
         inventory_file()
+        kube.notifications.clear()
 
     kube.reset = reset
     info = {"pid": os.getpid(), "kube_url": kube.url, "aws_url": aws_url,
@@ -98,6 +99,7 @@ def main() -> int:
             "region": seed.REGION, "registry": seed.REGISTRY, "overlays": str(overlays),
             "rollout_delay": args.rollout_delay, "postgres_folder": str(postgres.folder),
             "postgres_port": postgres.port, "postgres_missing": postgres.missing,
+            "notify": notify_urls(shipped, kube.url),
             "databases": {env: {**db, "password_env": shipped["environments"][env]["database"]
                                 ["password_env"]} for env, db in postgres.databases.items()}}
     tmp = where / "sandbox.json.tmp"
@@ -121,6 +123,15 @@ def main() -> int:
     aws.stop()
     postgres.stop()
     return 0
+
+
+def notify_urls(inventory: Mapping[str, Any], kube_url: str) -> dict[str, str]:
+    """Each notification URL variable of the inventory → the sandbox's receiver for its
+    audience (``GET /sandbox/notifications`` lists what it received)."""
+    where = kube_url.removeprefix("http://")
+    return {str(entry["env"]): f"json://{where}/sandbox/notify/{audience}"
+            for audience, entries in (inventory.get("notify") or {}).items()
+            for entry in entries}
 
 
 def write_kubeconfig(where: Path, url: str, *, clock: bool = False) -> Path:

@@ -93,6 +93,10 @@ def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates
         windows = (inventory.get("maintenance_windows") or {}).get(env, [])
         return gates.window(gates.Item(item.id, item.text, item.kind, item.spec["window"]),
                             windows, now)
+    if "notified" in item.spec:
+        records = ctx.store.steps(ctx.run_id).values() if ctx.store else ()
+        return gates.notified(gates.Item(item.id, item.text, item.kind, item.spec["notified"]),
+                              [r.result for r in records if r.status == "ok"])
     return gates.probe(item, _run_command, _fetch)
 
 

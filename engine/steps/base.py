@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.clock import Clock
-from engine.model import Outcome, Step
+from engine.model import Inventory, Outcome, Step
 from engine.render import condition
 from engine.store import ApprovalRecord, StateStore
 
@@ -39,6 +39,13 @@ class StepType:
     # What would stop its rendered body from even starting (a program or folder that does
     # not exist), checked before a run is recorded or takes a lock; None when nothing would.
     preflight: Callable[[Mapping[str, Any]], str | None] | None = None
+    # What its rendered body needs from the inventory and the environment (a variable the
+    # inventory names, set), checked with ``preflight``: raises InvalidInput naming the
+    # inventory's file and line.
+    check: Callable[[Mapping[str, Any], Inventory], None] | None = None
+    # The values of the environment it would use, as the inventory names them, that are
+    # secrets (a webhook URL holding a token): masked in every run of that inventory.
+    secrets: Callable[[Mapping[str, Any]], list[str]] | None = None
     needs: frozenset[str] = frozenset()
     # What a run whose steps include this type may start ahead, given the run id and the
     # run's steps still to do with the folder each is written in (the warm Ansible worker);

@@ -1,0 +1,190 @@
+"""``notify``: tell an audience (stakeholders, on-call) what a run is doing, through Apprise.
+
+The inventory names each audience's URLs by the environment variables that hold them
+(``notify: {oncall: [{env: ONCALL_URL}]}``): a URL carries its service's token, so it never
+sits in a file, and it is a secret of every run of that inventory (``secret_values``). What
+the step records is who was told, when, the title and whether it was delivered, never
+where. A message that cannot be delivered is a warning on a step that succeeds: a release
+never fails because a chat service is down.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine.clock import iso
+from engine.errors import InvalidInput
+from engine.model import Inventory, Outcome
+from engine.secrets import MIN_SECRET_LENGTH
+from engine.steps.base import StepType
+
+if TYPE_CHECKING:
+    from engine.steps.base import StepContext
+
+KINDS = ("info", "success", "warning", "failure")  # Apprise's notification types
+# The longest one audience's delivery may take, retries included (Apprise's own connect and
+# read timeouts are 4 s each); a service that is down is a warning, not a stuck release.
+TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Target:
+    audience: str
+    env: str  # the variable holding the URL
+    url: str | None  # None: the variable is not set
+    index: int  # its place in the audience's list, for the line that names it
+
+
+def run(ctx: StepContext) -> Outcome:
+    spec = ctx.spec
+    audiences = audiences_of(spec["to"])
+    title, body = str(spec["title"]), str(spec["body"])
+    if ctx.dry_run:
+        return Outcome("would-run", message=f"notifies {', '.join(audiences)}: {title}")
+    config = (ctx.variables.get("inventory") or {}).get("notify") or {}
+    kind = str(spec.get("type", "info"))
+    deliveries = [_deliver(t, audience, title, body, kind, ctx)
+                  for audience in audiences
+                  for t in _or_none(targets(config, [audience], os.environ))]
+    result: dict[str, Any] = {"notification": True, "title": title, "type": kind,
+                              "delivered": all(d["delivered"] for d in deliveries),
+                              "deliveries": deliveries}
+    told = sorted({d["audience"] for d in deliveries if d["delivered"]})
+    missed = [f"{d['audience']} ({d['problem']})" for d in deliveries if not d["delivered"]]
+    message = f"delivered to {', '.join(told)}" if told else ""
+    if missed:
+        message = "warning: not delivered to " + "; ".join(missed) + \
+            (f"; {message}" if message else "")
+    return Outcome("ok", result, message=ctx.redact(message))
+
+
+def _deliver(target: Target | None, audience: str, title: str, body: str, kind: str,
+             ctx: StepContext) -> dict[str, Any]:
+    entry: dict[str, Any] = {"audience": audience, "service": "", "at": iso(ctx.clock.now()),
+                             "delivered": False, "problem": ""}
+    if target is None:
+        entry["problem"] = "the inventory names no URL for it"
+    elif target.url is None:
+        entry["problem"] = f"the environment variable {target.env} is not set"
+    else:
+        service, problem = send(target.url, title, body, kind)
+        entry.update(service=service, delivered=not problem, problem=ctx.redact(problem),
+                     at=iso(ctx.clock.now()))
+    return entry
+
+
+def _or_none(found: list[Target]) -> list[Target | None]:
+    """An audience the inventory names no URL for is still an undelivered message."""
+    return list(found) or [None]
+
+
+def send(url: str, title: str, body: str, kind: str) -> tuple[str, str]:
+    """Deliver one message to one Apprise URL: the service's name and what went wrong ('' if
+    it was delivered). Apprise is imported here, not with the engine: it loads its plugins."""
+    import apprise
+
+    asset = apprise.AppriseAsset(app_id="runbook", app_desc="runbook",
+                                 storage_mode="memory")  # nothing written under $HOME
+    sender = apprise.Apprise(asset=asset)
+    if not sender.add(url):
+        return "", "its URL is not one Apprise can use"
+    result = sender.notify(body=body, title=title, notify_type=apprise.NotifyType(kind),
+                           timeout=TIMEOUT)
+    service = ", ".join(r.name for r in result)
+    if result:
+        return service, ""
+    said = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR")]
+    return service, "; ".join(dict.fromkeys(said)) or f"Apprise answered {result.status.name}"
+
+
+def audiences_of(value: Any) -> list[str]:
+    """The rendered ``to``: one audience's name or a list of them."""
+    names = [value] if isinstance(value, str) else list(value or ())
+    return [str(n) for n in names if str(n)]
+
+
+def targets(config: Mapping[str, Any], audiences: Sequence[str],
+            environ: Mapping[str, str]) -> list[Target]:
+    """Where each audience is told: the URLs the inventory's variables hold now."""
+    return [Target(audience, str(entry["env"]), environ.get(str(entry["env"])) or None, i)
+            for audience in audiences
+            for i, entry in enumerate(config.get(audience) or ())]
+
+
+def check(spec: Mapping[str, Any], inventory: Inventory) -> None:
+    """Before a run is recorded: each audience it tells is in the inventory and each URL's
+    variable is set and holds a URL Apprise knows, else InvalidInput naming the inventory's
+    line."""
+    config = inventory.data.get("notify") or {}
+    where = str(inventory.path) if inventory.path else "the inventory"
+    for audience in audiences_of(spec.get("to")):
+        if audience not in config:
+            known = ", ".join(config) or "none"
+            raise InvalidInput(f"no notify audience {audience!r} (audiences: {known})",
+                               file=where, line=inventory.line_of(("notify",)),
+                               path="$.notify")
+    for target in targets(config, audiences_of(spec.get("to")), os.environ):
+        at = ("notify", target.audience, target.index, "env")
+        if target.url is None:
+            raise InvalidInput(f"the environment variable {target.env} is not set: it holds "
+                               f"the URL that tells {target.audience}", file=where,
+                               line=inventory.line_of(at), path="$." + ".".join(map(str, at)))
+        if "://" not in target.url or not _known(target.url):
+            raise InvalidInput(f"{target.env} does not hold a notification URL Apprise knows "
+                               "(such as slack://…, msteams://…, mailto://…, json://…)",
+                               file=where, line=inventory.line_of(at),
+                               path="$." + ".".join(map(str, at)))
+
+
+def _known(url: str) -> bool:
+    import apprise
+
+    return bool(apprise.Apprise(asset=apprise.AppriseAsset(storage_mode="memory")).add(url))
+
+
+def secret_values(inventory: Mapping[str, Any]) -> list[str]:
+    """What of the URLs the inventory's variables hold is masked: each whole, without its
+    scheme, and the parts that carry a token (password, path, query)."""
+    config = inventory.get("notify") or {}
+    found: list[str] = []
+    for target in targets(config, list(config), os.environ):
+        if target.url is None:
+            continue
+        parts = urllib.parse.urlsplit(target.url)
+        found += [target.url, target.url.split("://", 1)[-1], parts.password or "",
+                  parts.path.strip("/"), parts.query]
+    return [s for s in found if len(s) >= MIN_SECRET_LENGTH]
+
+
+def describe(spec: Mapping[str, Any]) -> list[str]:
+    to = spec["to"] if isinstance(spec["to"], str) else ", ".join(map(str, spec["to"]))
+    return [f"notifies {to}: {spec['title']}"]
+
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["to", "title", "body"],
+    "properties": {
+        "to": {
+            "description": "the audiences told: names under the inventory's `notify`",
+            "oneOf": [
+                {"$ref": "#/$defs/template"},
+                {"type": "array", "minItems": 1,
+                 "items": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"}},
+            ],
+        },
+        "title": {"$ref": "#/$defs/template"},
+        "body": {"$ref": "#/$defs/template"},
+        "type": {"description": "how services show it (Apprise's notification type)",
+                 "enum": list(KINDS)},
+    },
+}
+
+TYPE = StepType("notify", run, describe, SCHEMA,
+                summary="send a message to the inventory's audiences (Apprise URLs)",
+                check=check, secrets=secret_values)
