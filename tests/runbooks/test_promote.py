@@ -202,7 +202,8 @@ def test_a_tag_that_points_elsewhere_is_never_moved(sandbox, runbook_cli):
 
 # The steps after the checklist; the reads before it ran when the run started.
 STEPS = ["release-retag", "release-deploy", "release-wait-rollout", "record"]
-BEFORE_GATE = ["read-source", "read-target", "choose-tags", "read-source-image", "checklist"]
+BEFORE_GATE = ["read-source", "read-target", "choose-tags", "read-source-image", "announce",
+               "checklist"]
 
 
 @pytest.mark.parametrize("killed_after", [*STEPS[:2], "rollout-done-before-checkpoint"])
@@ -232,7 +233,7 @@ def test_sigkill_after_each_step_then_resume_ends_in_the_same_state(killed_after
     proc.communicate(timeout=10)
     done = runbook_cli("resume", run_id)
     assert done.code == 0, done.out
-    assert re.findall(r"✓ (\S+) done: done in an earlier attempt", done.out)[:5] == \
+    assert re.findall(r"✓ (\S+) done: done in an earlier attempt", done.out)[:6] == \
         BEFORE_GATE
     assert deployment("staging")["image"] == image("staging-1.4.2")
     assert deployment("staging")["revision"] == "3"
