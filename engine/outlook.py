@@ -16,13 +16,15 @@ from engine.store import StepRecord
 
 
 def undone_by(book: Runbook, steps: Mapping[str, StepRecord]) -> tuple[str, list[str]] | None:
-    """The failed final step and the ``on_failure`` steps that undid it; None when resuming
-    the run may still succeed."""
+    """The failed final step and the ``on_failure`` steps that undid it (not those that only
+    told people); None when resuming the run may still succeed."""
+    from engine.steps import STEP_TYPES
+
     for step in book.all_steps():
         record = steps.get(step.id)
         if record is None or record.status != StepStatus.FAILED or not step.failure_is_final:
             continue
         undo = [s.id for s in step.on_failure]
         if all((r := steps.get(i)) is not None and r.status == StepStatus.OK for i in undo):
-            return step.id, undo
+            return step.id, [s.id for s in step.on_failure if not STEP_TYPES[s.type].informs]
     return None

@@ -47,6 +47,8 @@ class StepType:
     # secrets (a webhook URL holding a token): masked in every run of that inventory.
     secrets: Callable[[Mapping[str, Any]], list[str]] | None = None
     needs: frozenset[str] = frozenset()
+    # Only tells people (a message): among a failure's on_failure steps, it undoes nothing.
+    informs: bool = False
     # What a run whose steps include this type may start ahead, given the run id and the
     # run's steps still to do with the folder each is written in (the warm Ansible worker);
     # it never fails: what went wrong shows when a step of the type runs.

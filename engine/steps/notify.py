@@ -187,4 +187,4 @@ SCHEMA: dict[str, Any] = {
 
 TYPE = StepType("notify", run, describe, SCHEMA,
                 summary="send a message to the inventory's audiences (Apprise URLs)",
-                check=check, secrets=secret_values)
+                check=check, secrets=secret_values, informs=True)
