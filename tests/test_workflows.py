@@ -139,7 +139,9 @@ def _runner(tmp_path: Path, sandbox: dict[str, str], database: dict[str, str]) -
     state = (f"postgresql://{database['user']}:{quote(database['password'], safe='')}@"
              f"{database['host']}:{database['port']}/{database['name']}")
     secrets = {"RUNBOOK_STATE": state, "KUBECONFIG": Path(sandbox["kubeconfig"]).read_text(),
-               "AWS_ACCESS_KEY_ID": seed.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": seed.SECRET_KEY}
+               "AWS_ACCESS_KEY_ID": seed.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": seed.SECRET_KEY,
+               **{k: v for k, v in sb.environment(sandbox).items()
+                  if k.startswith("QUIKAPP_NOTIFY_")}}
     variables = {"RUNBOOK_INVENTORY": sandbox["inventory"]}
     return Runner(tmp_path, secrets, variables, set(POINTERS) | set(sb.environment(sandbox)))
 
