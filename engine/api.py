@@ -182,12 +182,13 @@ def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None
     user = identity.check_starter(name, inv.data, where)
     run_id = new_run_id(clock)
     started = iso(clock.now())
-    the_plan = build_plan(book, inv, values, {"id": run_id, "user": user, "started_at": started},
-                          {}, redactor)
-    _check_commands(the_plan)
-    # Started while the drift check reads the cluster; ended if the run goes no further.
+    # Started while the plan is built and checked and the drift check reads the cluster;
+    # ended if the run goes no further.
     prepare_ahead(run_id, book)
     try:
+        the_plan = build_plan(book, inv, values,
+                              {"id": run_id, "user": user, "started_at": started}, {}, redactor)
+        _check_commands(the_plan)
         return _start(book, inv, the_plan, run_id, user, started, state, reporter, clock,
                       accept_drift)
     finally:
