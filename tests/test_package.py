@@ -4,6 +4,7 @@ the schemas editors use, reading nothing from the source tree."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -55,11 +56,31 @@ def uv() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of this pytest session that all its pytest-xdist workers see."""
+    base = tmp_path_factory.getbasetemp()
+    # A worker's base is popen-gwN inside the session's own folder.
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``runbook`` script of a fresh virtual environment holding only the built wheel
-    and the locked dependencies (from uv's cache: no network needed once ``uv sync`` ran)."""
-    where = tmp_path_factory.mktemp("package")
+    and the locked dependencies (from uv's cache: no network needed once ``uv sync`` ran).
+    Built once for the session: the first worker to get here builds it while the others
+    wait on the lock, then all use it."""
+    where = shared_folder(tmp_path_factory) / "package"
+    where.mkdir(exist_ok=True)
+    with (where / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        script = where / "venv" / "bin" / "runbook"
+        if not (where / "installed").exists():
+            _install(where)
+            (where / "installed").write_text("")
+    return script
+
+
+def _install(where: Path) -> None:
     env = {**OUTER_ENV, "VIRTUAL_ENV": "", "PYTHONPATH": ""}
 
     def sh(*argv: str | Path, cwd: Path = where) -> str:
@@ -68,16 +89,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert done.returncode == 0, f"{argv}: {done.stderr}"
         return done.stdout
 
-    sh(uv(), "build", "--out-dir", where / "dist", REPO, cwd=REPO)
+    shutil.rmtree(where / "dist", ignore_errors=True)
+    shutil.rmtree(where / "venv", ignore_errors=True)
+    sh(uv(), "build", "--wheel", "--out-dir", where / "dist", REPO, cwd=REPO)
     wheel = next((where / "dist").glob("runbook-*.whl"))
     venv = where / "venv"
-    # The locked dependencies, not the project: the engine comes from the wheel alone.
+    # The locked dependencies, not the project: the engine comes from the wheel alone. Linked
+    # from uv's cache, not copied: a fresh environment all the same.
     env["UV_PROJECT_ENVIRONMENT"] = str(venv)
+    env["UV_LINK_MODE"] = "hardlink"
     sh(uv(), "sync", "--offline", "--frozen", "--no-dev", "--no-install-project",
        "--python", sys.executable, "--project", REPO)
     sh(uv(), "pip", "install", "--offline", "--no-deps", "--python", venv / "bin" / "python",
        wheel)
-    return venv / "bin" / "runbook"
 
 
 @pytest.fixture

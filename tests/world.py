@@ -38,19 +38,41 @@ def kubectl_json(*args: str) -> Any:
     return yaml.safe_load(out)
 
 
-def deployment(env: str) -> dict[str, Any]:
-    dep = kubectl_json("get", "deployment", f"{env}-quikapp-api", "-n", f"quikapp-{env}")
+def _seen(dep: dict[str, Any]) -> dict[str, Any]:
     return {"image": dep["spec"]["template"]["spec"]["containers"][0]["image"],
             "generation": dep["metadata"]["generation"],
             "revision": dep["metadata"]["annotations"][REVISION],
             "available": dep["status"].get("availableReplicas")}
 
 
-def replicasets(env: str) -> dict[str, str]:
-    """revision -> image of each ReplicaSet of the environment's deployment."""
-    items = kubectl_json("get", "replicasets", "-n", f"quikapp-{env}")["items"]
+def deployment(env: str) -> dict[str, Any]:
+    return _seen(kubectl_json("get", "deployment", f"{env}-quikapp-api",
+                              "-n", f"quikapp-{env}"))
+
+
+def deployments() -> dict[str, dict[str, Any]]:
+    """Each environment's deployment as `deployment` reads it, in one `kubectl get`."""
+    found = {(dep["metadata"]["namespace"], dep["metadata"]["name"]): dep
+             for dep in kubectl_json("get", "deployments", "--all-namespaces")["items"]}
+    return {env: _seen(found[f"quikapp-{env}", f"{env}-quikapp-api"]) for env in ENVS}
+
+
+def _revisions(items: list[dict[str, Any]]) -> dict[str, str]:
     return {rs["metadata"]["annotations"][REVISION]:
             rs["spec"]["template"]["spec"]["containers"][0]["image"] for rs in items}
+
+
+def replicasets(env: str) -> dict[str, str]:
+    """revision -> image of each ReplicaSet of the environment's deployment."""
+    return _revisions(kubectl_json("get", "replicasets", "-n", f"quikapp-{env}")["items"])
+
+
+def all_replicasets() -> dict[str, dict[str, str]]:
+    """`replicasets` of each environment, in one `kubectl get`."""
+    items = kubectl_json("get", "replicasets", "--all-namespaces")["items"]
+    return {env: _revisions([rs for rs in items
+                             if rs["metadata"]["namespace"] == f"quikapp-{env}"])
+            for env in ENVS}
 
 
 def overlay_commits(sandbox: dict[str, str]) -> list[str]:
@@ -60,7 +82,7 @@ def overlay_commits(sandbox: dict[str, str]) -> list[str]:
 
 
 def snapshot(sandbox: dict[str, str]) -> dict[str, Any]:
-    return {"ecr": ecr_tags(), "deployments": {e: deployment(e) for e in ENVS},
+    return {"ecr": ecr_tags(), "deployments": deployments(),
             "commits": overlay_commits(sandbox)}
 
 

@@ -18,7 +18,7 @@ from engine.sandbox import database
 from tests.conftest import _start_sandbox, runbook_process
 from tests.helpers import book
 from tests.runbooks.killing import wait_until
-from tests.world import ENVS, deployment, kubectl, replicasets, snapshot
+from tests.world import all_replicasets, deployment, kubectl, snapshot
 
 
 def app_repository(info) -> str:  # type: ignore[no-untyped-def]
@@ -45,7 +45,7 @@ def databases(info) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
 def everything(info) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """All a test can change, as a user would look at it."""
     rds = boto3.client("rds")
-    return {**snapshot(info), "replicasets": {e: replicasets(e) for e in ENVS},
+    return {**snapshot(info), "replicasets": all_replicasets(),
             "rds": sorted(i["DBInstanceIdentifier"]
                           for i in rds.describe_db_instances()["DBInstances"]),
             "databases": databases(info), "branches": git_branches(info)}
