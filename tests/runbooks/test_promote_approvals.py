@@ -71,14 +71,14 @@ def test_the_plan_shows_and_binds_the_image_and_the_target(sandbox, runbook_cli)
                              "target_tag": "live-1.4.1",
                              "target_image": image("live-1.4.0"),
                              "target_revision": deployment("live")["revision"]}
+    # Planned again with nothing changed, in each of the other forms: the same hash.
     text = runbook_cli("plan", "promote", "--from", "staging", "--to", "live").out
     assert f"source_digest: {ecr_tags()['staging-1.4.1']}" in text
+    assert f"(hash {plan['plan_hash'][:16]})" in text
     markdown = runbook_cli("plan", "promote", "--from", "staging", "--to", "live",
                            "--output", "markdown").out
     assert "## Bound values" in markdown and "| `target_revision` |" in markdown
-    same = runbook_cli("plan", "promote", "--from", "staging", "--to", "live",
-                       "--output", "json").json()
-    assert same["plan_hash"] == plan["plan_hash"]
+    assert f"- **Plan hash:** `{plan['plan_hash']}`" in markdown
     set_image("staging", "staging-1.4.0")
     moved = runbook_cli("plan", "promote", "--from", "staging", "--to", "live",
                         "--output", "json").json()
