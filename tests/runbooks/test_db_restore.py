@@ -13,7 +13,7 @@ def restored(env: str) -> list[dict]:
             if i["DBInstanceIdentifier"] == f"quikapp-{env}-restored"]
 
 
-def test_plan_shows_the_snapshot_time_and_the_data_loss_window(sandbox, runbook_cli):
+def test_plan_shows_the_snapshot_time_and_the_data_loss_window(in_shared_sandbox, runbook_cli):
     plan = runbook_cli("plan", "db-restore", "--env", "qa", "--snapshot-id",
                        "quikapp-qa-nightly")
     assert plan.code == 0, plan.out
@@ -32,7 +32,7 @@ def test_restore_from_the_latest_snapshot(sandbox, runbook_cli):
     assert history[0]["data"]["endpoint"].startswith("quikapp-uat2-restored.")
 
 
-def test_a_snapshot_of_another_environment_is_refused(sandbox, runbook_cli):
+def test_a_snapshot_of_another_environment_is_refused(in_shared_sandbox, runbook_cli):
     result = runbook_cli("run", "db-restore", "--env", "qa", "--snapshot-id",
                          "quikapp-live-nightly")
     assert result.code == 2
@@ -42,7 +42,7 @@ def test_a_snapshot_of_another_environment_is_refused(sandbox, runbook_cli):
     assert restored("qa") == []
 
 
-def test_exactly_one_of_snapshot_id_and_latest(sandbox, runbook_cli):
+def test_exactly_one_of_snapshot_id_and_latest(in_shared_sandbox, runbook_cli):
     for args in ([], ["--snapshot-id", "quikapp-qa-nightly", "--latest"]):
         result = runbook_cli("run", "db-restore", "--env", "qa", *args)
         assert result.code == 2

@@ -11,7 +11,7 @@ def set_image_by_hand(env: str, tag: str) -> None:
             "-n", f"quikapp-{env}")
 
 
-def test_every_environment_agrees_in_a_fresh_sandbox(sandbox, runbook_cli):
+def test_every_environment_agrees_in_a_fresh_sandbox(in_shared_sandbox, runbook_cli):
     result = runbook_cli("drift", "--output", "json")
     assert result.code == 0, result.out
     rows = result.json()
@@ -63,7 +63,7 @@ def test_accept_drift_goes_on_and_is_recorded(sandbox, runbook_cli):
     assert "accept-drift" in journal
 
 
-def test_a_history_that_disagrees_with_the_cluster_is_drift(sandbox, runbook_cli):
+def test_a_history_that_disagrees_with_the_cluster_is_drift(in_shared_sandbox, runbook_cli):
     from engine.store import HistoryRecord, open_store
 
     store = open_store()
@@ -76,10 +76,10 @@ def test_a_history_that_disagrees_with_the_cluster_is_drift(sandbox, runbook_cli
     assert ("qa: the last recorded change (promotion at 2026-11-26T11:58:00+00:00, run "
             f"earlier) is to {image('qa-1.4.2')}, the cluster runs {image('qa-1.5.0')}") \
         in drift.out
-    assert rendered_image(sandbox, "qa") == image("qa-1.5.0")  # the overlay agrees
+    assert rendered_image(in_shared_sandbox, "qa") == image("qa-1.5.0")  # the overlay agrees
 
 
-def test_an_unknown_environment_is_invalid_input(sandbox, runbook_cli):
+def test_an_unknown_environment_is_invalid_input(in_shared_sandbox, runbook_cli):
     result = runbook_cli("drift", "--env", "prod")
     assert result.code == 2
     assert "unknown environment prod" in result.err

@@ -155,8 +155,8 @@ def test_unknown_environment_is_refused(in_shared_sandbox, runbook_cli):
     assert "unknown environment prod (environments: dev, qa, uat1" in result.err
 
 
-def test_no_step_runs_until_every_checklist_item_is_attested(sandbox, runbook_cli):
-    before = snapshot(sandbox)
+def test_no_step_runs_until_every_checklist_item_is_attested(in_shared_sandbox, runbook_cli):
+    before = snapshot(in_shared_sandbox)
     run_id = start(runbook_cli, "uat1", "staging")
     items = checklist("staging")
     runbook_cli("approve", run_id, "--step", "checklist", "--by", "alice",
@@ -164,7 +164,7 @@ def test_no_step_runs_until_every_checklist_item_is_attested(sandbox, runbook_cl
     again = runbook_cli("resume", run_id)
     assert again.code == 3
     assert f"1 of {len(items)} items not satisfied ({items[-1]})" in again.out
-    assert snapshot(sandbox) == before
+    assert snapshot(in_shared_sandbox) == before
     own = runbook_cli("approve", run_id, "--step", "checklist", "--by", "tester",
                       "--item", items[-1])
     assert own.code == 2  # the person running the promotion cannot attest it

@@ -15,14 +15,14 @@ from tests.world import (
 )
 
 
-def test_plan_shows_the_history_and_the_target(sandbox, runbook_cli):
-    before = snapshot(sandbox)
+def test_plan_shows_the_history_and_the_target(in_shared_sandbox, runbook_cli):
+    before = snapshot(in_shared_sandbox)
     plan = runbook_cli("plan", "rollback", "--env", "live")
     assert plan.code == 0, plan.out
     assert f"*   2  {image('live-1.4.0')}" in plan.out
     assert f"    1  {image('live-1.3.9')}" in plan.out
     assert f"will go back to revision 1 ({image('live-1.3.9')})" in plan.out
-    assert snapshot(sandbox) == before
+    assert snapshot(in_shared_sandbox) == before
 
 
 def test_rollback_to_the_previous_revision(sandbox, runbook_cli):
@@ -59,16 +59,16 @@ def test_rollback_to_a_given_revision(sandbox, runbook_cli):
     assert dep["image"] == image("qa-1.5.0") and dep["revision"] == "4"
 
 
-def test_a_revision_that_does_not_exist_is_refused(sandbox, runbook_cli):
-    before = snapshot(sandbox)
-    for args in (["--to-revision", "7"], ["--to-revision", "2"]):
-        result = runbook_cli("run", "rollback", "--env", "staging", *args)
-        assert result.code == 2
-    assert "staging: revision 7 does not exist (revisions: 2, 1)" in \
-        runbook_cli("run", "rollback", "--env", "staging", "--to-revision", "7").out
+def test_a_revision_that_does_not_exist_is_refused(in_shared_sandbox, runbook_cli):
+    before = snapshot(in_shared_sandbox)
+    missing = runbook_cli("run", "rollback", "--env", "staging", "--to-revision", "7")
+    assert missing.code == 2
+    assert "staging: revision 7 does not exist (revisions: 2, 1)" in missing.out
+    running = runbook_cli("run", "rollback", "--env", "staging", "--to-revision", "2")
+    assert running.code == 2
     assert "revision 2 is the one running now" in \
         runbook_cli("plan", "rollback", "--env", "staging", "--to-revision", "2").out
-    assert snapshot(sandbox) == before
+    assert snapshot(in_shared_sandbox) == before
 
 
 def test_sigkill_during_the_undo_then_resume(sandbox, runbook_cli):
