@@ -25,6 +25,14 @@ def step_status(run_id: str, step: str) -> str | None:
     return row[0] if row else None
 
 
+def step_attempts(run_id: str, step: str) -> int:
+    """How many times ``step`` of ``run_id`` was started (0: never)."""
+    with sqlite3.connect(state_db()) as conn:
+        row = conn.execute("SELECT attempts FROM steps WHERE run_id = ? AND step_id = ?",
+                           (run_id, step)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def wait_until(predicate: Callable[[], bool], proc: subprocess.Popen[str],
                timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout

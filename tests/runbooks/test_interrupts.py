@@ -61,25 +61,34 @@ def assert_interrupted(runbook_cli, run_id: str, step: str) -> dict[str, str]:  
     return steps
 
 
-# Each step once, the two signals in turn (a promotion takes about forty seconds here); the
-# signal handling itself is the same for both, as tests/test_interrupts.py shows.
+# Each step once, the two signals in turn. One run takes them all in a row, resumed after
+# each (a promotion takes about forty seconds on a busy machine): the steps before the
+# checklist in one run, those after it in another, so that each run ends as an uninterrupted
+# promotion would. The signal handling itself is the same for both signals, as
+# tests/test_interrupts.py shows.
 PROMOTE_CASES = [(step, ("SIGINT", "SIGTERM")[i % 2])
                  for i, step in enumerate(BEFORE_CHECKLIST + AFTER_CHECKLIST)]
 
 
-@pytest.mark.parametrize(("step", "sig"), PROMOTE_CASES)
-def test_promote_interrupted_in_each_step_then_resumed(step, sig, sandbox, runbook_cli):
-    if step in BEFORE_CHECKLIST:
-        run_id, _ = interrupt_during(step, SIGNALS[sig], "run", "promote", "--from", "uat1",
-                                     "--to", "staging")
-        assert_interrupted(runbook_cli, run_id, step)
+@pytest.mark.parametrize("when", ["before-checklist", "after-checklist"])
+def test_promote_interrupted_in_each_step_then_resumed(when, sandbox, runbook_cli):
+    cases = [(step, sig) for step, sig in PROMOTE_CASES
+             if (step in BEFORE_CHECKLIST) == (when == "before-checklist")]
+    if when == "before-checklist":
+        run_id = None
+        for step, sig in cases:
+            args = ("resume", run_id) if run_id else ("run", "promote", "--from", "uat1",
+                                                      "--to", "staging")
+            run_id, _ = interrupt_during(step, SIGNALS[sig], *args)
+            assert_interrupted(runbook_cli, run_id, step)
         assert runbook_cli("resume", run_id).code == 3  # on to the checklist
         test_promote.attest(runbook_cli, run_id, "staging")
     else:
         run_id = test_promote.start(runbook_cli, "uat1", "staging")
         test_promote.attest(runbook_cli, run_id, "staging")
-        interrupt_during(step, SIGNALS[sig], "resume", run_id)
-        assert_interrupted(runbook_cli, run_id, step)
+        for step, sig in cases:
+            interrupt_during(step, SIGNALS[sig], "resume", run_id)
+            assert_interrupted(runbook_cli, run_id, step)
     done = runbook_cli("resume", run_id)
     assert done.code == 0, done.out
     # What an uninterrupted promotion of uat1 to staging leaves behind.
@@ -96,20 +105,23 @@ def test_promote_interrupted_in_each_step_then_resumed(step, sig, sandbox, runbo
     assert statuses(runbook_cli, run_id)[0] == "done"
 
 
-@pytest.mark.parametrize(("step", "sig"), [("staging-wait-rollout", "SIGTERM"),
-                                           ("verify", "SIGINT"), ("verify", "SIGTERM")])
-def test_hotfix_interrupted_then_resumed_keeps_staging_and_its_approval(step, sig, sandbox,
-                                                                        runbook_cli):
+# The rollout and the verification window (held on the sandbox's clock), each signal once,
+# in one run resumed after each interruption.
+HOTFIX_CASES = [("staging-wait-rollout", "SIGTERM"), ("verify", "SIGINT"), ("verify", "SIGTERM")]
+
+
+def test_hotfix_interrupted_then_resumed_keeps_staging_and_its_approval(sandbox, runbook_cli):
     run_id = test_hotfix.start(runbook_cli, "1.4.3")
     assert runbook_cli("approve", run_id, "--gate", "cab", "--by", "carol",
                        "--ticket", "EC-77").code == 0
-    interrupt_during(step, SIGNALS[sig], "resume", run_id)
-    steps = assert_interrupted(runbook_cli, run_id, step)
-    # Not a failure: staging is not rolled back, live untouched.
-    assert "staging-rollback" not in steps and "staging-rollback-wait" not in steps
-    if step == "verify":
-        assert deployment("staging")["image"] == image("staging-1.4.3")
-    assert deployment("live")["image"] == image("live-1.4.0")
+    for step, sig in HOTFIX_CASES:
+        interrupt_during(step, SIGNALS[sig], "resume", run_id)
+        steps = assert_interrupted(runbook_cli, run_id, step)
+        # Not a failure: staging is not rolled back, live untouched.
+        assert "staging-rollback" not in steps and "staging-rollback-wait" not in steps
+        if step == "verify":
+            assert deployment("staging")["image"] == image("staging-1.4.3")
+        assert deployment("live")["image"] == image("live-1.4.0")
     done = runbook_cli("resume", run_id)  # the emergency CAB approval still counts
     assert done.code == 0, done.out
     assert deployment("staging")["image"] == image("staging-1.4.3")

@@ -14,7 +14,7 @@ import yaml
 
 from engine.loader import PROJECT_ROOT
 from tests.conftest import runbook_process
-from tests.runbooks.killing import step_status, wait_until
+from tests.runbooks.killing import step_attempts, step_status, wait_until
 from tests.world import ENVS, deployment, ecr_tags, image, overlay_commits, snapshot
 
 INVENTORY = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
@@ -217,11 +217,8 @@ BEFORE_GATE = ["read-source", "read-target", "choose-tags", "read-source-image",
                "checklist"]
 
 
-@pytest.mark.parametrize("killed_after", [*STEPS[:2], "rollout-done-before-checkpoint"])
-def test_sigkill_after_each_step_then_resume_ends_in_the_same_state(killed_after, sandbox,
-                                                                    runbook_cli):
-    run_id = start(runbook_cli, "uat1", "staging")
-    attest(runbook_cli, run_id, "staging")
+def kill_after(killed_after: str, run_id: str) -> None:
+    """Resume ``run_id`` in a real process and SIGKILL it once ``killed_after`` is done."""
     proc = runbook_process("resume", run_id)
     if killed_after in STEPS:
         # The step after each of these takes a second or more: the kill lands between them.
@@ -231,7 +228,10 @@ def test_sigkill_after_each_step_then_resume_ends_in_the_same_state(killed_after
         # The rollout is done and verified but its checkpoint not yet written: hold the state
         # file's write lock so the engine blocks there, then kill it.
         home = Path(os.environ["RUNBOOK_HOME"])
-        wait_until(lambda: step_status(run_id, "release-wait-rollout") == "running", proc)
+        # Started by this process, not left running by the one killed before it.
+        started = step_attempts(run_id, "release-wait-rollout")
+        wait_until(lambda: step_status(run_id, "release-wait-rollout") == "running"
+                   and step_attempts(run_id, "release-wait-rollout") > started, proc)
         lock = sqlite3.connect(home / "state.db", isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")
         rc_files = home / "runs" / run_id / "release-wait-rollout" / "artifacts"
@@ -242,6 +242,17 @@ def test_sigkill_after_each_step_then_resume_ends_in_the_same_state(killed_after
         lock.close()
         assert step_status(run_id, "release-wait-rollout") == "running"
     proc.communicate(timeout=10)
+
+
+# Killed after each of these in turn, in one run resumed after each kill.
+KILLED_AFTER = [*STEPS[:2], "rollout-done-before-checkpoint"]
+
+
+def test_sigkill_after_each_step_then_resume_ends_in_the_same_state(sandbox, runbook_cli):
+    run_id = start(runbook_cli, "uat1", "staging")
+    attest(runbook_cli, run_id, "staging")
+    for killed_after in KILLED_AFTER:
+        kill_after(killed_after, run_id)
     done = runbook_cli("resume", run_id)
     assert done.code == 0, done.out
     assert re.findall(r"✓ (\S+) done: done in an earlier attempt", done.out)[:6] == \
