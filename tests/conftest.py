@@ -44,12 +44,13 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 # The longest tests (one to four minutes each on two busy cores), longest first: handed out
 # before all others.
-LONGEST = ("tests/runbooks/test_ansible_parity.py::",
+LONGEST = ("tests/runbooks/test_ansible_parity.py::", "tests/runbooks/test_interrupts.py::",
+           "tests/runbooks/test_promote.py::test_sigkill_",
            "tests/runbooks/test_promote_approvals.py::test_the_plan_shows_and_binds",
            "tests/store/test_scale.py::", "tests/sandbox/test_reset_and_clock.py::",
+           "tests/runbooks/test_promote.py::test_promoting_twice",
            "tests/runbooks/test_untrusted_inputs.py::test_no_secret_",
-           "tests/runbooks/test_promote_approvals.py::", "tests/runbooks/test_hotfix.py::",
-           "tests/runbooks/test_interrupts.py::test_hotfix_")
+           "tests/runbooks/test_promote_approvals.py::", "tests/runbooks/test_hotfix.py::")
 
 
 def _order(item: pytest.Item) -> int:
