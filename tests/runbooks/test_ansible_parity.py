@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from engine import sandbox as sb
+from tests.conftest import OUTER_ENV
 from tests.runbooks.test_promote import promote
 
 # What differs between two runs of the same thing, whatever runs the playbook.
@@ -91,13 +92,18 @@ def _planned(cli: Any, *args: str) -> str:
                       sort_keys=True)
 
 
+# It chooses how each of its two runs runs playbooks: CI's second pass of the suite, with every
+# playbook through ansible-runner (RUNBOOK_ANSIBLE=runner), would repeat the first's comparison.
+@pytest.mark.skipif(OUTER_ENV.get("RUNBOOK_ANSIBLE") == "runner",
+                    reason="compares both ways of running playbooks whatever RUNBOOK_ANSIBLE says")
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_a_runbook_gives_the_same_results_in_the_warm_worker_and_through_ansible_runner(
         scenario: str, sandbox: dict[str, str], runbook_cli: Any, isolated: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
     for mode in ("runner", "warm"):
-        sb.reset(sandbox)
+        if seen:  # the fixture gave the first run a sandbox as new
+            sb.reset(sandbox)
         monkeypatch.setenv("RUNBOOK_HOME", str(isolated.parent / f"state-{mode}"))
         monkeypatch.setenv("RUNBOOK_ANSIBLE", mode)
         outcome = SCENARIOS[scenario](runbook_cli)
