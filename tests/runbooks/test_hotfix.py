@@ -37,6 +37,37 @@ def test_a_hotfix_reaches_live_only_after_the_emergency_cab_approval_and_verific
 
     assert runbook_cli("approve", run_id, "--gate", "cab", "--by", "carol",
                        "--ticket", "EC-77").code == 0
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert deployment("staging")["image"] == image("staging-1.4.3")
+    assert deployment("live")["image"] == image("live-1.4.3")
+    tags = ecr_tags()
+    assert tags["live-1.4.3"] == tags["staging-1.4.3"] == tags["1.4.3"]
+    assert "healthy for" in done.out and "1 checks passing" in done.out
+    assert "    git checkout develop\n    git merge hotfix/1.4.3\n" in done.out
+    commits = overlay_commits(sandbox)
+    assert commits[0].startswith(f"Hotfix 1.4.3 to live: {REASON}")
+    assert commits[1].startswith(f"Hotfix 1.4.3 to staging: {REASON}")
+    record = runbook_cli("history", "--kind", "hotfix", "--output", "json").json()[0]
+    data = record["data"]
+    assert (data["tag"], data["reason"], data["approved_by"]) == ("1.4.3", REASON, "carol")
+    assert data["started_at"] < data["approved_at"] <= data["staging_at"] < \
+        data["verified_at"] < data["live_at"]
+    assert (data["image"], data["digest"]) == (image("live-1.4.3"), tags["1.4.3"])
+    assert rendered_image(sandbox, "staging") == image("staging-1.4.3")
+    assert rendered_image(sandbox, "live") == image("live-1.4.3")
+    assert runbook_cli("drift").code == 0
+    # Staging's soak is of the hotfix now: its image and digest, since its deploy.
+    staging = runbook_cli("history", "--env", "staging", "--output", "json").json()[0]
+    assert (staging["kind"], staging["data"]["image"], staging["data"]["digest"]) == \
+        ("hotfix", image("staging-1.4.3"), tags["1.4.3"])
+    plan = runbook_cli("plan", "promote", "--from", "staging", "--to", "live", "--output", "json")
+    checklist = next(s for s in plan.json()["steps"] if s["id"] == "checklist")
+    soak = checklist["dry_run"]["result"]["items"]["staging-soak"]
+    assert soak["image"] == image("staging-1.4.3") and soak["digest"] == tags["1.4.3"]
+    assert soak["since"] == staging["at"] and soak["kind"] == "hotfix"
+
+
 def test_a_failed_verification_rolls_staging_back_and_leaves_live_alone(sandbox, runbook_cli):
     run_id = start(runbook_cli, "1.4.4-crashloop")
     runbook_cli("approve", run_id, "--gate", "cab", "--by", "carol")
