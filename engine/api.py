@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import approval_info, gates, identity, loader, pause, references, schema
+from engine import board as board_mod
 from engine import drift as drift_mod
 from engine import params as params_mod
 from engine.audit import Verdict, check
@@ -371,6 +372,30 @@ def drift(*, env: str | None = None, inventory: str | None = None,
     with open_store(state, readonly=True) as store:
         return drift_mod.check(environments, [env] if env else list(environments), store,
                                _kubeconfig(inv))
+
+
+def board(*, inventory: str | None = None, cluster: bool = True, clock: Clock | None = None,
+          state: str | None = None) -> board_mod.Board:
+    """The environment board: each environment of the inventory in promotion order, what it
+    runs (read from every cluster at once; ``cluster=False`` reads only the store), its
+    history, last run, lock and waiting runs (one store query for each kind of record)."""
+    clock = clock or SystemClock()
+    inv = load_inventory(inventory)
+    if inv.path is None:
+        raise InvalidInput("no inventory: give --inventory NAME or set RUNBOOK_INVENTORY")
+    environments = inv.data.get("environments") or {}
+    order = board_mod.graph_order(environments, inv.data.get("promotions") or {})
+    with open_store(state, readonly=True) as store:
+        last = store.last_changes(gates.CHANGE_KINDS)
+        runs = store.board_runs()
+        held = store.locks()
+        ids = [r.id for r in runs if r.status == RunStatus.WAITING]
+        waiting = board_mod.waiting_runs(runs, store.steps_of(ids), store.approvals_of(ids))
+    if cluster:
+        drifts = drift_mod.check_recorded(environments, order, last, _kubeconfig(inv))
+    else:
+        drifts = [drift_mod.compare(env, None, None, last.get(env), {}) for env in order]
+    return board_mod.build(inv.name, order, drifts, runs, held, waiting, clock.now())
 
 
 def _drift_before(book: Runbook, inv: Inventory, the_plan: Plan, store: StateStore,

@@ -139,6 +139,24 @@ def check(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
           store: StateStore, kubeconfig: str) -> list[Drift]:
     """The drift of each of ``envs``, in the order given. Every overlay is rendered
     (``kubectl kustomize``, as the deploy renders it) and every deployment read at once."""
+    return [compare(name, overlay, cluster, last_change(store, name), unreadable)
+            for name, overlay, cluster, unreadable in read_images(environments, envs,
+                                                                   kubeconfig)]
+
+
+def check_recorded(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
+                   last: Mapping[str, HistoryRecord], kubeconfig: str) -> list[Drift]:
+    """As ``check``, with each environment's last recorded change read by the caller (the
+    board reads those of every environment in one query)."""
+    return [compare(name, overlay, cluster, last.get(name), unreadable)
+            for name, overlay, cluster, unreadable in read_images(environments, envs,
+                                                                   kubeconfig)]
+
+
+def read_images(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
+                kubeconfig: str) -> list[tuple[str, str | None, str | None, dict[str, str]]]:
+    """What each overlay renders and each cluster runs (with why one could not be read),
+    every kubectl started before any is waited for."""
     with tempfile.TemporaryDirectory(prefix="runbook-kubectl-") as scratch:
         environ = _home_for_kubectl(Path(scratch))
         started: list[tuple[str, Mapping[str, Any], Any, Any]] = []
@@ -153,12 +171,11 @@ def check(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
                 render = render or exc
                 read = read or exc
             started.append((name, env, render, read))
-        return [_compare(name, env, render, read, store)
-                for name, env, render, read in started]
+        return [(name, *_images(env, render, read)) for name, env, render, read in started]
 
 
-def _compare(name: str, env: Mapping[str, Any], render: Any, read: Any,
-             store: StateStore) -> Drift:
+def _images(env: Mapping[str, Any], render: Any, read: Any
+            ) -> tuple[str | None, str | None, dict[str, str]]:
     unreadable: dict[str, str] = {}
     overlay = cluster = None
     try:
@@ -181,4 +198,4 @@ def _compare(name: str, env: Mapping[str, Any], render: Any, read: Any,
                                    str(env["container"]))
     except (LookupError, OSError, KeyError, TypeError) as exc:
         unreadable["cluster"] = str(exc)
-    return compare(name, overlay, cluster, last_change(store, name), unreadable)
+    return overlay, cluster, unreadable

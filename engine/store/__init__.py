@@ -157,6 +157,10 @@ class StateStore(Protocol):
         true until the transaction ends, and the store's writes made inside it are part of
         it (an exception rolls them all back)."""
     def list_runs(self, limit: int = 20) -> list[RunRecord]: ...
+    def board_runs(self) -> list[RunRecord]:
+        """The newest run of each lock value and every waiting run (one query)."""
+    def steps_of(self, run_ids: Sequence[str]) -> dict[str, dict[str, StepRecord]]: ...
+    def approvals_of(self, run_ids: Sequence[str]) -> dict[str, list[ApprovalRecord]]: ...
     def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
                        message: str = "", at: str = "") -> bool:
         """Record the run's status; False (and nothing written) if the run is aborted or
@@ -183,6 +187,8 @@ class StateStore(Protocol):
         """Once per (run, kind, env): a step re-run after a crash does not record twice."""
     def history(self, *, env: str | None = None, kind: str | None = None,
                 limit: int = 50) -> list[HistoryRecord]: ...
+    def last_changes(self, kinds: Sequence[str]) -> dict[str, HistoryRecord]:
+        """The newest record of one of ``kinds`` for each environment (one query)."""
     def acquire_lock(self, lock: LockRecord) -> LockRecord | None:
         """Take the environment's lock; return the holder instead if another run has it."""
     def release_lock(self, env: str, *, run_id: str | None = None, by: str = "",

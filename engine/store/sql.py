@@ -223,6 +223,43 @@ class SqlStore:
                          "ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
         return [_run(r) for r in rows]
 
+    def board_runs(self) -> list[RunRecord]:
+        """The newest run of each lock (an environment, or several together) and every run
+        waiting for an approval, in one query."""
+        cols = ", ".join(f"r.{c}" for c in RUN_COLUMNS)
+        rows = self._all(
+            f"SELECT {cols} FROM runs r JOIN (SELECT lock_env, MAX(started_at) AS newest "
+            "FROM runs WHERE lock_env IS NOT NULL GROUP BY lock_env) n "
+            "ON r.lock_env = n.lock_env AND r.started_at = n.newest "
+            f"UNION SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status = ?",
+            (RunStatus.WAITING,))
+        return [_run(r) for r in rows]
+
+    def steps_of(self, run_ids: Sequence[str]) -> dict[str, dict[str, StepRecord]]:
+        """The steps of each of ``run_ids``, in one query."""
+        if not run_ids:
+            return {}
+        rows = self._all(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id IN "
+                         f"({', '.join('?' * len(run_ids))}) ORDER BY seq", tuple(run_ids))
+        out: dict[str, dict[str, StepRecord]] = {r: {} for r in run_ids}
+        for r in rows:
+            data = dict(zip(STEP_COLUMNS, r, strict=True))
+            data["result"] = json.loads(data["result"])
+            out[data["run_id"]][data["step_id"]] = StepRecord(**data)
+        return out
+
+    def approvals_of(self, run_ids: Sequence[str]) -> dict[str, list[ApprovalRecord]]:
+        """The approvals given to each of ``run_ids``, in one query."""
+        if not run_ids:
+            return {}
+        rows = self._all(f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals WHERE run_id "
+                         f"IN ({', '.join('?' * len(run_ids))}) ORDER BY at", tuple(run_ids))
+        out: dict[str, list[ApprovalRecord]] = {r: [] for r in run_ids}
+        for r in rows:
+            approval = _approval(r)
+            out[approval.run_id].append(approval)
+        return out
+
     def set_run_status(self, run_id: str, status: str, *, ended_at: str | None = None,
                        message: str = "", at: str = "") -> bool:
         with self._tx():
@@ -388,6 +425,15 @@ class SqlStore:
                          (*(value for _, value in given), limit))
         return [HistoryRecord(at=r[0], run_id=r[1], user=r[2], kind=r[3], env=r[4],
                               data=json.loads(r[5])) for r in rows]
+
+    def last_changes(self, kinds: Sequence[str]) -> dict[str, HistoryRecord]:
+        """The newest record of one of ``kinds`` for each environment, in one query."""
+        marks = ", ".join("?" * len(kinds))
+        rows = self._all("SELECT at, run_id, run_user, kind, env, data FROM history WHERE seq "
+                         f"IN (SELECT MAX(seq) FROM history WHERE kind IN ({marks}) "
+                         "GROUP BY env)", tuple(kinds))
+        return {r[4]: HistoryRecord(at=r[0], run_id=r[1], user=r[2], kind=r[3], env=r[4],
+                                    data=json.loads(r[5])) for r in rows}
 
     # -- locks -----------------------------------------------------------------------------
     def _take_lock(self, lock: LockRecord) -> LockRecord | None:
