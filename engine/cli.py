@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="whether each environment's overlay, cluster and history agree")
     p.add_argument("--env")
     p.add_argument("--inventory", help="inventory name or path")
+    p = sub.add_parser("board", parents=[out], help="each environment: what it runs, since "
+                       "when, drift, last run, lock, runs waiting for approvals")
+    p.add_argument("--inventory", help="inventory name or path")
+    p.add_argument("--html", metavar="FILE", help="write the board as one HTML page")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the page on 127.0.0.1, read again at each request")
+    p.add_argument("--port", type=int, default=8765, help="with --serve (default 8765)")
+    p.add_argument("--refresh", type=int, default=30, metavar="SECONDS",
+                   help="with --serve: the page reloads itself this often (default 30)")
     p = sub.add_parser("history", parents=[out], help="promotions, rollbacks and restores")
     p.add_argument("--env")
     p.add_argument("--kind")
@@ -96,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("verify", "export"))
     p.add_argument("--run")
     p.add_argument("--file", help="write the change record here instead of printing it")
+    p.add_argument("--format", choices=("markdown", "html"), default="markdown",
+                   help="of the change record (html: one printable page)")
     p = sub.add_parser("store", parents=[out],
                        help="the state store: migrate (to this engine's schema version)")
     p.add_argument("action", choices=("migrate",))

@@ -305,6 +305,30 @@ def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
     return EXIT_OK
 
 
+def cmd_board(args: argparse.Namespace, extra: list[str]) -> int:
+    from engine import api, present_board
+
+    if args.serve:
+        from engine import board_server
+
+        with board_server.server(port=args.port, inventory=args.inventory,
+                                 refresh=args.refresh) as served:
+            print(f"serving the board on http://{served.host}:{served.port}/ "
+                  "(Ctrl-C stops it)", file=sys.stderr)
+            served.serve_forever()
+        return EXIT_OK
+    board = api.board(inventory=args.inventory)
+    if args.html:
+        with open(args.html, "w") as fh:
+            fh.write(present_board.board_html(board))
+        print(f"wrote {args.html}", file=sys.stderr)
+    elif args.output == "json":
+        _emit(present_board.board_dict(board))
+    else:
+        print(present_board.board_text(board))
+    return EXIT_OK
+
+
 def cmd_drift(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import api, present
 
@@ -480,8 +504,13 @@ def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import present, present_record
 
     record = api.change_record(run_id=args.run)
-    text = present_record.markdown(
-        record, present.plan_text(record.plan) if record.plan is not None else None)
+    plan_text = present.plan_text(record.plan) if record.plan is not None else None
+    if args.format == "html":
+        from engine import present_record_html
+
+        text = present_record_html.record_html(record, plan_text)
+    else:
+        text = present_record.markdown(record, plan_text)
     if args.file:
         with open(args.file, "w") as fh:
             fh.write(text)
@@ -495,5 +524,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "approve": cmd_approve,
     "abort": cmd_abort, "schema": cmd_schema, "history": cmd_history, "sandbox": cmd_sandbox,
     "lock": cmd_lock, "audit": cmd_audit, "drift": cmd_drift, "completion": cmd_completion,
-    "store": cmd_store, "gc": cmd_gc,
+    "store": cmd_store, "gc": cmd_gc, "board": cmd_board,
 }

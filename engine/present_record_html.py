@@ -1,0 +1,125 @@
+"""The change record of a run as one printable HTML page, for the CAB: the same record as the
+markdown export (``present_record``) plus the overlay diff the run made, laid out to read on a
+screen and to print (a print stylesheet). A pure function of what ``api.change_record``
+returns."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from engine.api import ChangeRecord
+from engine.html_page import code, esc, page, pre, table
+from engine.present import wait_commands
+from engine.present_record import _brief, _evidence
+from engine.store import StepRecord
+
+
+def record_html(record: ChangeRecord, plan_text: str | None) -> str:
+    detail = record.detail
+    run = detail.run
+    params = ", ".join(f"{k}={v}" for k, v in run.params.items()) or "(none)"
+    facts = [("Runbook", f"{code(run.runbook)} <span class=\"mute\">sha256 "
+                         f"{esc(run.runbook_sha[:16])}…</span>"),
+             ("Parameters", code(params)),
+             ("Started", f"{esc(run.started_at)} by {esc(run.user)}"),
+             ("Ended", esc(run.ended_at or "—")),
+             ("Status", f"<strong>{esc(run.status)}</strong>"
+                        + (f" — {esc(run.message)}" if run.message else "")),
+             ("Plan hash", code(run.plan_hash)),
+             ("Environments locked", esc(run.lock_env or "—"))]
+    body = [f"<h1>Change record: run {code(run.id)}</h1>",
+            table(["", ""], ([f"<strong>{k}</strong>", v] for k, v in facts), cls="facts"),
+            "<h2>Plan</h2>",
+            pre(plan_text) if plan_text else
+            '<p class="mute">The runbook is gone or changed since the run: its plan cannot be '
+            "shown as it was; the steps and the journal below tell what ran.</p>",
+            "<h2>Overlay diff</h2>", *_diffs(detail.steps.values()),
+            "<h2>Approvals</h2>", _approvals(record)]
+    if detail.waits:
+        body += ["<h2>Waiting for</h2>", "<ul>" + "".join(
+            f'<li><code class="cmd">{esc(c)}</code></li>'
+            for c in wait_commands(run.id, detail.waits)) + "</ul>"]
+    body += ["<h2>Checklist evidence</h2>", *_evidence_tables(detail.steps.values()),
+             "<h2>Steps</h2>", table(
+                 ["Step", "Status", "Attempts", "Started", "Ended", "Time", "Error"],
+                 ([code(s.step_id), esc(s.status), esc(s.attempts), esc(s.started_at),
+                   esc(s.ended_at or "—"), esc(_seconds(s)), esc(s.error or "—")]
+                  for s in detail.steps.values())),
+             "<h2>Journal</h2>", table(
+                 ["#", "When", "What", "Hash"],
+                 ([esc(j.seq), esc(j.at), f"{esc(j.kind)} <span class=\"mute\">"
+                   f"{esc(_brief(j.data))}</span>", code(j.hash[:16])]
+                  for j in record.journal))]
+    return page(f"Change record {run.id}", body)
+
+
+def _approvals(record: ChangeRecord) -> str:
+    given = record.detail.given
+    if not given:
+        return '<p class="mute">No approvals were recorded.</p>'
+    rows = []
+    for g in given:
+        if g.gate:
+            what = f"gate {code(g.gate)}" + (f" (given to plan {code(g.plan_hash[:12])})"
+                                             if g.plan_hash else "")
+        else:
+            what = f"step {code(g.step_id)}" + (f" / {code(g.item)}" if g.item else "")
+        rows.append([what, esc(g.text or "—"), esc(g.by), esc(g.role or "—"),
+                     esc(g.ticket or "—"), esc(g.at), esc(g.note or "—")])
+    return table(["What", "Item", "By", "Role", "Ticket", "When", "Note"], rows,
+                 cls="approvals")
+
+
+def _evidence_tables(steps: Iterable[StepRecord]) -> list[str]:
+    out = []
+    for s in steps:
+        items = s.result.get("items") if isinstance(s.result, dict) else None
+        if not isinstance(items, dict):
+            continue
+        out.append(f"<h3>Checklist {code(s.step_id)}</h3>")
+        out.append(table(["Item", "", "Evidence"], (
+            [f"{code(item_id)} {esc(ev.get('text', ''))}",
+             '<span class="ok">✓</span>' if ev.get("passed", True) else
+             '<span class="bad">✗</span>', esc(_evidence(ev))]
+            for item_id, ev in items.items() if isinstance(ev, dict))))
+    return out or ['<p class="mute">The run has no checklist.</p>']
+
+
+def _diffs(steps: Iterable[StepRecord]) -> list[str]:
+    """The file diffs the run's playbooks reported (the overlay's kustomization)."""
+    out = []
+    for s in steps:
+        results = s.result.get("results") if isinstance(s.result, dict) else None
+        for task, res in (results or {}).items() if isinstance(results, dict) else ():
+            for diff in _file_diffs(res):
+                out.append(f"<h3>{code(s.step_id)}: {esc(task)}</h3>{pre(diff)}")
+    return out or ['<p class="mute">The run changed no overlay (yet).</p>']
+
+
+def _file_diffs(res: Any) -> list[str]:
+    if not isinstance(res, dict) or not res.get("changed"):
+        return []
+    diffs = res.get("diff") or []
+    found = []
+    for diff in diffs if isinstance(diffs, list) else [diffs]:
+        if isinstance(diff, dict) and isinstance(diff.get("before"), str) and \
+                isinstance(diff.get("after"), str):
+            found.append("\n".join(difflib.unified_diff(
+                diff["before"].splitlines(), diff["after"].splitlines(),
+                str(diff.get("before_header", "before")), str(diff.get("after_header", "after")),
+                lineterm="")))
+    return found
+
+
+def _seconds(s: StepRecord) -> str:
+    from engine.gates import parse_time
+
+    if not s.ended_at:
+        return "—"
+    try:
+        took = (parse_time(s.ended_at) - parse_time(s.started_at)).total_seconds()
+    except ValueError:
+        return "—"
+    return f"{took:.1f} s"
