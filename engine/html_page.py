@@ -24,7 +24,7 @@ th, td { border: 1px solid var(--line); padding: .35rem .5rem; text-align: left;
          vertical-align: top; }
 th { background: var(--head); font-weight: 600; }
 code, pre { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-code { overflow-wrap: anywhere; }
+code { overflow-wrap: anywhere; } code.image { overflow-wrap: normal; word-break: normal; }
 pre { background: var(--head); border: 1px solid var(--line); padding: .6rem; overflow-x: auto;
       white-space: pre-wrap; overflow-wrap: anywhere; }
 .ok { color: var(--ok); font-weight: 600; } .bad { color: var(--bad); font-weight: 600; }

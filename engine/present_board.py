@@ -89,7 +89,7 @@ def board_html(board: Board, *, refresh: int | None = None) -> str:
         mark = '<span class="mark ok">agrees</span>' if d.agrees else \
             '<span class="mark bad">DRIFT</span>'
         problems = "".join(f"<li>{esc(p)}</li>" for p in d.problems)
-        since = (f"{esc(row.since)}<br><span class=\"mute\">{esc((d.history or {}).get('kind'))}"
+        since = (f"{_when(row.since)}<br><span class=\"mute\">{esc((d.history or {}).get('kind'))}"
                  f", run {esc((d.history or {}).get('run_id'))}</span>") if row.since else \
             '<span class="mute">no recorded change of this image</span>'
         last = row.last_run
@@ -99,15 +99,17 @@ def board_html(board: Board, *, refresh: int | None = None) -> str:
                      f" <span class=\"mute\">by {esc(last.user)}</span>") if last else \
             '<span class="mute">none</span>'
         lock = (f"{code(row.lock.run_id)}<br>{esc(row.lock.user)}<br>"
-                f"<span class=\"mute\">since {esc(row.lock.since)}</span>") if row.lock else \
+                f"<span class=\"mute\">since {_when(row.lock.since)}</span>") if row.lock else \
             '<span class="mute">free</span>'
         waits = "".join(f"<li>{code(w.run.id)}: {esc('; '.join(wait_text(x) for x in w.waits))}"
                         "</li>" for w in row.waiting)
+        overlay = '<span class="mute">as the cluster</span>' \
+            if d.overlay is not None and d.overlay == d.cluster else _image(d.overlay)
         rows.append([
             f"<strong>{esc(row.env)}</strong>",
-            code(d.cluster or "?") + (f"<br><span class=\"mute\">{esc(row.digest)}</span>"
-                                      if row.digest else ""),
-            since, esc(_soak(row)), code(d.overlay or "?"),
+            _image(d.cluster) + (f"<br><span class=\"mute\">{esc(row.digest)}</span>"
+                                 if row.digest else ""),
+            since, esc(_soak(row)), overlay,
             mark + (f"<ul>{problems}</ul>" if problems else ""),
             last_cell, lock, f"<ul>{waits}</ul>" if waits else '<span class="mute">—</span>'])
     body = [f"<h1>Environments of {esc(board.inventory)}</h1>",
@@ -137,3 +139,18 @@ def board_html(board: Board, *, refresh: int | None = None) -> str:
 
 def _status_class(status: str) -> str:
     return {"done": "ok", "waiting": "wait", "running": "wait"}.get(status, "bad")
+
+
+def _image(image: str | None) -> str:
+    """An image reference that may break after each ``/`` (not inside a name or tag)."""
+    if image is None:
+        return '<span class="bad">?</span>'
+    return '<code class="image">' + "/<wbr>".join(esc(p) for p in image.split("/")) + \
+        "</code>"
+
+
+def _when(at: str) -> str:
+    """A recorded time, to the minute (the exact value on hover)."""
+    utc = at.endswith(("+00:00", "Z")) and len(at) >= 16 and at[10] == "T"
+    short = at[:16].replace("T", " ") + " UTC" if utc else at
+    return f'<span title="{esc(at)}">{esc(short)}</span>'
