@@ -110,6 +110,11 @@ def _file_diffs(res: Any) -> list[str]:
                 diff["before"].splitlines(), diff["after"].splitlines(),
                 str(diff.get("before_header", "before")), str(diff.get("after_header", "after")),
                 lineterm="")))
+    if not found and isinstance(res.get("file"), str) and res.get("image"):
+        # Ansible keeps a module's diff only in --diff mode: the image set in the overlay
+        # (the kustomize_image module's result) says the same.
+        found.append(f"--- {res['file']}\n+++ {res['file']}\n"
+                     f"-image: {res.get('previous') or '(none)'}\n+image: {res['image']}")
     return found
 
 
