@@ -16,6 +16,7 @@ locks, not the journal), after the engine created its schema.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -53,7 +54,7 @@ def inventory(folder: Path, envs: int) -> Path:
                   f"    namespace: ns-{name}", f"    deployment: {name}-api",
                   "    container: api", f"    overlay: k8s/overlays/{name}"]
     lines.append("promotions:")
-    lines += [f"  {a}: [{b}]" for a, b in zip(names, names[1:], strict=False)]
+    lines += [f"  {a}: [{b}]" for a, b in itertools.pairwise(names)]
     path = folder / "many.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
