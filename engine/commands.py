@@ -147,6 +147,10 @@ def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
         _emit(present.plan_dict(report))
     elif args.output == "markdown":
         print(present.plan_markdown(report), end="")
+    elif args.output == "html":
+        from engine import present_record_html
+
+        print(present_record_html.plan_html(report), end="")
     else:
         print(present.plan_text(report))
     return exit_code(report.dry_run.status)

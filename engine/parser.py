@@ -28,7 +28,10 @@ def add_run_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("-h", "--help", action="store_true",
                         help="without NAME: the runbooks; with NAME: its params")
     parser.add_argument("--inventory", help="inventory name or path")
-    parser.add_argument("--output", choices=("text", "json", "markdown"), default="text")
+    # plan --output html: one page for the CAB's review before approval
+    parser.add_argument("--output", default="text",
+                        choices=("text", "json", "markdown", *(("html",) if command == "plan"
+                                                               else ())))
     # An option of the engine, not a param: what drift means is the same for every runbook.
     parser.add_argument("--accept-drift", action="store_true",
                         help="go on although an environment it changes has drifted (recorded)")

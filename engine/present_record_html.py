@@ -1,7 +1,7 @@
-"""The change record of a run as one printable HTML page, for the CAB: the same record as the
-markdown export (``present_record``) plus the overlay diff the run made, laid out to read on a
-screen and to print (a print stylesheet). A pure function of what ``api.change_record``
-returns."""
+"""The change record of a run, and a plan before its approval, as printable HTML pages for the
+CAB: the same content as the markdown (``present_record``, ``present.plan_markdown``) plus the
+overlay diff a run made, laid out to read on a screen and to print (a print stylesheet). Pure
+functions of what ``api.change_record`` and ``api.plan`` return."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from engine.api import ChangeRecord
+from engine.api import ChangeRecord, PlanReport
 from engine.html_page import code, esc, page, pre, table
-from engine.present import wait_commands
+from engine.present import _details, drift_lines, plan_dict, wait_commands
 from engine.present_record import _brief, _evidence
 from engine.store import StepRecord
 
@@ -128,3 +128,48 @@ def _seconds(s: StepRecord) -> str:
     except ValueError:
         return "—"
     return f"{took:.1f} s"
+
+
+def plan_html(report: PlanReport) -> str:
+    """The plan for the CAB's review: inputs, bound values, drift, each step with what it
+    will do and what the dry run found, and the approvals already given to its hash."""
+    data = plan_dict(report)
+    params = ", ".join(f"{k}={v}" for k, v in data["params"].items()) or "(none)"
+    facts = [("Runbook", f"{code(data['runbook'])} <span class=\"mute\">"
+                         f"{esc(data['path'])}</span>"),
+             ("Inventory", esc(data["inventory"] or "(none)")),
+             ("Parameters", code(params)),
+             ("Plan hash", code(data["plan_hash"])),
+             ("Dry run", f"<strong>{esc(data['status'])}</strong>"
+                         + (f" — {esc(data['message'])}" if data["message"] else ""))]
+    body = [f"<h1>Change plan: {code(data['runbook'])}</h1>",
+            table(["", ""], ([f"<strong>{k}</strong>", v] for k, v in facts), cls="facts")]
+    if data["bound"]:
+        body += ["<h2>Bound values</h2>",
+                 "<p>Resolved by this dry run; the run resolves them again and an approval of "
+                 "this plan counts only if they are the same.</p>",
+                 table(["Name", "Value"], ([code(k), code(v)] for k, v in
+                                           data["bound"].items()))]
+    if report.drift:
+        body += ["<h2>Drift</h2>", "<ul>" + "".join(
+            f"<li>{esc(line)}</li>" for line in drift_lines(report.drift)) + "</ul>"]
+    rows, n = [], 0
+    for step in data["steps"]:
+        if step["depth"] == 0:
+            n += 1
+        dry = step["dry_run"]
+        rows.append([esc(n) if step["depth"] == 0 else "↳ on failure",
+                     f"{code(step['id'])} {esc(step['name'])}", esc(step["type"]),
+                     "<br>".join(esc(d) for d in _details(step, with_dry_run=False)) or "—",
+                     "—" if dry is None else esc(dry["status"] + (
+                         f": {dry['message']}" if dry["message"] else ""))])
+    body += ["<h2>Steps</h2>",
+             table(["#", "Step", "Type", "What it will do", "Dry run"], rows, cls="steps")]
+    if data["approvals"]:
+        body += ["<h2>Approvals given to this plan</h2>", table(
+            ["Gate", "Item", "By", "Role", "Ticket", "When"],
+            ([code(g["gate"]), esc(g["text"] or "—"), esc(g["by"]), esc(g["role"] or "—"),
+              esc(g["ticket"] or "—"), esc(g["at"])] for g in data["approvals"]))]
+    body.append("<p>Approving this plan approves exactly these inputs: the same runbook, "
+                "inventory, parameters and bound values give the same hash.</p>")
+    return page(f"Change plan {data['runbook']} {data['plan_hash'][:12]}", body)

@@ -1,5 +1,6 @@
-"""runbook audit export --format html: the change record of a real promotion in the sandbox as
-one printable page, rendered (and printed to PDF) by a real headless chromium."""
+"""runbook plan --output html and runbook audit export --format html: a real promotion's plan
+and change record in the sandbox as printable pages, rendered (and printed to PDF) by a real
+headless chromium."""
 
 from __future__ import annotations
 
@@ -12,9 +13,21 @@ from tests.world import deployment
 
 
 @needs_chromium
-def test_the_change_record_page_shows_approvals_steps_and_diff(  # type: ignore[no-untyped-def]
+def test_the_plan_and_change_record_pages(  # type: ignore[no-untyped-def]
         sandbox, runbook_cli, tmp_path: Path):
     soaked("uat1")
+    planned = runbook_cli("plan", "promote", "--from", "uat1", "--to", "staging",
+                          "--output", "html")
+    assert planned.code == 0, planned.err
+    plan_page = tmp_path / "plan.html"
+    plan_page.write_text(planned.out)
+    rows, whole, _ = parse(rendered_dom(plan_page, tmp_path / "chromium"))
+    facts = {r[0]: r[1] for r in rows if len(r) == 2}
+    assert facts["Parameters"] == "from=uat1, to=staging" and len(facts["Plan hash"]) == 64
+    planned_steps = [r[1].split(" ")[0] for r in rows if len(r) == 5 and r[0].isdigit()]
+    assert planned_steps[:1] == ["read-source"] and "checklist" in planned_steps
+    assert "@media print" in planned.out
+
     run_id = start(runbook_cli, "uat1", "staging")
     items = checklist("staging")
     for n, (person, mine) in enumerate((("alice", items[:2]), ("bob", items[2:]))):
