@@ -36,7 +36,7 @@ def wait_text(w: Wait) -> str:
         return f"gate {w.gate}: {w.needed} more approval{'s' if w.needed != 1 else ''}" \
             f"{role}{ticket}"
     if w.items:
-        return f"step {w.step_id}: checklist items {', '.join(w.items)}"
+        return f"step {w.step_id}: items {', '.join(w.items)}"
     return f"step {w.step_id}: an approval"
 
 
