@@ -88,9 +88,13 @@ def graph_order(environments: Mapping[str, Any], promotions: Mapping[str, Any]) 
             if src in before and dst in before:
                 before[dst].add(src)
     out: list[str] = []
+    done: set[str] = set()
     while len(out) < len(names):
-        ready = [n for n in names if n not in out and before[n] <= set(out)]
-        out.append(ready[0] if ready else next(n for n in names if n not in out))  # a cycle
+        left = [n for n in names if n not in done]
+        # The first whose sources are all placed; in a cycle, the first left.
+        pick = next((n for n in left if before[n] <= done), left[0])
+        out.append(pick)
+        done.add(pick)
     return out
 
 
