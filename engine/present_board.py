@@ -76,7 +76,9 @@ def board_text(board: Board) -> str:
     if waiting:
         lines.append("waiting for approvals:")
     for w in waiting:
-        lines.append(f"  run {w.run.id} ({_run_line(w.run)})")
+        params = " ".join(f"--{k} {v}" for k, v in w.run.params.items())
+        lines.append(f"  run {w.run.id}: {w.run.runbook} {params}, started by {w.run.user} "
+                     f"at {w.run.started_at}")
         lines.extend(f"    {c}" for c in wait_commands(w.run.id, w.waits))
         lines.append(f"    then: runbook resume {w.run.id}")
     return "\n".join(shown(line) for line in lines)
