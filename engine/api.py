@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import approval_info, gates, identity, loader, pause, references, schema
+from engine import analysis, approval_info, gates, identity, loader, pause, references, schema
 from engine import board as board_mod
 from engine import drift as drift_mod
 from engine import params as params_mod
@@ -119,6 +119,9 @@ def _inventory_at(name: str | None) -> Inventory:
                 at = ("maintenance_windows", env, i, problem[0])
                 raise InvalidInput(problem[1], file=str(doc.path), line=doc.line_of(at),
                                    path=f"$.maintenance_windows.{env}[{i}].{problem[0]}")
+    for where, message in analysis.problems(doc.data):
+        raise InvalidInput(message, file=str(doc.path), line=doc.line_of(where),
+                           path="$." + ".".join(str(k) for k in where))
     return Inventory(name=doc.path.stem, path=doc.path, sha256=doc.sha256, data=doc.data,
                      lines=doc.lines)
 

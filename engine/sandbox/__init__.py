@@ -74,7 +74,7 @@ def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "",
 
 def _remove_leftovers(where: Path) -> None:
     """What a sandbox killed without being stopped left behind: its settings, its
-    PostgreSQL folder."""
+    PostgreSQL folder, its Prometheus."""
     from engine.sandbox import database
 
     try:
@@ -82,6 +82,8 @@ def _remove_leftovers(where: Path) -> None:
     except (OSError, ValueError):
         old = {}
     database.remove_leftover(old.get("postgres_folder"))
+    if old.get("prometheus_pid") and pid_alive(int(old["prometheus_pid"])):
+        os.kill(int(old["prometheus_pid"]), signal.SIGTERM)
     (where / "sandbox.json").unlink(missing_ok=True)
 
 

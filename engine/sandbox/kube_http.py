@@ -18,6 +18,7 @@ import yaml
 
 from engine.sandbox.clock import SandboxClock
 from engine.sandbox.kube import RESOURCES, VERBS, ApiError, Cluster
+from engine.sandbox.metrics import Traffic
 
 SHORT_NAMES = {"deployments": ["deploy"], "replicasets": ["rs"], "pods": ["po"],
                "namespaces": ["ns"], "configmaps": ["cm"], "services": ["svc"]}
@@ -164,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, found)
             if url.path.startswith("/sandbox/health/"):
                 return self._health(url.path.removeprefix("/sandbox/health/"))
+            if url.path.startswith("/sandbox/metrics/") and method == "GET":
+                return self._metrics(url.path.removeprefix("/sandbox/metrics/"))
             if method == "POST" and url.path == "/sandbox/reset" and self.server.reset:
                 return self._reset(self.server.reset)
             if url.path.startswith("/sandbox/notify/") and method == "POST":
@@ -226,6 +229,19 @@ class _Handler(BaseHTTPRequestHandler):
         want = dep.get("spec", {}).get("replicas", 1)
         ok = dep.get("status", {}).get("availableReplicas") == want
         self._send(200 if ok else 503, {"status": "ok" if ok else "unavailable"})
+
+    def _metrics(self, where: str) -> None:
+        """The service's metrics endpoint, which the sandbox's Prometheus scrapes (see
+        engine/sandbox/metrics.py); scraping it never probes the service, so a crashing
+        release still crashes only when its health URL is first asked."""
+        ns, _, name = where.partition("/")
+        raw = self.server.traffic.scrape(
+            self.server.cluster.get("apps", "deployments", ns, name)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
@@ -395,6 +411,7 @@ class KubeServer(ThreadingHTTPServer):
         self.clock: SandboxClock | None = None
         self.resetting = threading.Lock()
         self.notifications: list[dict[str, Any]] = []  # what notify steps posted, oldest first
+        self.traffic = Traffic()  # what each deployment served, as its metrics count it
 
     @property
     def url(self) -> str:

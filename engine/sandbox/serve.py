@@ -17,7 +17,7 @@ import yaml
 
 from engine import sandbox
 from engine.loader import PROJECT_ROOT  # the sandbox only runs from a checkout
-from engine.sandbox import database, seed
+from engine.sandbox import database, prometheus, seed
 from engine.sandbox.clock import EXTENSION, SandboxClock
 from engine.sandbox.kube import Cluster
 from engine.sandbox.kube_http import KubeServer
@@ -54,23 +54,35 @@ def main() -> int:
         kube.clock = SandboxClock()
     kube.start()
 
+    # Prometheus starts while the rest is seeded; the sandbox runs without it when it is
+    # not installed, as a team without one does.
+    program = prometheus.binary()
+    monitor = prometheus.Server(program, where, kube.url, shipped["environments"]) \
+        if program else None
     overlays = seed.seed_overlays(PROJECT_ROOT / "k8s", where)
     seed.seed_aws(aws_url)
     seed.seed_cluster(cluster, overlays / "overlays")
     kubeconfig = write_kubeconfig(where, kube.url, clock=args.clock)
     try:
         postgres.wait()
+        if monitor:
+            monitor.wait()
     except RuntimeError as exc:
         postgres.stop()
+        if monitor:
+            monitor.stop()
         kube.shutdown()
         aws.stop()
-        print(f"{exc} (see {where / 'postgres.log'})", file=sys.stderr, flush=True)
+        print(f"{exc} (see {where / 'postgres.log'} and {where / 'prometheus.log'})",
+              file=sys.stderr, flush=True)
         return 1
+    prometheus_url = monitor.url if monitor else ""
     if postgres.missing:
         print(postgres.missing, flush=True)
     def inventory_file() -> Path:
         return write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url,
-                               args.operator, postgres.databases, project)
+                               args.operator, postgres.databases, project,
+                               prometheus_url)
 
     inventory = inventory_file()
     # The seeded rollouts settle before the sandbox says it is up.
@@ -100,6 +112,10 @@ def main() -> int:
             "rollout_delay": args.rollout_delay, "postgres_folder": str(postgres.folder),
             "postgres_port": postgres.port, "postgres_missing": postgres.missing,
             "notify": notify_urls(shipped, kube.url),
+            "prometheus_url": prometheus_url,
+            "prometheus_pid": monitor.proc.pid if monitor else None,
+            "prometheus_missing": "" if monitor else
+            "prometheus is not installed (apt-get install prometheus): no monitoring",
             "databases": {env: {**db, "password_env": shipped["environments"][env]["database"]
                                 ["password_env"]} for env, db in postgres.databases.items()}}
     tmp = where / "sandbox.json.tmp"
@@ -119,6 +135,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_term)
     while not stop["now"]:
         time.sleep(0.2)
+    if monitor:
+        monitor.stop()
     kube.shutdown()
     aws.stop()
     postgres.stop()
@@ -152,10 +170,10 @@ def write_kubeconfig(where: Path, url: str, *, clock: bool = False) -> Path:
 def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
                     kube_url: str, operator: str = "",
                     databases: Mapping[str, Mapping[str, Any]] | None = None,
-                    project: Path | None = None) -> Path:
-    """The shipped inventory, pointed at the sandbox's cluster, AWS endpoint, overlays and
-    databases; whoever started the sandbox is one of its people, so they can start runs in
-    it."""
+                    project: Path | None = None, prometheus_url: str = "") -> Path:
+    """The shipped inventory, pointed at the sandbox's cluster, AWS endpoint, overlays,
+    databases and Prometheus; whoever started the sandbox is one of its people, so they can
+    start runs in it."""
     data = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
     if operator and operator not in data["people"]:
         data["people"][operator] = {"name": "Sandbox operator", "roles": ["release"]}
@@ -182,9 +200,26 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
                 "host": db["host"], "port": db["port"], "name": db["name"], "user": db["user"],
                 "migrations_dir": str(project), "migrate_rollback": [*migrate, "rollback"],
                 "migrate_version": [*migrate, "version"]})
+    if prometheus_url:
+        with_prometheus(data, prometheus_url)
     path = where / "quikapp.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def with_prometheus(data: dict[str, Any], url: str) -> None:
+    """The inventory names the sandbox's Prometheus: the hotfix's verification runs its
+    analysis, and promoting to live checks staging's monitoring ("Monitoring verified").
+    Its analyses measure every second, three times: Prometheus scrapes every second."""
+    monitoring = data.setdefault("monitoring", {})
+    monitoring["prometheus"] = url
+    for template in (monitoring.get("analyses") or {}).values():
+        for metric in template["metrics"]:
+            metric.update(interval=1, count=3)
+    if "release-health" in (monitoring.get("analyses") or {}):
+        data["checklists"]["staging-live"].append(
+            {"id": "monitoring-verified", "text": "Monitoring verified",
+             "check": {"analysis": {"template": "release-health", "env": "staging"}}})
 
 
 if __name__ == "__main__":

@@ -97,7 +97,33 @@ def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates
         records = ctx.store.steps(ctx.run_id).values() if ctx.store else ()
         return gates.notified(gates.Item(item.id, item.text, item.kind, item.spec["notified"]),
                               [r.result for r in records if r.status == "ok"])
+    if "analysis" in item.spec:
+        return _analysis(item, ctx, inventory)
     return gates.probe(item, _run_command, _fetch)
+
+
+def _analysis(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any]) -> gates.Evidence:
+    """The environment's monitoring, measured by an analysis template against the
+    inventory's Prometheus, of the image the environment runs (as ``running`` says). A plan
+    measures nothing: the measurements take the template's count and intervals."""
+    from engine import analysis
+
+    spec = item.spec["analysis"]
+    env = str(spec["env"])
+    monitoring = inventory.get("monitoring") or {}
+    if not monitoring.get("prometheus"):
+        return gates.Evidence(item, False, "the inventory names no Prometheus "
+                                           "(monitoring.prometheus): nothing to measure")
+    running: Mapping[str, Any] = next(
+        (r for r in ctx.spec.get("running") or [] if str(r.get("env")) == env), {})
+    args = {"env": env, **{k: v for k, v in running.items() if k != "env"}}
+    if ctx.dry_run:
+        return gates.Evidence(item, False, f"analysis {spec['template']} of {env} against "
+                                           f"{monitoring['prometheus']}: measured when the run "
+                                           "reaches this step", {"args": args})
+    found = analysis.analyse(monitoring, str(spec["template"]), args, inventory,
+                             clock=ctx.clock)
+    return gates.Evidence(item, found.passed, found.detail, {"analysis": found.data})
 
 
 def _run_command(argv: list[str], timeout: float) -> tuple[int, str]:
