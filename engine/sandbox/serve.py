@@ -210,12 +210,13 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
 def with_prometheus(data: dict[str, Any], url: str) -> None:
     """The inventory names the sandbox's Prometheus: the hotfix's verification runs its
     analysis, and promoting to live checks staging's monitoring ("Monitoring verified").
-    Its analyses measure every second, three times: Prometheus scrapes every second."""
+    Its analyses measure every second, three times (Prometheus scrapes every second), and
+    wait up to half a minute for a release's first samples (a rate needs two scrapes)."""
     monitoring = data.setdefault("monitoring", {})
     monitoring["prometheus"] = url
     for template in (monitoring.get("analyses") or {}).values():
         for metric in template["metrics"]:
-            metric.update(interval=1, count=3)
+            metric.update(interval=1, count=3, consecutiveErrorLimit=30)
     if "release-health" in (monitoring.get("analyses") or {}):
         data["checklists"]["staging-live"].append(
             {"id": "monitoring-verified", "text": "Monitoring verified",

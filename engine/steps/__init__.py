@@ -13,10 +13,20 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from engine.steps import ansible, approval, assert_, command, notify, record, set_, wait
+from engine.steps import (
+    analysis,
+    ansible,
+    approval,
+    assert_,
+    command,
+    notify,
+    record,
+    set_,
+    wait,
+)
 from engine.steps.base import StepContext, StepType
 
-_MODULES = (command, ansible, assert_, set_, wait, approval, record, notify)
+_MODULES = (command, ansible, assert_, set_, wait, approval, record, notify, analysis)
 
 STEP_TYPES: dict[str, StepType] = {m.TYPE.key: m.TYPE for m in _MODULES}
 
