@@ -369,8 +369,9 @@ def cmd_sandbox(args: argparse.Namespace, extra: list[str]) -> int:
         print(sandbox.exports(info))
         if args.action == "up":
             postgres = info.get("postgres_missing") or f"127.0.0.1:{info['postgres_port']}"
+            monitor = info.get("prometheus_url") or info.get("prometheus_missing")
             print(f"# sandbox up: Kubernetes {info['kube_url']}, AWS {info['aws_url']}, "
-                  f"PostgreSQL {postgres}", file=sys.stderr)
+                  f"PostgreSQL {postgres}, Prometheus {monitor}", file=sys.stderr)
             print('# use it in this shell with: eval "$(runbook sandbox env)"', file=sys.stderr)
     return EXIT_OK
 

@@ -154,7 +154,8 @@ def post(url: str, *, timeout: float | None, method: str = "POST") -> tuple[int,
 def environment(info: dict[str, Any]) -> dict[str, str]:
     """The variables that point the engine, Ansible, boto3 and kubectl at the sandbox, the
     database passwords under the names its inventory gives them (``password_env``) and the
-    notification URLs of its audiences (``notify``), all received by the sandbox."""
+    notification URLs of its audiences (``notify``), all received by the sandbox, and its
+    Prometheus's URL when it runs one."""
     from engine.sandbox import seed
 
     env = {"KUBECONFIG": info["kubeconfig"], "AWS_ENDPOINT_URL": info["aws_url"],
@@ -163,6 +164,8 @@ def environment(info: dict[str, Any]) -> dict[str, str]:
     for db in (info.get("databases") or {}).values():
         env[db["password_env"]] = db["password"]
     env.update(info.get("notify") or {})  # the sandbox's receiver of notify steps
+    if info.get("prometheus_url"):  # for a person's own queries: the inventory names it
+        env["PROMETHEUS_URL"] = info["prometheus_url"]
     return env
 
 
