@@ -1,11 +1,15 @@
-"""The hotfix verified by staging's monitoring: the sandbox's real Prometheus scrapes what the
-emulated staging serves, and the release-health analysis (error ratio, p99 latency) decides."""
+"""Staging's monitoring verifies the hotfix and the promotion to live: the sandbox's real
+Prometheus scrapes what the emulated staging serves, and the release-health analysis (error
+ratio, p99 latency) decides."""
 
 from __future__ import annotations
 
 import pytest
 
 from engine.sandbox import prometheus
+from tests.runbooks.test_promote import soaked
+from tests.runbooks.test_promote_approvals import attest_items, plan_approved
+from tests.runbooks.test_promote_approvals import start as start_promotion
 from tests.world import deployment, ecr_tags, image
 
 pytestmark = pytest.mark.skipif(
@@ -77,3 +81,26 @@ def test_a_release_serving_errors_fails_its_analysis_and_staging_is_rolled_back(
     assert last["at"]
     rollback = runbook_cli("history", "--env", "staging", "--output", "json").json()[0]
     assert (rollback["kind"], rollback["data"]["image"]) == ("rollback", image("staging-1.4.1"))
+
+
+def test_promoting_to_live_verifies_staging_s_monitoring_of_the_image_it_promotes(
+        sandbox, runbook_cli):
+    soaked("staging")
+    plan = plan_approved(runbook_cli)
+    checklist = next(s for s in plan["steps"] if s["id"] == "checklist")
+    planned = checklist["dry_run"]["result"]["items"]["monitoring-verified"]
+    assert planned["passed"] is False and "measured when the run reaches this step" in \
+        planned["detail"]
+    run_id = start_promotion(runbook_cli)
+    attest_items(runbook_cli, run_id, "live")
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert "[✓] monitoring-verified: Monitoring verified — analysis release-health" in done.out
+    assert deployment("live")["image"] == image("live-1.4.1")
+    item = step_result(runbook_cli, run_id, "checklist")["result"]["items"][
+        "monitoring-verified"]
+    assert item["passed"] is True and item["kind"] == "check"
+    analysis = item["analysis"]
+    assert analysis["args"]["image"] == image("staging-1.4.1")
+    errors = next(m for m in analysis["metrics"] if m["name"] == "error-ratio")
+    assert [m["value"] for m in errors["measurements"] if m["phase"] != "error"] == [0.0] * 3
