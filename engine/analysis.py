@@ -15,9 +15,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -132,6 +129,10 @@ def metrics(spec: Mapping[str, Any], args: Mapping[str, Any],
 def prometheus(url: str) -> Callable[[str], list[float]]:
     """A query function for the Prometheus at ``url`` (its HTTP API, /api/v1/query): the
     values of the instant vector or scalar a query gives."""
+    import urllib.error  # here: loading runbooks needs no HTTP client
+    import urllib.parse
+    import urllib.request
+
     endpoint = url.rstrip("/") + "/api/v1/query"
 
     def query(promql: str) -> list[float]:

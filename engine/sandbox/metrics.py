@@ -1,7 +1,8 @@
 """The emulated services' traffic, as Prometheus scrapes it: each scrape of a deployment's
 metrics endpoint (``/sandbox/metrics/NAMESPACE/DEPLOYMENT``) counts ten more requests served
-by the image it runs, in Prometheus's text format. A release whose deployment is not
-available answers them all with 503; an image whose tag holds ``errors`` (``1.4.4-errors``)
+by the image it runs, in Prometheus's text format (none while a rollout is under way: the
+previous release still answers). A rolled-out release whose deployment is not available
+answers them all with 503; an image whose tag holds ``errors`` (``1.4.5-errors``)
 stays available, so its health URL answers 200, but answers three in ten with 500, slowly:
 only monitoring sees it. A healthy release answers all ten with 200, fast."""
 
@@ -47,16 +48,20 @@ class Traffic:
         meta, spec = deployment["metadata"], deployment.get("spec") or {}
         image = str(spec["template"]["spec"]["containers"][0].get("image") or "")
         want = spec.get("replicas", 1)
-        available = (deployment.get("status") or {}).get("availableReplicas") == want
+        status = deployment.get("status") or {}
+        available = status.get("availableReplicas") == want
+        # While a rollout is under way the previous release's pods still answer: the new
+        # image serves nothing yet, neither successes nor errors.
+        rolling = status.get("observedGeneration") != meta.get("generation")
         key = (str(meta.get("namespace", "")), str(meta["name"]), image)
         with self._lock:
             series = self._series.setdefault(key, _Series())
-            if not available:
+            if not rolling and not available:
                 series.serve("503", 0.001, REQUESTS_PER_SCRAPE)
-            elif "errors" in image.rsplit(":", 1)[-1]:
+            elif not rolling and "errors" in image.rsplit(":", 1)[-1]:
                 series.serve("200", FAST, REQUESTS_PER_SCRAPE - 3)
                 series.serve("500", SLOW, 3)
-            else:
+            elif not rolling:
                 series.serve("200", FAST, REQUESTS_PER_SCRAPE)
             return _page(image, series)
 
