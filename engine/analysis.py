@@ -86,8 +86,9 @@ def problems(inventory: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], 
                 try:
                     syntax_check(text if key == "query" else "{{ " + text + " }}")
                 except TemplateError as err:
+                    what = "template" if key == "query" else "expression"
                     found.append((("monitoring", "analyses", name, "metrics", i, key),
-                                  f"{key} {text!r} is not a valid expression: {err}"))
+                                  f"{key} {text!r} is not a valid {what}: {err}"))
     for checklist, items in (inventory.get("checklists") or {}).items():
         for i, item in enumerate(items):
             wanted = ((item.get("check") or {}).get("analysis") or {}).get("template")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine import gates, proc
-from engine.errors import StepFailed, WaitingForApproval
+from engine.errors import InvalidInput, StepFailed, WaitingForApproval
 from engine.model import Outcome
 from engine.steps.base import APPROVALS, STORE, StepType
 
@@ -121,8 +121,12 @@ def _analysis(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any]) 
         return gates.Evidence(item, False, f"analysis {spec['template']} of {env} against "
                                            f"{monitoring['prometheus']}: measured when the run "
                                            "reaches this step", {"args": args})
-    found = analysis.analyse(monitoring, str(spec["template"]), args, inventory,
-                             clock=ctx.clock)
+    try:
+        found = analysis.analyse(monitoring, str(spec["template"]), args, inventory,
+                                 clock=ctx.clock)
+    except InvalidInput as err:  # a query naming what this run did not give (args.image)
+        return gates.Evidence(item, False, f"analysis {spec['template']} of {env}: "
+                                           f"{err.message}", {"args": args})
     return gates.Evidence(item, found.passed, found.detail, {"analysis": found.data})
 
 

@@ -57,6 +57,9 @@ def test_a_healthy_hotfix_passes_staging_s_analysis_with_the_values_as_evidence(
                if m["phase"] == "successful"]
     assert len(latency) == 3 and all(0 < v <= 0.05 for v in latency)
     assert "error-ratio 3 of 3 measurements passed result < 0.01" in done.out
+    record = runbook_cli("history", "--kind", "hotfix", "--env", "live", "--output",
+                         "json").json()[0]
+    assert record["data"]["monitoring"] == result["summary"]
 
 
 def test_a_release_serving_errors_fails_its_analysis_and_staging_is_rolled_back(
