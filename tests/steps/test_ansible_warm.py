@@ -89,12 +89,18 @@ def test_the_artifacts_have_ansible_runners_layout_in_both_ways(tmp_path, monkey
     assert found["warm"]["result"]["outputs"]["y"] == "same"
 
 
+# The task's ancestors that run ansible_host.py (forks keep its command line): the task's
+# process, the playbook's, the worker, then the guard that runs it. The two outermost are
+# killed, by their ancestry rather than by a scan of every process (whose order depends on
+# how the machine numbered them).
 KILL_WORKER = """\
-for p in /proc/[0-9]*; do
-  grep -q ansible_host.py "$p/cmdline" 2>/dev/null || continue
-  tr '\\0' '\\n' < "$p/environ" | grep -qx "RUNBOOK_RUN_ID=$RUNBOOK_RUN_ID" || continue
-  kill -9 "${p#/proc/}"
+chain=""
+p=$$
+while [ "$p" -gt 1 ]; do
+  p=$(awk '{print $4}' "/proc/$p/stat")
+  if grep -q ansible_host.py "/proc/$p/cmdline" 2>/dev/null; then chain="$chain $p"; fi
 done
+kill -9 $(echo $chain | awk '{print $NF, $(NF-1)}')
 """
 
 
