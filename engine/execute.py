@@ -360,19 +360,21 @@ __all__ = ["Executor", "Outcome", "RunResult", "StepReport"]
 
 def prepare_ahead(run_id: str, runbook: Runbook,
                   checkpoints: Mapping[str, StepRecord] | None = None) -> None:
-    """What the next step type to run can start ahead (the warm Ansible worker loads while
-    the steps before the first playbook run), unless a gate comes first: the run may stop
-    there, and whatever was started would be for nothing. Calling it again is harmless."""
+    """What the step types to run before the next gate can start ahead (the warm Ansible
+    worker loads while the steps before the first playbook run; Apprise while those before
+    the first message run); nothing beyond a gate: the run may stop there, and whatever was
+    started would be for nothing. Calling it again is harmless."""
     checkpoints = checkpoints or {}
     todo = [step for step in runbook.all_steps()
             if step.id not in checkpoints or checkpoints[step.id].status not in STEP_DONE]
+    prepared: set[str] = set()
     for step in todo:
         kind = STEP_TYPES[step.type]
         if kind.gate:
             return
-        if kind.prepare is not None:
+        if kind.prepare is not None and step.type not in prepared:
+            prepared.add(step.type)
             kind.prepare(run_id, [(s, step_folder(s, runbook)) for s in todo])
-            return
 
 
 def step_folder(step: Step, runbook: Runbook) -> Path:

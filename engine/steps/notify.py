@@ -10,15 +10,19 @@ never fails because a chat service is down.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.clock import iso
 from engine.errors import InvalidInput
-from engine.model import Inventory, Outcome
+from engine.model import Inventory, Outcome, Step
 from engine.secrets import MIN_SECRET_LENGTH
 from engine.steps.base import StepType
 
@@ -140,6 +144,18 @@ def check(spec: Mapping[str, Any], inventory: Inventory) -> None:
                                path="$." + ".".join(map(str, at)))
 
 
+def prepare(run_id: str, steps: Sequence[tuple[Step, Path]]) -> None:
+    """Load Apprise and its plugins (about a second) in the background while the steps before
+    the run's first message run, which mostly wait on Ansible and the cluster."""
+    if "apprise" not in sys.modules:
+        threading.Thread(target=_load, name="load-apprise", daemon=True).start()
+
+
+def _load() -> None:
+    with contextlib.suppress(Exception):  # a failure shows when a message is sent
+        _known("json://localhost/")
+
+
 def _known(url: str) -> bool:
     import apprise
 
@@ -187,4 +203,4 @@ SCHEMA: dict[str, Any] = {
 
 TYPE = StepType("notify", run, describe, SCHEMA,
                 summary="send a message to the inventory's audiences (Apprise URLs)",
-                check=check, secrets=secret_values, informs=True)
+                check=check, secrets=secret_values, informs=True, prepare=prepare)
