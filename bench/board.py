@@ -1,13 +1,14 @@
 """Benchmark of ``runbook board``. Run: uv run python bench/board.py [--envs 200]
-[--history 10000] [--runs 2000] [--waiting 20] [--repeat 5] [--no-sandbox]
+[--history 10000] [--runs 2000] [--waiting 20] [--repeat 5] [--no-sandbox] [--postgres DSN]
 
 Prints a markdown table of median times:
 
 - the sandbox's seven environments: ``api.board`` as ``runbook board`` calls it (every overlay
   rendered and every deployment read from the emulated cluster, at once), then the HTML page;
 - ENVS environments with HISTORY history records, RUNS runs (WAITING of them waiting at a
-  checklist with approvals given) in a SQLite store: ``api.board`` reading the store only
-  (``cluster=False``: no cluster has 200 namespaces here), the text and the HTML page.
+  checklist with approvals given) in a SQLite store, and in PostgreSQL with ``--postgres``:
+  ``api.board`` reading the store only (``cluster=False``: no cluster has 200 namespaces
+  here), the text and the HTML page.
 
 The store is filled in bulk with SQL (the board reads history, runs, steps, approvals and
 locks, not the journal), after the engine created its schema.
@@ -60,12 +61,35 @@ def inventory(folder: Path, envs: int) -> Path:
     return path
 
 
+class _Placeholders:
+    """A psycopg connection taking the SQLite statements below (``?`` placeholders)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def executemany(self, sql: str, rows: list[Any]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), rows)
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def fill(state: str, envs: int, history: int, runs: int, waiting: int) -> None:
     with open_store(state):
         pass  # the engine's schema
     rng = random.Random(7)
     names = [f"env{i:03d}" for i in range(envs)]
-    db = sqlite3.connect(state)
+    db: Any
+    if state.startswith("postgresql://"):
+        import psycopg
+
+        db = _Placeholders(psycopg.connect(state))
+    else:
+        db = sqlite3.connect(state)
     hist = []
     for n in range(history):
         env = names[n % envs]
@@ -115,6 +139,8 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument("--postgres", metavar="DSN", help="an empty PostgreSQL database: the "
+                        "many-environment board is measured on it too")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="runbook-bench-board-") as tmp:
@@ -137,18 +163,22 @@ def main() -> None:
                 os.environ.clear()
                 os.environ.update(saved)
                 sandbox.down(folder / "sandbox")
-        state = str(folder / "many.db")
-        os.environ["RUNBOOK_STATE"] = state
-        fill(state, args.envs, args.history, args.runs, args.waiting)
         inv = str(inventory(folder, args.envs))
-        ms, board = median_ms(lambda: api.board(inventory=inv, cluster=False), args.repeat)
-        rows.append((f"{args.envs} environments, {args.history:,} history records, "
-                     f"{args.runs:,} runs ({len(board.waiting)} waiting): api.board, "
-                     "store only", ms))
-        ms, _ = median_ms(lambda: present_board.board_text(board), args.repeat)
-        rows.append(("  text", ms))
-        ms, page = median_ms(lambda: present_board.board_html(board), args.repeat)
-        rows.append((f"  HTML page ({len(page) // 1024} KB)", ms))
+        stores = [("SQLite", str(folder / "many.db"))]
+        if args.postgres:
+            stores.append(("PostgreSQL", args.postgres))
+        for kind, state in stores:
+            os.environ["RUNBOOK_STATE"] = state
+            fill(state, args.envs, args.history, args.runs, args.waiting)
+            ms, found = median_ms(lambda: api.board(inventory=inv, cluster=False), args.repeat)
+            board = found
+            rows.append((f"{args.envs} environments, {args.history:,} history records, "
+                         f"{args.runs:,} runs ({len(board.waiting)} waiting), {kind}: "
+                         "api.board, store only", ms))
+            ms, _ = median_ms(lambda b=board: present_board.board_text(b), args.repeat)
+            rows.append(("  text", ms))
+            ms, page = median_ms(lambda b=board: present_board.board_html(b), args.repeat)
+            rows.append((f"  HTML page ({len(page) // 1024} KB)", ms))
     print("| measure | median |\n|---|---|")
     for name, ms in rows:
         print(f"| {name} | {ms:.1f} ms |")
