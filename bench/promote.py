@@ -30,8 +30,9 @@ from engine.approvals import approve  # noqa: E402
 from engine.report import NullReporter  # noqa: E402
 
 WAIT_TASK = "Wait until the rollout is complete"
-WAYS = ("warm", "runner", "bash")
+WAYS = ("warm", "cli", "runner", "bash")
 TITLES = {"warm": "runbook, warm worker (`RUNBOOK_ANSIBLE=warm`, the default)",
+          "cli": "runbook as commands (`runbook run`, `runbook resume` processes), warm worker",
           "runner": "runbook, ansible-runner (`RUNBOOK_ANSIBLE=runner`)",
           "bash": "the guide's commands, bash (baseline)"}
 PROMOTE_TARGET = 1.3  # warm promote against the bash script
@@ -108,6 +109,39 @@ def runbook_rollback() -> Sample:
     return split(done.run_id, timer, total, "wait-rollout")
 
 
+def runbook(*args: str, code: int = 0, user: str = "operator") -> str:
+    done = subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, cwd=REPO,
+                          env={**os.environ, "RUNBOOK_USER": user})
+    if done.returncode != code:
+        raise SystemExit(f"runbook {' '.join(args)} exited with {done.returncode}:\n"
+                         f"{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def cli_promotion(items: list[str]) -> Sample:
+    """The promotion as commands: run (to the checklist), approve, resume; the approval's own
+    process not counted."""
+    t0 = time.perf_counter()
+    out = runbook("run", "promote", "--from", "uat1", "--to", "staging", "--output", "json",
+                  code=3)
+    to_checklist = time.perf_counter() - t0
+    run_id = json.loads(out)["run_id"]
+    runbook("approve", run_id, "--step", "checklist", "--by", "alice",
+            *[a for item in items for a in ("--item", item)], user="alice")
+    t0 = time.perf_counter()
+    runbook("resume", run_id)
+    after = time.perf_counter() - t0
+    return {"total": to_checklist + after, "to_checklist": to_checklist,
+            "after_checklist": after}
+
+
+def cli_rollback() -> Sample:
+    t0 = time.perf_counter()
+    runbook("run", "rollback", "--env", "live")
+    return {"total": time.perf_counter() - t0}
+
+
 def script(argv: Sequence[str]) -> Sample:
     t0 = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -134,6 +168,10 @@ def one_round(where: Path, info: dict[str, Any], state: Path, order: Sequence[st
                                            str(where), "uat1", "staging"]))
             rollbacks[way].append(script([str(REPO / "bench" / "guide-rollback.sh"),
                                           str(where), "live"]))
+        elif way == "cli":
+            os.environ["RUNBOOK_ANSIBLE"] = "warm"
+            promotions[way].append(cli_promotion(items))
+            rollbacks[way].append(cli_rollback())
         else:
             os.environ["RUNBOOK_ANSIBLE"] = way
             promotions[way].append(runbook_promotion(items))
@@ -163,6 +201,8 @@ def promotion_table(samples: dict[str, list[Sample]]) -> None:
     # wait; the reads before the checklist and the stop there are the checklist's own cost.
     warm = median(samples["warm"], "after_checklist") / base
     total = median(samples["warm"], "total") / base
+    cli = median(samples["cli"], "after_checklist") / base
+    print(f"\nAs commands (`runbook resume` as a process): {cli:.2f}× after the checklist.")
     print(f"\ntarget: warm, after the checklist, ≤ {PROMOTE_TARGET}× bash: {warm:.2f}× — "
           f"{'met' if warm <= PROMOTE_TARGET else 'not met'} (the whole run, both of its "
           f"processes and the stop at the checklist: {total:.2f}×)\n")
@@ -176,14 +216,17 @@ def rollback_table(samples: dict[str, list[Sample]], delay: float) -> None:
     for way in WAYS:
         total = median(samples[way], "total")
         beyond_delay = seconds(total - delay)
-        if way == "bash":
-            print(f"| {TITLES[way]} | {seconds(total)} | | | {beyond_delay} | 1.00× |")
+        if way in ("bash", "cli"):
+            ratio = "1.00×" if way == "bash" else f"{total / base:.2f}×"
+            print(f"| {TITLES[way]} | {seconds(total)} | | | {beyond_delay} | {ratio} |")
             continue
         waiting = median(samples[way], "waiting")
         beyond = statistics.median(s["total"] - s["waiting"] for s in samples[way])
         print(f"| {TITLES[way]} | {seconds(total)} | {seconds(waiting)} | {seconds(beyond)} "
               f"| {beyond_delay} | {total / base:.2f}× |")
     beyond = median(samples["warm"], "total") - delay
+    cli = median(samples["cli"], "total") - delay
+    print(f"\nAs a `runbook run` process: {cli:.2f} s beyond the convergence.")
     print(f"\ntarget: warm rollback ≤ {ROLLBACK_TARGET:.0f} s plus the rollout's own "
           f"convergence ({delay:.1f} s): {beyond:.2f} s beyond it — "
           f"{'met' if beyond <= ROLLBACK_TARGET else 'not met'}. The wait task's time "
@@ -191,7 +234,7 @@ def rollback_table(samples: dict[str, list[Sample]], delay: float) -> None:
 
 
 def split_table(title: str, samples: dict[str, list[Sample]]) -> None:
-    ways = [w for w in WAYS if w != "bash"]
+    ways = [w for w in WAYS if w not in ("bash", "cli")]
     print(f"{title}, where the runbook's time goes:\n")
     print("| part | " + " | ".join(TITLES[w].split(" (")[0] for w in ways) + " |\n|---|"
           + "---|" * len(ways))
