@@ -362,15 +362,18 @@ def prepare_ahead(run_id: str, runbook: Runbook,
                   checkpoints: Mapping[str, StepRecord] | None = None) -> None:
     """What the step types to run before the next gate can start ahead (the warm Ansible
     worker loads while the steps before the first playbook run; Apprise while those before
-    the first message run); nothing beyond a gate: the run may stop there, and whatever was
-    started would be for nothing. Calling it again is harmless."""
+    the first message run); nothing beyond a gate not yet waited at: the run may stop there,
+    and whatever was started would be for nothing. Calling it again is harmless."""
     checkpoints = checkpoints or {}
     todo = [step for step in runbook.all_steps()
             if step.id not in checkpoints or checkpoints[step.id].status not in STEP_DONE]
     prepared: set[str] = set()
     for step in todo:
         kind = STEP_TYPES[step.type]
-        if kind.gate:
+        # A gate the run waited at is resumed once it is expected to pass (someone approved):
+        # what comes after it is prepared; a gate not reached yet may stop the run.
+        waited = step.id in checkpoints and checkpoints[step.id].status == StepStatus.WAITING
+        if kind.gate and not waited:
             return
         if kind.prepare is not None and step.type not in prepared:
             prepared.add(step.type)
