@@ -1,5 +1,5 @@
-"""A warm Ansible process for one run: it imports ansible-core and loads its plugins and
-collections once, then runs each playbook the engine sends in a child forked from it.
+"""A warm Ansible process: it imports ansible-core and loads its plugins and collections
+once, then runs each playbook the engine sends in a child forked from it.
 
 Starting ``ansible-playbook`` costs about half a second of imports, plugin documentation and
 inventory plugins before the first task; a fork of this process has all of it already. The
@@ -9,11 +9,20 @@ CLI arguments, the cached extra vars and option vars, the vault secrets), so a p
 sees the arguments, extra vars or check mode of the one before it. This process itself never
 runs a playbook.
 
-Protocol, over the Unix socket named on the command line: the engine sends a request (a
-4-byte length, then JSON: ``argv``, ``env``, ``cwd``) with the write end of a pipe attached
-(SCM_RIGHTS), which becomes the child's stdout and stderr; this process answers with JSON
-lines ``{"started": PID}`` and ``{"ended": PID, "rc": RC}``. It ends when the engine closes
-the socket. Run as ``python -I ansible_host.py SOCKET``; it imports nothing of the engine.
+Two ways to live. ``SOCKET [CLIENTS]``: one run's worker, connected to the socket its engine
+listens on, ending when the engine closes it. ``--serve SOCKET IDLE [CLIENTS]``: kept warm
+between runs for one user: it listens on SOCKET (in a folder only that user can enter, and it
+answers only that user's processes), serves any number of engines at once, and ends after
+IDLE seconds with no engine connected, or when SOCKET is no longer its own. It holds no
+run's environment, credentials or arguments: each request brings the child's own.
+
+Protocol: the engine sends a request (a 4-byte length, then JSON: ``argv``, ``env``,
+``cwd``) with file descriptors attached (SCM_RIGHTS): the write end of a pipe, which becomes
+the child's stdout and stderr, and optionally the read end of a lifeline pipe whose other end
+the engine holds while the playbook runs: when it closes (the engine ended, even by SIGKILL,
+or stopped the step) the child ends its whole tree. This process answers with JSON lines
+``{"ready": PID}`` first, then ``{"started": PID}`` and ``{"ended": PID, "rc": RC}``. Run as
+``python -I ansible_host.py ...``; it imports nothing of the engine but ``guard.py`` beside it.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 _HEADER = struct.Struct("!I")
@@ -193,7 +203,46 @@ def _callbacks_with_context() -> list[Any]:
     return found
 
 
-def _child(request: dict[str, Any], out: int) -> None:
+def _guard() -> ModuleType:
+    """``guard.py`` beside this file (``python -I`` puts no script folder on the path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_runbook_guard", os.path.join(os.path.dirname(os.path.abspath(__file__)), "guard.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _hold_lifeline(fd: int) -> None:
+    """End this playbook's whole tree (Ansible's workers start sessions of their own, so its
+    descendants and the processes tagged with its run and step) once the engine's end of the
+    lifeline closes: the engine ended, even by SIGKILL, or stopped the step."""
+    guard = _guard()
+    if sys.platform == "linux":
+        import ctypes
+
+        # Orphans of the tree stay this process's descendants, so they are found.
+        ctypes.CDLL(None, use_errno=True).prctl(guard._PR_SET_CHILD_SUBREAPER, 1)
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(fd, 1):
+                pass
+        me = os.getpid()
+        tags = {f"{name}={os.environ[name]}".encode() for name in guard.TAGS
+                if name in os.environ}
+        guard.stop_then_kill(lambda: guard.tree(me) | (guard.tagged(tags) if tags else set()))
+        with contextlib.suppress(ChildProcessError):  # its own, reaped: no zombie is left
+            while os.waitpid(-1, 0)[0]:
+                pass
+        os._exit(137)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def _child(request: dict[str, Any], out: int, lifeline: int | None = None) -> None:
     """Become ``ansible-playbook ARGV`` with the request's environment; never returns."""
     rc = 250
     try:
@@ -214,6 +263,8 @@ def _child(request: dict[str, Any], out: int) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        if lifeline is not None:
+            _hold_lifeline(lifeline)
         _reset()
         local_tmp = _own_local_tmp()
         from ansible.cli.playbook import PlaybookCLI
@@ -236,7 +287,7 @@ def _child(request: dict[str, Any], out: int) -> None:
 
 
 def _receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
     if not data:
         return None, fds
     while len(data) < _HEADER.size:
@@ -260,16 +311,25 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(json.dumps(message).encode() + b"\n")
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2):
-        print("usage: ansible_host.py SOCKET [CLIENT,...]", file=sys.stderr)
-        return 2
-    # What the run's playbooks use, loaded from the start; when not known, the bare packages
-    # once the first playbook runs.
-    known = len(argv) == 2
-    which = [name for name in argv[1].split(",") if name] if known else ["kubernetes", "aws"]
+def _fork(request: dict[str, Any], fds: list[int], clients: _Clients,
+          closing: list[socket.socket]) -> int:
+    """A child for ``request`` (``fds``: its output, and its lifeline if sent), forked between
+    two parts of the clients' loading; ``closing``: sockets the child must not keep."""
+    with clients.paused():
+        pid = os.fork()
+        if pid == 0:
+            for sock in closing:
+                sock.close()
+            _child(request, fds[0], fds[1] if len(fds) > 1 else None)
+    for fd in fds:
+        os.close(fd)
+    return pid
+
+
+def _one_run(path: str, which: list[str], known: bool) -> int:
+    """One run's worker: serves the engine listening on ``path`` until it closes."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(argv[0])
+    sock.connect(path)
     _warm()
     _callbacks_with_context()
     sys.stdout.flush()
@@ -280,23 +340,161 @@ def main(argv: list[str]) -> int:
         clients.start()
     while True:
         request, fds = _receive(sock)
-        if request is None or len(fds) != 1:
+        if request is None or len(fds) not in (1, 2):
             # The engine is done with it: no child runs, nothing to clean up but memory,
             # which the kernel frees faster than the interpreter's teardown would.
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
-        with clients.paused():
-            pid = os.fork()
-            if pid == 0:
-                sock.close()
-                _child(request, fds[0])
-        os.close(fds[0])
+        pid = _fork(request, fds, clients, [sock])
         _send(sock, {"started": pid})
         if not clients.is_alive() and clients.ident is None:
             clients.start()
         _, status = os.waitpid(pid, 0)
         _send(sock, {"ended": pid, "rc": os.waitstatus_to_exitcode(status)})
+
+
+def _listen(path: str) -> socket.socket | None:
+    """The listening socket at ``path``; None when another worker already answers there."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+    except OSError:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            return None  # alive: the engine that started this one connects to that one
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # left by a worker that was killed
+            listener.bind(path)
+        finally:
+            probe.close()
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    return listener
+
+
+def _same_user(sock: socket.socket) -> bool:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())
+
+
+def _serve(path: str, idle: float, which: list[str]) -> int:
+    """Kept warm between runs: serve every engine that connects to ``path``, each request
+    in a child of its own, until idle for ``idle`` seconds or ``path`` is not ours."""
+    import selectors
+
+    listener = _listen(path)
+    if listener is None:
+        print("exists", flush=True)
+        return 0
+    mine = os.stat(path).st_ino
+    # The engine that started this process reads this line and nothing after it: it connects
+    # now, and its first request waits in the socket while this process loads.
+    print(f"listening {os.getpid()}", flush=True)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    _warm()
+    _callbacks_with_context()
+    # Its configuration is read; it holds no run's folder (each child goes to its own).
+    os.chdir(os.path.dirname(path))
+    clients = _Clients(which)
+    clients.start()
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, None)
+    engines: set[socket.socket] = set()
+    children: dict[int, tuple[int, socket.socket]] = {}  # pidfd: pid, its engine
+    quiet_since = time.monotonic()
+    while True:
+        if engines or children:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= idle or not _still_at(path, mine):
+            with contextlib.suppress(OSError):
+                if _still_at(path, mine):
+                    os.unlink(path)
+            return 0
+        for key, _ in selector.select(None if engines or children else
+                                      min(5.0, max(0.0, quiet_since + idle - time.monotonic()))):
+            if key.fileobj is listener:
+                sock, _ = listener.accept()
+                if not _same_user(sock):
+                    sock.close()
+                    continue
+                engines.add(sock)
+                selector.register(sock, selectors.EVENT_READ, "engine")
+                _send(sock, {"ready": os.getpid()})
+            elif key.data == "engine":
+                sock = key.fileobj  # type: ignore[assignment]
+                try:
+                    request, fds = _receive(sock)
+                except (OSError, ValueError):
+                    request, fds = None, []
+                if request is None or len(fds) not in (1, 2):
+                    for fd in fds:
+                        os.close(fd)
+                    # Its child, if one runs, ends by its lifeline, closed with the engine.
+                    selector.unregister(sock)
+                    engines.discard(sock)
+                    sock.close()
+                    continue
+                pid = _fork(request, fds, clients, [listener, *engines])
+                pidfd = os.pidfd_open(pid)
+                children[pidfd] = (pid, sock)
+                selector.register(pidfd, selectors.EVENT_READ, "child")
+                with contextlib.suppress(OSError):
+                    _send(sock, {"started": pid})
+            else:
+                pidfd = int(key.fd)
+                pid, sock = children.pop(pidfd)
+                selector.unregister(pidfd)
+                os.close(pidfd)
+                _, status = os.waitpid(pid, 0)
+                _remove_local_tmp(pid)
+                if sock in engines:
+                    with contextlib.suppress(OSError):
+                        _send(sock, {"ended": pid, "rc": os.waitstatus_to_exitcode(status)})
+
+
+def _still_at(path: str, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
+
+
+def _remove_local_tmp(pid: int) -> None:
+    """What a child killed before its own cleanup left of its local temporary folder (module
+    payloads, with their arguments)."""
+    from ansible import constants
+
+    parent = os.path.dirname(str(constants.DEFAULT_LOCAL_TMP))
+    with contextlib.suppress(OSError):
+        for name in os.listdir(parent):
+            if name.startswith(f"ansible-local-{pid}"):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    usage = "usage: ansible_host.py SOCKET [CLIENT,...] | --serve SOCKET IDLE [CLIENT,...]"
+    serve = bool(argv) and argv[0] == "--serve"
+    if serve:
+        argv = argv[1:]
+    if not 1 + serve <= len(argv) <= 2 + serve:
+        print(usage, file=sys.stderr)
+        return 2
+    # What the run's playbooks use, loaded from the start; when not known, the bare packages
+    # once the first playbook runs.
+    hint = argv[1 + serve] if len(argv) == 2 + serve else None
+    which = [name for name in (hint or "").split(",") if name]
+    if serve:
+        # Kept for any run: every client, those this first run uses first.
+        which += [name for name in _CLIENT_PARTS if name not in which]
+        return _serve(argv[0], float(argv[1]), which)
+    return _one_run(argv[0], which if hint is not None else ["kubernetes", "aws"],
+                    hint is not None)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,19 @@
-"""The engine's side of the warm Ansible worker (``engine/ansible_host.py``): one per run,
-started at the run's first playbook, each playbook run in a child forked from it.
+"""The engine's side of the warm Ansible worker (``engine/ansible_host.py``), each playbook
+run in a child forked from it.
 
-The worker runs under the guard (it ends with the engine, SIGKILL included) and is tagged with
-the run; each child is tagged with its step as well, so a timeout, an interrupt or the end of
-the step ends the child's whole tree and nothing else. A worker that dies fails the step in
-flight with what it printed; the next playbook starts a new one. What the child prints is
+By default the worker is kept warm between runs (``RUNBOOK_KEEP_WARM`` seconds after the last
+run that used it, 900 unless set; ``0``: one worker per run, ended with it): the next
+command's playbooks start at once instead of after the worker's second of loading. One per
+user and Ansible configuration (its environment's ``ANSIBLE_*`` and locale, the
+``ansible.cfg`` it would read, the installed Ansible and clients): a run whose configuration
+differs gets a worker of its own. It listens in a folder only its user can enter and answers
+only that user's processes; it keeps no run's environment or credentials, which each request
+brings for its own child.
+
+Each child holds a lifeline from its engine and is tagged with its run and step: a timeout,
+an interrupt, the end of the step or the engine's death (SIGKILL included) ends the child's
+whole tree and nothing else. A worker that dies fails the step in flight with what it
+printed; the next playbook starts a new one. What the child prints is
 ansible-runner's event stream (its ``awx_display`` callback), decoded here into the same job
 events and artifacts folder ansible-runner writes (``job_events/``, ``stdout``, ``stderr``,
 ``rc``, ``status``, ``command``), so the rest of the engine cannot tell the two apart.
@@ -17,6 +26,8 @@ import base64
 import codecs
 import contextlib
 import datetime
+import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -24,6 +35,7 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -43,6 +55,14 @@ _EVENT_DATA = re.compile(r"\x1b\[K((?:[A-Za-z0-9+/=]+\x1b\[\d+D)+)\x1b\[K")
 _MOVE = re.compile(r"\x1b\[\d+D")
 _START_TIMEOUT = 120.0
 _AFTER_TIMEOUT = 30.0  # how long a playbook ended at its timeout has to be reported ended
+KEEP_WARM = "RUNBOOK_KEEP_WARM"
+_KEEP_WARM_DEFAULT = 900.0
+# What a kept worker's own environment holds: what ansible-core reads as it loads (its
+# settings, locale, where its home is), never a run's credentials, tags or arguments.
+_AGENT_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+                        "VIRTUAL_ENV", "AWS_DATA_PATH"})
+_AGENT_ENV_PREFIXES = ("LC_", "ANSIBLE_")
+_OWN_HOME = frozenset({"ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP"})
 
 
 class WorkerDied(Exception):
@@ -110,15 +130,7 @@ class Worker:
 
     def _ending(self) -> str:
         """How the worker ended, and what it printed."""
-        try:
-            rc = self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            return self._said()
-        how = f"exit {rc}"
-        with contextlib.suppress(ValueError):  # the guard exits 128+N for a kill by signal N
-            if rc < 0 or rc > 128:
-                how = f"killed by {signal.Signals(-rc if rc < 0 else rc - 128).name}"
-        return f"({how}): {self._said()}"
+        return _how_ended(self.process, self._said())
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -138,15 +150,18 @@ class Worker:
         # A character split between two reads is decoded whole.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         read_end, write_end = os.pipe()
+        # Held here while the playbook runs: when it closes, the child ends its tree.
+        lifeline, held = os.pipe()
         try:
             try:
-                # The pipe goes with the first bytes; the rest of a long request after them.
-                sent = socket.send_fds(self.sock, [request[:4096]], [write_end])
+                # The pipes go with the first bytes; the rest of a long request after them.
+                sent = socket.send_fds(self.sock, [request[:4096]], [write_end, lifeline])
                 self.sock.sendall(request[sent:])
             except OSError as exc:
                 raise WorkerDied(f"({exc.strerror}): {self._said()}") from exc
             finally:
                 os.close(write_end)
+                os.close(lifeline)
             selector.register(read_end, selectors.EVENT_READ)
             selector.register(self.sock, selectors.EVENT_READ)
             output_open = True
@@ -197,6 +212,7 @@ class Worker:
         finally:
             selector.close()
             os.close(read_end)
+            os.close(held)
         if timed_out:
             return Finished(rc, "timeout")
         return Finished(rc, "successful" if rc == 0 else "failed")
@@ -223,6 +239,70 @@ class Worker:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _how_ended(process: subprocess.Popen[bytes], said: str) -> str:
+    try:
+        rc = process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return said
+    how = f"exit {rc}"
+    with contextlib.suppress(ValueError):  # the guard exits 128+N for a kill by signal N
+        if rc < 0 or rc > 128:
+            how = f"killed by {signal.Signals(-rc if rc < 0 else rc - 128).name}"
+    return f"({how}): {said}"
+
+
+def _tail_of(log: Path) -> str:
+    """The end of what a kept worker printed (its log is shared by the workers kept there)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
+            text = fh.read().decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text[-2000:] or "it printed nothing"
+
+
+class Agent(Worker):
+    """This run's connection to the worker kept warm for its user and configuration."""
+
+    def __init__(self, run_id: str, env: Mapping[str, str], sock: socket.socket, pid: int,
+                 log: Path, process: subprocess.Popen[bytes] | None) -> None:
+        self.run_id = run_id
+        self.env = dict(env)
+        self.sock = sock
+        self.pid = pid
+        self.log = log
+        self.started = process  # when this engine started it
+        self._lines = b""
+
+    def alive(self) -> bool:
+        if self.sock.fileno() == -1:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+    def _said(self) -> str:
+        return _tail_of(self.log)
+
+    def _ending(self) -> str:
+        if self.started is not None:
+            return _how_ended(self.started, self._said())
+        return f"(the worker kept warm, pid {self.pid}, ended): {self._said()}"
+
+    def close(self, *, at_once: bool = False) -> None:
+        # The worker stays for the runs to come; its child, if one runs, ends by its
+        # lifeline, already closed.
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if self.started is not None:
+            self.started.poll()  # reaped if it ended
+
+
 @dataclass
 class _Pool:
     workers: dict[tuple[str, str], Worker] = field(default_factory=dict)
@@ -231,12 +311,34 @@ class _Pool:
 _pool = _Pool()
 
 
+def keep_warm_problem() -> str | None:
+    """What is wrong with ``RUNBOOK_KEEP_WARM``, if anything."""
+    value = os.environ.get(KEEP_WARM, "")
+    try:
+        if value and not 0 <= float(value) <= 7 * 86400:
+            raise ValueError
+    except ValueError:
+        return (f"{KEEP_WARM} is {value!r}: the seconds the Ansible worker is kept warm "
+                "after a run (0: a worker per run), at most a week")
+    return None
+
+
+def keep_warm() -> float:
+    value = os.environ.get(KEEP_WARM, "")
+    if not value or keep_warm_problem():
+        return _KEEP_WARM_DEFAULT
+    return float(value)
+
+
 def worker_for(run_id: str, env: Mapping[str, str], cwd: str,
                clients: Iterable[str] | None = None) -> Worker:
-    """The run's warm worker for this environment and working folder, started if need be
-    (or if the last one died). ``clients`` (kubernetes, aws): those its playbooks use, which a
-    new worker loads ahead; None when not known."""
-    key = (run_id, json.dumps([sorted(env.items()), cwd, _config_files(env, cwd)]))
+    """The run's warm worker for this environment and working folder: the one kept warm for
+    this user and configuration (started if need be), or with ``RUNBOOK_KEEP_WARM=0`` one of
+    the run's own. ``clients`` (kubernetes, aws, ecr, rds): those its playbooks use, which a
+    new worker loads first; None when not known."""
+    place = _kept_place(env, cwd) if keep_warm() > 0 else None
+    key = (run_id, str(place) if place is not None else
+           json.dumps([sorted(env.items()), cwd, _config_files(env, cwd)]))
     worker = _pool.workers.get(key)
     if worker is not None and worker.alive():
         return worker
@@ -244,17 +346,118 @@ def worker_for(run_id: str, env: Mapping[str, str], cwd: str,
         worker.close()
     for other in [k for k in _pool.workers if k[0] != run_id or k == key]:
         _pool.workers.pop(other).close()  # one run's worker at a time
-    folder = Path(tempfile.mkdtemp(prefix=proc.scratch_prefix(run_id) + "ansible-",
-                                   dir=proc.scratch_root()))
-    try:
-        from engine.steps.ansible import home_env
+    from engine.steps.ansible import home_env
 
-        worker = Worker(run_id, {**env, **home_env(folder)}, cwd, folder, clients)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    if place is not None:
+        worker = _kept(run_id, place, env, cwd, clients, home_env(place.with_suffix("")))
+    else:
+        folder = Path(tempfile.mkdtemp(prefix=proc.scratch_prefix(run_id) + "ansible-",
+                                       dir=proc.scratch_root()))
+        try:
+            worker = Worker(run_id, {**env, **home_env(folder)}, cwd, folder, clients)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     _pool.workers[key] = worker
     return worker
+
+
+def _kept_place(env: Mapping[str, str], cwd: str) -> Path | None:
+    """Where the worker kept for this user and configuration listens: a socket in a folder
+    only this user can enter, named by a digest of all a worker reads as it loads. None when
+    that folder is not safely this user's (another user made it, or it is open to others)."""
+    folder = proc.scratch_root() / f"runbook-warm-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    material = json.dumps([os.getuid(), sys.executable, _stamp(HOST),
+                           [_stamp(_origin(name)) for name in
+                            ("ansible", "ansible_runner", "kubernetes", "boto3", "botocore")],
+                           sorted(_kept_env(env).items()), _config_files(env, cwd)])
+    place = folder / (hashlib.sha256(material.encode()).hexdigest()[:24] + ".sock")
+    return place if len(str(place)) < 100 else None  # a socket's path is short
+
+
+def _kept_env(env: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items()
+            if (name in _AGENT_ENV or name.startswith(_AGENT_ENV_PREFIXES))
+            and name not in _OWN_HOME}
+
+
+def _origin(package: str) -> str:
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            return spec.origin
+    return ""
+
+
+def _stamp(path: str | Path) -> list[Any]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [str(path)]
+    return [str(path), st.st_mtime_ns, st.st_size]
+
+
+def _kept(run_id: str, place: Path, env: Mapping[str, str], cwd: str,
+          clients: Iterable[str] | None, home: Mapping[str, str]) -> Agent:
+    """A connection to the worker kept at ``place``, started first if none answers there."""
+    log = place.with_suffix(".log")
+    process = None
+    for _attempt in range(3):
+        found = _connect(place)
+        if found is not None:
+            return Agent(run_id, {**env, **home}, *found, log, process)
+        process = _start_kept(place, {**_kept_env(env), **home}, cwd, clients, log)
+    raise WorkerDied(f"the worker at {place} does not answer: {_tail_of(log)}")
+
+
+def _connect(place: Path) -> tuple[socket.socket, int] | None:
+    """A connection to the worker listening at ``place`` and its pid; None if none does.
+    The worker may still be loading: the first request waits for it in the socket."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(place))
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            raise ConnectionRefusedError  # never talk to another user's process
+        return sock, pid
+    except OSError:
+        sock.close()
+        return None
+
+
+def _start_kept(place: Path, env: Mapping[str, str], cwd: str,
+                clients: Iterable[str] | None, log: Path) -> subprocess.Popen[bytes]:
+    """Start a worker kept at ``place``, in a session of its own: it outlives this engine.
+    Returns once it listens there (or found another worker listening first)."""
+    Path(env["ANSIBLE_HOME"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", str(HOST), "--serve", str(place), f"{keep_warm():g}",
+             ",".join(clients or ())],
+            env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=fd, start_new_session=True)
+    finally:
+        os.close(fd)
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(_START_TIMEOUT):
+            proc.end_tree(process.pid)
+    line = process.stdout.readline()
+    process.stdout.close()
+    if not line.startswith((b"listening", b"exists")):
+        process.wait()
+        raise WorkerDied(f"(exit {process.returncode}): {_tail_of(log)}")
+    if line.startswith(b"exists"):
+        process.wait()
+    return process
 
 
 def _config_files(env: Mapping[str, str], cwd: str) -> list[tuple[str, int, int]]:

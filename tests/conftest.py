@@ -79,6 +79,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(blocker / "home"))
     monkeypatch.setenv("RUNBOOK_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("RUNBOOK_USER", "tester")
+    # A worker per run, ended with it: none outlives its test (tests/steps/test_ansible_kept.py
+    # keeps them, as a person's runs do by default).
+    monkeypatch.setenv("RUNBOOK_KEEP_WARM", "0")
     for name in POINTERS:  # a test points at a sandbox or cluster only when it asks to
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)

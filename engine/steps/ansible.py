@@ -63,7 +63,9 @@ def preflight(spec: Mapping[str, Any]) -> str | None:
     if mode() not in MODES:
         return (f"RUNBOOK_ANSIBLE is {mode()!r}: it says how playbooks run, "
                 f"one of {', '.join(MODES)}")
-    return None
+    from engine import ansible_warm
+
+    return ansible_warm.keep_warm_problem()
 
 
 def run(ctx: StepContext) -> Outcome:
@@ -232,7 +234,9 @@ _CLIENT_WORDS = {"kubernetes": re.compile(r"\b(kubernetes\.core\.|k8s_\w+:|verif
 def prepare(run_id: str, steps: Sequence[tuple[Step, Path]]) -> None:
     """Start the run's warm worker now, so it loads while the steps before its first
     playbook run, with the client libraries the run's playbooks use."""
-    if mode() == "warm":
+    from engine import ansible_warm
+
+    if mode() == "warm" and not ansible_warm.keep_warm_problem():
         # Whatever stops it from starting is told by the step that needs it.
         with contextlib.suppress(Exception):
             _worker(run_id, clients_used(steps))

@@ -1,0 +1,265 @@
+"""The Ansible worker kept warm between runs (``RUNBOOK_KEEP_WARM``, the default outside the
+tests): the next command's playbooks run in it at once, each still in a child as fresh as a
+new ``ansible-playbook``; a child ends with its engine (SIGKILL included) and at Ctrl-C; a
+worker that dies fails only the attempt in flight; another configuration gets a worker of
+its own; an idle worker goes away."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import ansible_warm, proc
+from engine.store.owner import pid_alive
+from tests.conftest import HEADER, runbook_process
+from tests.helpers import book
+from tests.test_identity import nothing_recorded
+from tests.test_proc import cmdline, run_id_from
+from tests.test_resume_kill import wait_for
+
+PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _is_kept(pid: int) -> bool:
+    argv = cmdline(pid)
+    return any(a.endswith(b"ansible_host.py") for a in argv) and b"--serve" in argv
+
+
+def kept_workers() -> list[int]:
+    """The kept workers of this test: those started with its $HOME."""
+    home = f"HOME={os.environ['HOME']}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        # Not its forks (a playbook's process and Ansible's have its command line).
+        if entry.name.isdigit() and _is_kept(int(entry.name)) and \
+                not _is_kept(_parent(int(entry.name))):
+            try:
+                if home in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def descendants(root: int) -> set[int]:
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+                    if _parent(p) in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.fixture
+def kept(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("RUNBOOK_ANSIBLE", "warm")
+    monkeypatch.setenv("RUNBOOK_KEEP_WARM", "600")
+    yield
+    ansible_warm.close_all()
+    for pid in kept_workers():
+        proc.end_tree(pid)
+
+
+# The kept worker the playbook runs under, found as it runs (0: none): the eldest of the
+# processes with its command line (the playbook's process and Ansible's are its forks).
+FIND_KEPT = """p=$$ found=0
+while [ "$p" -gt 1 ]; do
+  if tr '\\0' '\\n' < "/proc/$p/cmdline" 2>/dev/null | grep -qx -- --serve; then found=$p; fi
+  p=$(awk '{print $4}' "/proc/$p/stat")
+done
+echo $found"""
+
+
+def report_book(write_runbook: Any, name: str, x: str) -> Path:
+    playbook = Path(os.getcwd()) / "report-worker.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Report", "hosts": "localhost", "gather_facts": False,
+        "tasks": [
+            {"name": "Find the worker", "ansible.builtin.shell": FIND_KEPT,
+             "register": "found", "check_mode": False},
+            {"name": "Report", "ansible.builtin.set_stats": {"per_host": False, "data": {
+                "x": "{{ x }}", "check": "{{ ansible_check_mode }}",
+                "step": "{{ lookup('ansible.builtin.env', 'RUNBOOK_STEP_ID') }}",
+                "pid": "{{ found.stdout }}"}}}]}]))
+    return write_runbook(book(
+        f"  - id: report\n    ansible:\n      playbook: {playbook}\n"
+        f"      extravars: {{x: {x}}}\n      outputs: [x, check, step, pid]\n"), name=name)
+
+
+def outputs(runbook_cli: Any, path: Path, *args: str) -> dict[str, Any]:
+    done = runbook_cli("run", str(path), *args, "--output", "json")
+    assert done.code == 0, done.out + done.err
+    shown = json.loads(done.out)
+    if "--dry-run" in args:  # a plan: each step's check-mode run
+        return dict(shown["steps"][0]["dry_run"]["result"]["outputs"])
+    steps = {s["step_id"]: s for s in shown["steps"]}
+    return dict(steps["report"]["result"]["outputs"])
+
+
+def test_the_next_run_uses_the_worker_the_last_one_left_warm(write_runbook, runbook_cli, kept):
+    first = outputs(runbook_cli, report_book(write_runbook, "first", "one"))
+    worker = int(first["pid"])
+    assert worker and pid_alive(worker)  # still there after its run ended
+    assert kept_workers() == [worker]
+    second = outputs(runbook_cli, report_book(write_runbook, "second", "two"), "--dry-run")
+    # The same worker, and the second playbook saw only its own vars and check mode.
+    assert int(second["pid"]) == worker
+    assert (first["x"], first["check"]) == ("one", False)
+    assert (second["x"], second["check"]) == ("two", True)
+    assert first["step"] == second["step"] == "report"
+    # It holds no run's environment: neither run's tags nor its credentials.
+    environ = Path(f"/proc/{worker}/environ").read_bytes()
+    assert proc.RUN_TAG.encode() not in environ and b"AWS_" not in environ
+    # It listens where only its user can go.
+    folder = Path(proc.scratch_root()) / f"runbook-warm-{os.getuid()}"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_another_ansible_configuration_gets_a_worker_of_its_own(
+        write_runbook, runbook_cli, kept, monkeypatch):
+    path = report_book(write_runbook, "book", "one")
+    first = int(outputs(runbook_cli, path)["pid"])
+    monkeypatch.setenv("ANSIBLE_FORKS", "3")  # ansible-core reads it as it loads
+    second = int(outputs(runbook_cli, path)["pid"])
+    assert first and second and first != second
+    assert sorted(kept_workers()) == sorted([first, second])
+    monkeypatch.setenv("RUNBOOK_KEEP_WARM", "0")
+    own = outputs(runbook_cli, path)
+    assert int(own["pid"]) == 0  # the run's own worker, ended with it
+
+
+def test_sigkill_of_the_engine_ends_the_playbook_not_the_kept_worker_then_it_resumes(
+        isolated, write_runbook, runbook_cli, kept):
+    started, go, done = isolated / "started", isolated / "go", isolated / "done"
+    path = write_runbook(HEADER + f"""steps:
+  - id: wait
+    ansible:
+      playbook: {PLAYBOOKS / 'wait-for-go.yml'}
+      extravars: {{started: {started}, go: {go}, done: {done}}}
+""")
+    engine = runbook_process("run", str(path))
+    run_id = run_id_from(engine)
+    wait_for(started, timeout=120)
+    [worker] = kept_workers()
+    deadline = time.monotonic() + 60
+    while not any(b"AnsiballZ_wait_for" in b" ".join(cmdline(p))
+                  for p in descendants(worker)):
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    playbook = descendants(worker)
+    engine.send_signal(signal.SIGKILL)
+    engine.communicate(timeout=10)
+    deadline = time.monotonic() + 30
+    while alive := [p for p in playbook if pid_alive(p)]:
+        assert time.monotonic() < deadline, f"still running: {alive}"
+        time.sleep(0.05)
+    assert pid_alive(worker) and not [p for p in descendants(worker) if pid_alive(p)]
+    go.touch()
+    assert not done.exists()
+    resumed = runbook_cli("resume", run_id)
+    assert resumed.code == 0, resumed.out
+    assert done.read_text() == "done\n"
+    assert kept_workers() == [worker]
+
+
+def test_ctrl_c_ends_the_playbook_at_once_and_leaves_the_worker(isolated, write_runbook, kept):
+    started, go, done = isolated / "started", isolated / "go", isolated / "done"
+    path = write_runbook(HEADER + f"""steps:
+  - id: wait
+    ansible:
+      playbook: {PLAYBOOKS / 'wait-for-go.yml'}
+      extravars: {{started: {started}, go: {go}, done: {done}}}
+""")
+    engine = runbook_process("run", str(path))
+    run_id_from(engine)
+    wait_for(started, timeout=120)
+    [worker] = kept_workers()
+    playbook = descendants(worker)
+    assert playbook
+    engine.send_signal(signal.SIGINT)
+    out, _ = engine.communicate(timeout=60)
+    assert engine.returncode == 130, out
+    assert [p for p in playbook if pid_alive(p)] == []  # ended before the engine exited
+    assert pid_alive(worker)
+    go.touch()
+    assert not done.exists()
+
+
+KILL_KEPT = "\n" + FIND_KEPT.replace("echo $found", 'kill -9 "$found"') + "\n"
+
+
+def test_a_kept_worker_that_dies_fails_only_its_attempt_and_the_next_starts_a_new_one(
+        isolated, write_runbook, runbook_cli, kept):
+    marker = isolated / "killed-once"
+    playbook = isolated / "kill-worker.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Kill the worker once", "hosts": "localhost", "gather_facts": False,
+        "tasks": [
+            {"name": "Kill it", "ansible.builtin.shell": f"touch {marker}\n" + KILL_KEPT,
+             "args": {"creates": str(marker)}},
+            {"name": "Report", "ansible.builtin.set_stats": {
+                "per_host": False, "data": {"summary": "survived"}}},
+        ]}]))
+    path = write_runbook(book(
+        f"  - id: crash\n    retries: 1\n    delay: 0\n    ansible: {{playbook: {playbook}}}\n"))
+    result = runbook_cli("run", str(path))
+    assert result.code == 0, result.out
+    assert "attempt 1 failed: the Ansible worker ended during the playbook " \
+        "(killed by SIGKILL)" in result.out
+    assert "survived" in result.out
+    assert len(kept_workers()) == 1  # the new one, kept for the next run
+
+
+def test_an_idle_kept_worker_ends_and_takes_its_socket(write_runbook, runbook_cli, kept,
+                                                      monkeypatch):
+    monkeypatch.setenv("RUNBOOK_KEEP_WARM", "1")
+    worker = int(outputs(runbook_cli, report_book(write_runbook, "b", "one"))["pid"])
+    assert worker
+    sockets = f"/proc/{worker}/cmdline"
+    place = Path(Path(sockets).read_bytes().split(b"\0")[3].decode())
+    deadline = time.monotonic() + 60
+    while pid_alive(worker) and _is_kept(worker):
+        assert time.monotonic() < deadline, "the idle worker stayed"
+        time.sleep(0.1)
+    assert not place.exists()
+
+
+def test_a_wrong_keep_warm_is_refused_before_the_run(write_runbook, runbook_cli, monkeypatch):
+    monkeypatch.setenv("RUNBOOK_KEEP_WARM", "soon")
+    path = report_book(write_runbook, "book", "one")
+    done = runbook_cli("run", str(path))
+    assert done.code == 2
+    assert "RUNBOOK_KEEP_WARM is 'soon': the seconds the Ansible worker is kept warm" in done.err
+    nothing_recorded(runbook_cli)
+    assert kept_workers() == []
+
+
+def test_a_socket_folder_others_can_enter_is_not_used(monkeypatch):
+    tmp_path = Path(tempfile.mkdtemp(dir="/tmp"))  # short enough for a socket's path
+    monkeypatch.setattr(proc, "scratch_root", lambda: tmp_path)
+    folder = tmp_path / f"runbook-warm-{os.getuid()}"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    assert ansible_warm._kept_place({"PATH": "/bin"}, str(tmp_path)) is None
+    folder.chmod(0o700)
+    try:
+        assert ansible_warm._kept_place({"PATH": "/bin"}, str(tmp_path)) is not None
+    finally:
+        shutil.rmtree(tmp_path)
