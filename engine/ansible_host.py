@@ -88,7 +88,8 @@ class _Clients(threading.Thread):
 
     def __init__(self, which: list[str]) -> None:
         super().__init__(daemon=True)
-        self.parts = [part for name in which for part in _CLIENT_PARTS.get(name, ())]
+        self.parts = [part for name in which if name in _CLIENT_PARTS
+                      for part in _CLIENT_PARTS[name]()]
         self.lock = threading.Lock()
         self.wanted = threading.Event()  # the worker waits to fork
 
@@ -135,9 +136,41 @@ def _aws_service(service: str) -> Callable[[], None]:
     return load
 
 
-_CLIENT_PARTS: dict[str, tuple[Callable[[], None], ...]] = {
-    "kubernetes": (_kubernetes,), "aws": (_aws_session,),
-    "ecr": (_aws_service("ecr"),), "rds": (_aws_service("rds"),)}
+def _beside(name: str) -> ModuleType:
+    """A module of the engine that imports nothing of it, from its file beside this one
+    (``python -I`` puts no script folder on the path); loaded once."""
+    import importlib.util
+
+    found = _found.get(name)
+    if found:
+        return found[0]  # type: ignore[no-any-return]
+    spec = importlib.util.spec_from_file_location(
+        f"_runbook_{name}", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _found[name] = [module]
+    return module
+
+
+def _apprise_parts() -> tuple[Callable[[], None], ...]:
+    """Apprise and each of its plugins, one part each, then its plugins registered."""
+    def part(module: str | None) -> Callable[[], None]:
+        return lambda: _beside("apprise_send").load(module)
+    try:
+        names = _beside("apprise_send").parts()
+    except Exception:  # a message step says what is wrong with Apprise
+        return ()
+    return (*map(part, names), part(None))
+
+
+_CLIENT_PARTS: dict[str, Callable[[], tuple[Callable[[], None], ...]]] = {
+    "kubernetes": lambda: (_kubernetes,), "aws": lambda: (_aws_session,),
+    "ecr": lambda: (_aws_service("ecr"),), "rds": lambda: (_aws_service("rds"),),
+    "apprise": _apprise_parts}
+# What a request may call in a child instead of a playbook: a message through Apprise.
+_CALLS = {"apprise.known": ("apprise_send", "known"), "apprise.send": ("apprise_send", "send")}
 
 
 def _fresh_aws() -> None:
@@ -203,23 +236,11 @@ def _callbacks_with_context() -> list[Any]:
     return found
 
 
-def _guard() -> ModuleType:
-    """``guard.py`` beside this file (``python -I`` puts no script folder on the path)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "_runbook_guard", os.path.join(os.path.dirname(os.path.abspath(__file__)), "guard.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _hold_lifeline(fd: int) -> None:
     """End this playbook's whole tree (Ansible's workers start sessions of their own, so its
     descendants and the processes tagged with its run and step) once the engine's end of the
     lifeline closes: the engine ended, even by SIGKILL, or stopped the step."""
-    guard = _guard()
+    guard = _beside("guard")
     if sys.platform == "linux":
         import ctypes
 
@@ -265,6 +286,14 @@ def _child(request: dict[str, Any], out: int, lifeline: int | None = None) -> No
         os.chdir(request["cwd"])
         if lifeline is not None:
             _hold_lifeline(lifeline)
+        if "call" in request:
+            # A function of the engine's instead of a playbook; its answer, as JSON, is
+            # the last line it prints.
+            module, function = _CALLS[request["call"]]
+            answer = getattr(_beside(module), function)(*request["args"])
+            print("\n" + json.dumps({"answer": answer}))
+            rc = 0
+            return
         _reset()
         local_tmp = _own_local_tmp()
         from ansible.cli.playbook import PlaybookCLI

@@ -140,7 +140,25 @@ class Worker:
         """Run ``argv`` (an ``ansible-playbook`` command line) in a child; ``on_output`` gets
         what it prints as it comes. The child's tree is ended on a timeout and on any
         exception (an interrupt included) before this returns or raises."""
-        body = json.dumps({"argv": list(argv), "env": dict(env), "cwd": cwd}).encode()
+        return self._request({"argv": list(argv), "env": dict(env), "cwd": cwd}, step_id,
+                             on_output, timeout)
+
+    def call(self, name: str, args: Sequence[Any], step_id: str, timeout: float) -> Any:
+        """One of the worker's functions (``apprise.known``, ``apprise.send``) in a child of
+        its own, with this engine's environment: its answer. WorkerDied if it had none."""
+        said: list[str] = []
+        env = {**os.environ, **proc.tags(self.run_id), proc.STEP_TAG: step_id}
+        finished = self._request({"call": name, "args": list(args), "env": env,
+                                  "cwd": os.getcwd()}, step_id, said.append, timeout)
+        text = "".join(said)
+        last = text.rstrip().rpartition("\n")[2]
+        if finished.status == "successful" and last.startswith('{"answer": '):
+            return json.loads(last)["answer"]
+        raise WorkerDied(f"({finished.status}): {text.strip()[-2000:] or 'it printed nothing'}")
+
+    def _request(self, fields: Mapping[str, Any], step_id: str,
+                 on_output: Callable[[str], None], timeout: float | None) -> Finished:
+        body = json.dumps(fields).encode()
         request = _HEADER.pack(len(body)) + body
         pid: int | None = None
         rc: int | None = None
@@ -309,6 +327,11 @@ class _Pool:
 
 
 _pool = _Pool()
+
+
+def current() -> Worker | None:
+    """The warm worker of the run in progress, if it has one and it is alive."""
+    return next((w for w in _pool.workers.values() if w.alive()), None)
 
 
 def keep_warm_problem() -> str | None:

@@ -42,7 +42,7 @@ from engine.render import Deferred
 from engine.report import Reporter
 from engine.status import ENDED, STEP_DONE, RunStatus, StepStatus
 from engine.steps import STEP_TYPES, StepContext
-from engine.steps.base import APPROVALS, STORE
+from engine.steps.base import APPROVALS, STORE, StepType
 from engine.store import ApprovalAlreadyUsed, StateStore, StepRecord
 
 
@@ -367,17 +367,21 @@ def prepare_ahead(run_id: str, runbook: Runbook,
     checkpoints = checkpoints or {}
     todo = [step for step in runbook.all_steps()
             if step.id not in checkpoints or checkpoints[step.id].status not in STEP_DONE]
-    prepared: set[str] = set()
+    wanted: dict[str, StepType] = {}
     for step in todo:
         kind = STEP_TYPES[step.type]
         # A gate the run waited at is resumed once it is expected to pass (someone approved):
         # what comes after it is prepared; a gate not reached yet may stop the run.
         waited = step.id in checkpoints and checkpoints[step.id].status == StepStatus.WAITING
         if kind.gate and not waited:
-            return
-        if kind.prepare is not None and step.type not in prepared:
-            prepared.add(step.type)
-            kind.prepare(run_id, [(s, step_folder(s, runbook)) for s in todo])
+            break
+        if kind.prepare is not None:
+            wanted.setdefault(step.type, kind)
+    steps = [(s, step_folder(s, runbook)) for s in todo]
+    # Steps that only inform (messages) last: they use the warm worker if one is started.
+    for kind in sorted(wanted.values(), key=lambda k: k.informs):
+        assert kind.prepare is not None
+        kind.prepare(run_id, steps)
 
 
 def step_folder(step: Step, runbook: Runbook) -> Path:

@@ -244,10 +244,13 @@ def prepare(run_id: str, steps: Sequence[tuple[Step, Path]]) -> None:
 
 def clients_used(steps: Sequence[tuple[Step, Path]]) -> list[str] | None:
     """The client libraries the ansible steps' playbooks use (kubernetes; aws, and the AWS
-    services ecr and rds), in the order the run first needs them; None when a playbook
-    cannot be read before the run (a templated path, a missing file)."""
+    services ecr and rds) and Apprise for the run's messages, in the order the run first
+    needs them; None when a playbook cannot be read before the run (a templated path, a
+    missing file)."""
     found: list[str] = []
     for step, folder in steps:
+        if step.type == "notify" and "apprise" not in found:
+            found.append("apprise")  # the worker delivers the run's messages
         if step.type != "ansible":
             continue
         playbook = str(step.spec.get("playbook", ""))

@@ -11,6 +11,7 @@ never fails because a chat service is down.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import apprise_send
 from engine.clock import iso
 from engine.errors import InvalidInput
 from engine.model import Inventory, Outcome, Step
@@ -30,9 +32,7 @@ if TYPE_CHECKING:
     from engine.steps.base import StepContext
 
 KINDS = ("info", "success", "warning", "failure")  # Apprise's notification types
-# The longest one audience's delivery may take, retries included (Apprise's own connect and
-# read timeouts are 4 s each); a service that is down is a warning, not a stuck release.
-TIMEOUT = 30.0
+TIMEOUT = apprise_send.TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -88,21 +88,25 @@ def _or_none(found: list[Target]) -> list[Target | None]:
 
 def send(url: str, title: str, body: str, kind: str) -> tuple[str, str]:
     """Deliver one message to one Apprise URL: the service's name and what went wrong ('' if
-    it was delivered). Apprise is imported here, not with the engine: it loads its plugins."""
-    import apprise
+    it was delivered). Through the run's warm worker when it has one (it has Apprise
+    loaded), else here."""
+    answer = _in_worker("apprise.send", url, title, body, kind)
+    if isinstance(answer, list) and len(answer) == 2:
+        return str(answer[0]), str(answer[1])
+    return apprise_send.send(url, title, body, kind)
 
-    asset = apprise.AppriseAsset(app_id="runbook", app_desc="runbook",
-                                 storage_mode="memory")  # nothing written under $HOME
-    sender = apprise.Apprise(asset=asset)
-    if not sender.add(url):
-        return "", "its URL is not one Apprise can use"
-    result = sender.notify(body=body, title=title, notify_type=apprise.NotifyType(kind),
-                           timeout=TIMEOUT)
-    service = ", ".join(r.name for r in result)
-    if result:
-        return service, ""
-    said = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR")]
-    return service, "; ".join(dict.fromkeys(said)) or f"Apprise answered {result.status.name}"
+
+def _in_worker(name: str, *args: str) -> Any:
+    """``name`` run by the run's warm worker; None when the run has none (or it failed:
+    then here, as without one)."""
+    warm = sys.modules.get("engine.ansible_warm")
+    worker = warm.current() if warm is not None else None
+    if worker is None or warm is None:
+        return None
+    try:
+        return worker.call(name, args, step_id="", timeout=TIMEOUT + 10)
+    except warm.WorkerDied:
+        return None
 
 
 def audiences_of(value: Any) -> list[str]:
@@ -146,20 +150,26 @@ def check(spec: Mapping[str, Any], inventory: Inventory) -> None:
 
 def prepare(run_id: str, steps: Sequence[tuple[Step, Path]]) -> None:
     """Load Apprise and its plugins (about a second) in the background while the steps before
-    the run's first message run, which mostly wait on Ansible and the cluster."""
+    the run's first message run, which mostly wait on Ansible and the cluster; nothing when
+    the run has a warm worker: it loads Apprise and delivers the messages."""
+    warm = sys.modules.get("engine.ansible_warm")
+    if warm is not None and warm.current() is not None:
+        return
     if "apprise" not in sys.modules:
         threading.Thread(target=_load, name="load-apprise", daemon=True).start()
 
 
 def _load() -> None:
     with contextlib.suppress(Exception):  # a failure shows when a message is sent
-        _known("json://localhost/")
+        apprise_send.load()
 
 
+@functools.cache
 def _known(url: str) -> bool:
-    import apprise
-
-    return bool(apprise.Apprise(asset=apprise.AppriseAsset(storage_mode="memory")).add(url))
+    """Whether Apprise can use ``url`` (asked once per URL: a run's message steps share
+    their audiences)."""
+    answer = _in_worker("apprise.known", url)
+    return answer if isinstance(answer, bool) else apprise_send.known(url)
 
 
 def secret_values(inventory: Mapping[str, Any]) -> list[str]:

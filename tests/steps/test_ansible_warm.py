@@ -186,8 +186,9 @@ def test_an_ansible_cfg_written_by_an_earlier_step_is_read_by_the_next_playbook(
 
 
 @pytest.mark.parametrize(("runbook", "clients"), [
-    ("promote", ["kubernetes", "ecr"]), ("rollback", ["kubernetes", "ecr"]),
-    ("hotfix", ["ecr", "kubernetes"]), ("db-restore", ["rds", "aws"]), ("demo", [])])
+    ("promote", ["kubernetes", "ecr", "apprise"]), ("rollback", ["kubernetes", "ecr", "apprise"]),
+    ("hotfix", ["ecr", "apprise", "kubernetes"]), ("db-restore", ["rds", "aws"]),
+    ("demo", [])])
 def test_the_worker_is_told_which_clients_a_runbooks_playbooks_use(runbook, clients,
                                                                    monkeypatch):
     monkeypatch.setenv("RUNBOOK_RUNBOOKS_PATH", str(REPO / "runbooks"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from engine import api
+from engine import api, proc
 from tests.conftest import runbook_process
 from tests.test_execute import run_id_of
 from tests.test_resume_kill import wait_for
@@ -196,3 +197,30 @@ def test_a_message_recorded_as_sent_is_not_sent_again_on_resume(
     assert [(who, m["title"]) for who, m in receiver.received] == [
         ("stakeholders", "Releasing 1.4.2"), ("oncall", "Releasing 1.4.2"),
         ("oncall", "Released 1.4.2")]
+
+
+@pytest.mark.parametrize("keep", ["0", "600"], ids=["worker-per-run", "kept-worker"])
+def test_a_run_with_a_warm_worker_sends_its_messages_there_and_never_loads_apprise(
+        keep, receiver, runbook_cli, isolated, monkeypatch):
+    """Apprise loads its plugins (about a second) in the process that sends: a run with
+    playbooks has the warm worker do it, and the engine's process never imports it."""
+    from tests.steps.test_ansible_kept import kept_workers
+
+    playbook = Path(__file__).resolve().parent.parent / "playbooks" / "report-other.yml"
+    middle = f"  - id: play\n    ansible: {{playbook: {playbook}, extravars: {{y: two}}}}\n"
+    path, _ = write_book(isolated, middle)
+    monkeypatch.setenv("RUNBOOK_ANSIBLE", "warm")
+    monkeypatch.setenv("RUNBOOK_KEEP_WARM", keep)
+    for name in [n for n in sys.modules if n == "apprise" or n.startswith("apprise.")]:
+        monkeypatch.delitem(sys.modules, name)
+    try:
+        ran = runbook_cli("run", str(path))
+        assert ran.code == 0, ran.out + ran.err
+        assert "apprise" not in sys.modules
+        assert [(who, m["title"]) for who, m in receiver.received] == [
+            ("stakeholders", "Releasing 1.4.2"), ("oncall", "Releasing 1.4.2"),
+            ("oncall", "Released 1.4.2")]
+        assert ran.out.count("delivered to") == 2
+    finally:
+        for pid in kept_workers():
+            proc.end_tree(pid)
