@@ -8,8 +8,10 @@ the controller has seen the latest spec and every replica is updated and availab
 
 Options: namespace, name (required); kubeconfig, context; wait (default false), wait_timeout
 (seconds, default 120), wait_sleep (seconds between polls, default 1). Returns resources (the
-deployment as the API gives it, or nothing when there is none), complete, and wait_method
-(watch or poll) after a wait.
+deployment as the API gives it, or nothing when there is none), complete, rollout (what a
+playbook checks of it, small enough to template at once: images by container, revision,
+replicas, updated, available, generation, observed), and wait_method (watch or poll) after a
+wait.
 """
 
 from __future__ import annotations
@@ -113,6 +115,19 @@ def wait(kube, ns, name, dep, timeout, sleep):
     return dep, complete(dep), method
 
 
+def rollout(dep):
+    """What playbooks check of a deployment: the whole object is large (managed fields,
+    conditions), and ansible-core copies what it templates."""
+    spec, status = dep.get("spec") or {}, dep.get("status") or {}
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    meta = dep.get("metadata") or {}
+    return {"images": {c.get("name"): c.get("image") for c in containers},
+            "revision": (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision"),
+            "replicas": spec.get("replicas", 1), "updated": status.get("updatedReplicas", 0),
+            "available": status.get("availableReplicas", 0),
+            "generation": meta.get("generation"), "observed": status.get("observedGeneration")}
+
+
 class ActionModule(shared.RunbookAction):
     SPEC = {"kubeconfig": {"type": "path"}, "context": {"type": "str"},
             "namespace": {"type": "str", "required": True},
@@ -125,12 +140,13 @@ class ActionModule(shared.RunbookAction):
         kube = shared.kube_api(p["kubeconfig"], p["context"])
         dep = _get(kube, p["namespace"], p["name"])
         if dep is None:
-            return {"resources": [], "complete": False}
+            return {"resources": [], "complete": False, "rollout": {}}
         if not p["wait"]:
-            return {"resources": [dep], "complete": complete(dep)}
+            return {"resources": [dep], "complete": complete(dep), "rollout": rollout(dep)}
         dep, done, method = wait(kube, p["namespace"], p["name"], dep, p["wait_timeout"],
                                  p["wait_sleep"])
-        result = {"resources": [dep], "complete": done, "wait_method": method}
+        result = {"resources": [dep], "complete": done, "rollout": rollout(dep),
+                  "wait_method": method}
         if not done:
             raise shared.Failed(f"the rollout of deployment {p['name']} did not complete "
                                 f"within {p['wait_timeout']} s", **result)
