@@ -63,6 +63,8 @@ _AGENT_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "
                         "VIRTUAL_ENV", "AWS_DATA_PATH"})
 _AGENT_ENV_PREFIXES = ("LC_", "ANSIBLE_")
 _OWN_HOME = frozenset({"ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP"})
+# Settings that hold a secret themselves (ANSIBLE_NET_PASSWORD, say) go to each child only.
+_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL")
 
 
 class WorkerDied(Exception):
@@ -395,9 +397,12 @@ def _kept_place(env: Mapping[str, str], cwd: str) -> Path | None:
     st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         return None
-    material = json.dumps([os.getuid(), sys.executable, _stamp(HOST),
-                           [_stamp(_origin(name)) for name in
-                            ("ansible", "ansible_runner", "kubernetes", "boto3", "botocore")],
+    material = json.dumps([os.getuid(), sys.executable,
+                           *(_stamp(HOST.with_name(name)) for name in
+                             ("ansible_host.py", "guard.py", "apprise_send.py")),
+                           [_stamp(_origin(name)) for name in ("ansible", "ansible_runner",
+                                                               "kubernetes", "boto3",
+                                                               "botocore", "apprise")],
                            sorted(_kept_env(env).items()), _config_files(env, cwd)])
     place = folder / (hashlib.sha256(material.encode()).hexdigest()[:24] + ".sock")
     return place if len(str(place)) < 100 else None  # a socket's path is short
@@ -406,7 +411,7 @@ def _kept_place(env: Mapping[str, str], cwd: str) -> Path | None:
 def _kept_env(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items()
             if (name in _AGENT_ENV or name.startswith(_AGENT_ENV_PREFIXES))
-            and name not in _OWN_HOME}
+            and name not in _OWN_HOME and not _SECRET_NAME.search(name)}
 
 
 def _origin(package: str) -> str:
