@@ -141,13 +141,14 @@ def validate(paths: Sequence[str], *, taken_flags: Collection[str] = ()
     return out
 
 
-def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None,
+def plan(*, runbook: str | Runbook, params: Mapping[str, Any], inventory: str | None = None,
          user: str | None = None, clock: Clock | None = None,
          reporter: Reporter | None = None, state: str | None = None,
          accept_drift: bool = False) -> PlanReport:
     """Render every step, run the read-only parts (check mode), change nothing. A runbook
     that checks drift is refused (``Drifted``) when an environment it changes has drifted,
-    unless ``accept_drift``."""
+    unless ``accept_drift``. ``runbook`` is a name, a path, or what ``load_runbook`` loaded
+    (the CLI has loaded it to read its params: loading it again would check it twice)."""
     clock = clock or SystemClock()
     book, inv, values, redactor = _prepare(runbook, params, inventory)
     run_id = "plan-" + new_run_id(clock)
@@ -174,11 +175,12 @@ def plan(*, runbook: str, params: Mapping[str, Any], inventory: str | None = Non
     return PlanReport(plan=the_plan, dry_run=result, drift=tuple(drifts))
 
 
-def run(*, runbook: str, params: Mapping[str, Any], inventory: str | None = None,
+def run(*, runbook: str | Runbook, params: Mapping[str, Any], inventory: str | None = None,
         user: str | None = None, clock: Clock | None = None, reporter: Reporter | None = None,
         state: str | None = None, accept_drift: bool = False) -> RunResult:
     """Record a run, take its locks and execute it. A drifted environment refuses it before
-    anything is recorded (``Drifted``), unless ``accept_drift``, which its journal records."""
+    anything is recorded (``Drifted``), unless ``accept_drift``, which its journal records.
+    ``runbook`` as for ``plan``."""
     clock = clock or SystemClock()
     reporter = reporter or NullReporter()
     book, inv, values, redactor = _prepare(runbook, params, inventory)
@@ -694,9 +696,9 @@ def new_run_id(clock: Clock) -> str:
     return f"{clock.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def _prepare(runbook: str, params: Mapping[str, Any], inventory: str | None
+def _prepare(runbook: str | Runbook, params: Mapping[str, Any], inventory: str | None
              ) -> tuple[Runbook, Inventory, dict[str, Any], Redactor]:
-    book = load_runbook(runbook)
+    book = runbook if isinstance(runbook, Runbook) else load_runbook(runbook)
     inv = load_inventory(inventory, book)
     values = params_mod.coerce(book, params)
     return book, inv, values, redactor_for(book, values, inv)

@@ -140,8 +140,9 @@ def cmd_plan(args: argparse.Namespace, extra: list[str]) -> int:
         print(_help(command, args.name))
         return EXIT_OK
     name = _named(args, command)
-    params = _params_from(api.load_runbook(name), command, extra)
-    report = api.plan(runbook=name, params=params, inventory=args.inventory,
+    book = api.load_runbook(name)
+    params = _params_from(book, command, extra)
+    report = api.plan(runbook=book, params=params, inventory=args.inventory,
                       accept_drift=args.accept_drift)
     if args.output == "json":
         _emit(present.plan_dict(report))
@@ -164,8 +165,9 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         print(_help("run", args.name))
         return EXIT_OK
     name = _named(args, "run")
-    params = _params_from(api.load_runbook(name), "run", extra)
-    result = api.run(runbook=name, params=params, inventory=args.inventory,
+    book = api.load_runbook(name)
+    params = _params_from(book, "run", extra)
+    result = api.run(runbook=book, params=params, inventory=args.inventory,
                      reporter=_reporter(args.output), accept_drift=args.accept_drift)
     return _finish(args.output, result)
 
