@@ -9,8 +9,9 @@ a step's name is followed as far as the runbook can know it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError, meta, nodes
@@ -79,23 +80,33 @@ class _Names:
         self.order = order
 
     def check(self, text: str, is_condition: bool, where: _Where, step: Step | None) -> None:
-        if "{{" not in text and "{%" not in text:
+        bare = "{{" not in text and "{%" not in text
+        if bare:
             if not is_condition:
                 return
             text = "{{ " + text + " }}"
         try:
-            tree = parse(text)
-            free = meta.find_undeclared_variables(tree)
+            chains = _chains_of(text)
+            # Which names a template binds itself (a loop's variable, a set) takes a pass of
+            # Jinja2's compiler, which only a chain that is a problem needs. A bare condition
+            # has that pass here regardless: the syntax check, which compiles every other
+            # template first, skips it.
+            free = _free(text) if bare else None
         except TemplateError:
             return  # the syntax check reports it, with its own message
-        for root, keys in _chains(tree):
+        for root, keys in chains:
+            problem = self._problem(root, keys, step)
+            if not problem:
+                continue
+            if free is None:
+                try:
+                    free = _free(text)
+                except TemplateError:
+                    return
             if root in free:
-                problem = self._problem(root, keys, step)
-                if problem:
-                    raise InvalidInput(problem, file=where.file, line=where.line,
-                                       path=where.path)
+                raise InvalidInput(problem, file=where.file, line=where.line, path=where.path)
 
-    def _problem(self, root: str, keys: list[str], step: Step | None) -> str | None:
+    def _problem(self, root: str, keys: Sequence[str], step: Step | None) -> str | None:
         if root == "steps" and keys:
             return self._steps_problem(keys)
         if root == "local" and step is not None and step.group is not None:
@@ -122,7 +133,7 @@ class _Names:
         return f"{name} is registered by {when}: a step sees only what earlier steps register"
 
     @staticmethod
-    def _outputs_problem(found: Step, name: str, keys: list[str]) -> str | None:
+    def _outputs_problem(found: Step, name: str, keys: Sequence[str]) -> str | None:
         if not keys or keys[0] != "outputs":
             return None
         if not STEP_TYPES[found.type].outputs:
@@ -133,7 +144,7 @@ class _Names:
                     f"(outputs: {', '.join(declared) or 'none'})")
         return None
 
-    def _steps_problem(self, keys: list[str]) -> str | None:
+    def _steps_problem(self, keys: Sequence[str]) -> str | None:
         first = keys[0]
         if first in self.group_ids:
             inner = self.group_ids[first]
@@ -144,6 +155,16 @@ class _Names:
         if first not in self.top:
             return f"steps.{first}: there is no step {first!r}"
         return None
+
+
+@lru_cache(maxsize=4096)
+def _chains_of(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The chains of a template's text (a fragment's templates recur in each include)."""
+    return tuple((root, tuple(keys)) for root, keys in _chains(parse(text)))
+
+
+def _free(text: str) -> set[str]:
+    return meta.find_undeclared_variables(parse(text))
 
 
 def _chains(tree: nodes.Node) -> Iterator[tuple[str, list[str]]]:
