@@ -183,6 +183,28 @@ def test_validate_refuses_references_a_step_cannot_satisfy(write_runbook, runboo
         in result.err
 
 
+def test_a_name_a_template_binds_itself_is_not_a_step_s(write_runbook, runbook_cli, isolated):
+    """A loop variable or a set named as a register is the template's own: what it holds is
+    not checked against the step's outputs, in a template or in a bare condition."""
+    base = HEADER + PARAMS + "steps:\n" + read_step() + dump_step()
+    own = {
+        "{{ source.outputs.digest }}":
+            "{% for source in [{'outputs': {'nope': 1}}] %}{{ source.outputs.nope }}"
+            "{% endfor %}",
+        '"{{ source.outputs.tag }}"':
+            "\"{% set source = {'outputs': {'nope': 1}} %}{{ source.outputs.nope }}\"",
+    }
+    for old, text in own.items():
+        result = runbook_cli("validate", str(write_runbook(base.replace(old, text))))
+        assert result.code == 0, (text, result.err)
+    when = "    when: source.outputs.nope == 1\n"
+    refused = base + when
+    result = runbook_cli("validate", str(write_runbook(refused)))
+    assert result.code == 2
+    assert "at $.steps[dump].when: source.outputs.nope: step read declares no output 'nope'" \
+        in result.err
+
+
 def test_a_resumed_run_still_reaches_an_include_s_steps(write_runbook, runbook_cli, isolated):
     (isolated / "reader.yaml").write_text(FRAGMENT)
     hold = f'  - id: hold\n    command: {{argv: [python3, -c, "{HOLD}"]}}\n'
