@@ -13,13 +13,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import analysis, approval_info, gates, identity, loader, pause, references, schema
-from engine import board as board_mod
 from engine import drift as drift_mod
 from engine import params as params_mod
-from engine.audit import Verdict, check
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import Drifted, InvalidInput, LockHeld, RunNotFound
 from engine.execute import Executor, RunResult, prepare_ahead
@@ -41,11 +39,14 @@ from engine.store import (
     StepRecord,
     home,
     open_store,
-    retention,
 )
 from engine.store.owner import interrupt, this_process
-from engine.store.retention import Collected
 from engine.store.sql import lock_envs
+
+if TYPE_CHECKING:  # the commands that use them import them: a run needs none
+    from engine import board as board_mod
+    from engine.audit import Verdict
+    from engine.store.retention import Collected
 
 ABORT_WAIT = 15.0  # seconds an abort waits for the process executing the run to stop
 
@@ -384,6 +385,8 @@ def board(*, inventory: str | None = None, cluster: bool = True, clock: Clock | 
     """The environment board: each environment of the inventory in promotion order, what it
     runs (read from every cluster at once; ``cluster=False`` reads only the store), its
     history, last run, lock and waiting runs (one store query for each kind of record)."""
+    from engine import board as board_mod
+
     clock = clock or SystemClock()
     inv = load_inventory(inventory)
     if inv.path is None:
@@ -617,6 +620,8 @@ def journal(*, state: str | None = None) -> list[JournalRecord]:
 
 def verify_journal(*, state: str | None = None) -> Verdict:
     """Check the journal's hash chain as it is read from the store, in constant memory."""
+    from engine.audit import check
+
     with open_store(state, readonly=True) as store:
         return check(store.scan_journal())
 
@@ -625,6 +630,8 @@ def gc(*, older_than: str | None = None, inventory: str | None = None, dry_run: 
        clock: Clock | None = None, state: str | None = None) -> GcResult:
     """Remove the artifacts folders of runs that ended longer ago than ``older_than`` (else the
     inventory's ``retention.artifacts``); ``dry_run`` lists them and changes nothing."""
+    from engine.store import retention
+
     clock = clock or SystemClock()
     if older_than is not None:
         limit, text, source = retention.duration(older_than, where="--older-than"), \
@@ -640,6 +647,8 @@ def gc(*, older_than: str | None = None, inventory: str | None = None, dry_run: 
 
 
 def _retention_of(inv: Inventory) -> tuple[timedelta, str, str]:
+    from engine.store import retention
+
     value = (inv.data.get("retention") or {}).get("artifacts")
     if value is None or inv.path is None:
         where = f"inventory {inv.path}" if inv.path else "no inventory given"

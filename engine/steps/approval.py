@@ -8,8 +8,6 @@ a failing check fails the step (exit 1) with its evidence, and a resume evaluate
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -136,6 +134,9 @@ def _run_command(argv: list[str], timeout: float) -> tuple[int, str]:
 
 
 def _fetch(url: str) -> int | str:
+    import urllib.error  # here: loading runbooks needs no HTTP client
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310
             return int(resp.status)
