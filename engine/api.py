@@ -157,10 +157,22 @@ def plan(*, runbook: str | Runbook, params: Mapping[str, Any], inventory: str | 
     info = {"id": run_id, "user": identity.check_name(name, where),
             "started_at": iso(clock.now())}
     the_plan = build_plan(book, inv, values, info, {}, redactor)
+    reads = _drift_reads(book, inv, the_plan)
+    try:
+        return _dry_run(book, inv, the_plan, info, reads, state, reporter, clock, accept_drift)
+    finally:
+        if reads is not None:
+            reads.close()
+
+
+def _dry_run(book: Runbook, inv: Inventory, the_plan: Plan, info: Mapping[str, str],
+             reads: drift_mod.Reads | None, state: str | None, reporter: Reporter | None,
+             clock: Clock, accept_drift: bool) -> PlanReport:
     _check_commands(the_plan)
+    run_id = info["id"]
     workdir = home() / "plans" / run_id
     with open_store(state) as store:
-        drifts = _drift_before(book, inv, the_plan, store, accept_drift)
+        drifts = _drift_before(book, reads, store, accept_drift)
         result = Executor(the_plan, run_id=run_id, store=store,
                           reporter=reporter or NullReporter(), clock=clock, workdir=workdir,
                           checkpoints={}, dry_run=True).run()
@@ -189,29 +201,34 @@ def run(*, runbook: str | Runbook, params: Mapping[str, Any], inventory: str | N
     user = identity.check_starter(name, inv.data, where)
     run_id = new_run_id(clock)
     started = iso(clock.now())
-    # Started while the plan is built and checked and the drift check reads the cluster;
-    # ended if the run goes no further.
-    prepare_ahead(run_id, book)
+    the_plan = build_plan(book, inv, values,
+                          {"id": run_id, "user": user, "started_at": started}, {}, redactor)
+    # The drift check's kubectl reads the cluster while the run's own work goes on: what it
+    # starts ahead (the warm worker), checking the plan, opening the store.
+    reads = _drift_reads(book, inv, the_plan)
     try:
-        the_plan = build_plan(book, inv, values,
-                              {"id": run_id, "user": user, "started_at": started}, {}, redactor)
+        # Started while the plan is checked and the drift check reads the cluster; ended if
+        # the run goes no further.
+        prepare_ahead(run_id, book)
         _check_commands(the_plan)
         return _start(book, inv, the_plan, run_id, user, started, state, reporter, clock,
-                      accept_drift)
+                      reads, accept_drift)
     finally:
+        if reads is not None:
+            reads.close()
         _end_started()
 
 
 def _start(book: Runbook, inv: Inventory, the_plan: Plan, run_id: str, user: str,
            started: str, state: str | None, reporter: Reporter, clock: Clock,
-           accept_drift: bool) -> RunResult:
+           reads: drift_mod.Reads | None, accept_drift: bool) -> RunResult:
     with open_store(state) as store:
         record = RunRecord(id=run_id, runbook=book.name, path=str(book.path.resolve()),
                            runbook_sha=book.sha256, inventory=str(inv.path.resolve())
                            if inv.path else None, inventory_sha=inv.sha256,
                            params=dict(the_plan.params), user=user, started_at=started,
                            plan_hash=the_plan.hash, lock_env=the_plan.lock_env)
-        drifted = [d for d in _drift_before(book, inv, the_plan, store, accept_drift)
+        drifted = [d for d in _drift_before(book, reads, store, accept_drift)
                    if not d.agrees]
         owner = this_process()
         holder = store.create_run(record, owner=owner)
@@ -406,16 +423,25 @@ def board(*, inventory: str | None = None, cluster: bool = True, clock: Clock | 
     return board_mod.build(inv.name, order, drifts, runs, held, waiting, clock.now())
 
 
-def _drift_before(book: Runbook, inv: Inventory, the_plan: Plan, store: StateStore,
-                  accept: bool) -> list[drift_mod.Drift]:
-    """The drift of the environments a runbook changes; ``Drifted`` if any has drifted and
-    that is not accepted."""
+def _drift_reads(book: Runbook, inv: Inventory, the_plan: Plan) -> drift_mod.Reads | None:
+    """The reads of the drift check of the environments a runbook changes, started; None
+    when it checks none."""
     environments = inv.data.get("environments") or {}
     locked = lock_envs(the_plan.lock_env)
     envs = [e for e in environments if e in locked]
     if not book.check_drift or not envs:
+        return None
+    return drift_mod.Reads(environments, envs, _kubeconfig(inv))
+
+
+def _drift_before(book: Runbook, reads: drift_mod.Reads | None, store: StateStore,
+                  accept: bool) -> list[drift_mod.Drift]:
+    """The drift of the environments a runbook changes (``reads``); ``Drifted`` if any has
+    drifted and that is not accepted."""
+    if reads is None:
         return []
-    found = drift_mod.check(environments, envs, store, _kubeconfig(inv))
+    with reads:
+        found = reads.check(store)
     problems = [p for d in found for p in d.problems]
     if problems and not accept:
         raise Drifted(f"{book.name} refused: {'; '.join(problems)} (runbook drift shows it; "

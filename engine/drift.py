@@ -139,9 +139,8 @@ def check(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
           store: StateStore, kubeconfig: str) -> list[Drift]:
     """The drift of each of ``envs``, in the order given. Every overlay is rendered
     (``kubectl kustomize``, as the deploy renders it) and every deployment read at once."""
-    return [compare(name, overlay, cluster, last_change(store, name), unreadable)
-            for name, overlay, cluster, unreadable in read_images(environments, envs,
-                                                                   kubeconfig)]
+    with Reads(environments, envs, kubeconfig) as reads:
+        return reads.check(store)
 
 
 def check_recorded(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
@@ -157,21 +156,58 @@ def read_images(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[st
                 kubeconfig: str) -> list[tuple[str, str | None, str | None, dict[str, str]]]:
     """What each overlay renders and each cluster runs (with why one could not be read),
     every kubectl started before any is waited for."""
-    with tempfile.TemporaryDirectory(prefix="runbook-kubectl-") as scratch:
-        environ = _home_for_kubectl(Path(scratch))
-        started: list[tuple[str, Mapping[str, Any], Any, Any]] = []
-        for name in envs:
-            env = environments[name]
-            render: Any = None
-            read: Any = None
-            try:
-                render = _kubectl(["kustomize", str(Path(str(env["overlay"])))], environ)
-                read = _read_cluster(env, kubeconfig, environ)
-            except (OSError, KeyError, TypeError) as exc:
-                render = render or exc
-                read = read or exc
-            started.append((name, env, render, read))
-        return [(name, *_images(env, render, read)) for name, env, render, read in started]
+    with Reads(environments, envs, kubeconfig) as reads:
+        return reads.images()
+
+
+class Reads:
+    """The kubectl commands that read what ``envs`` run, started at once: the caller does
+    its own work while they run, then asks for the ``images`` or the drift (``check``).
+    Leaving the ``with`` ends whichever it did not wait for (a refused run)."""
+
+    def __init__(self, environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
+                 kubeconfig: str) -> None:
+        self._scratch = tempfile.TemporaryDirectory(prefix="runbook-kubectl-")
+        environ = _home_for_kubectl(Path(self._scratch.name))
+        self._started: list[tuple[str, Mapping[str, Any], Any, Any]] = []
+        try:
+            for name in envs:
+                env = environments[name]
+                render: Any = None
+                read: Any = None
+                try:
+                    render = _kubectl(["kustomize", str(Path(str(env["overlay"])))], environ)
+                    read = _read_cluster(env, kubeconfig, environ)
+                except (OSError, KeyError, TypeError) as exc:
+                    render = render or exc
+                    read = read or exc
+                self._started.append((name, env, render, read))
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Reads:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def images(self) -> list[tuple[str, str | None, str | None, dict[str, str]]]:
+        return [(name, *_images(env, render, read))
+                for name, env, render, read in self._started]
+
+    def check(self, store: StateStore) -> list[Drift]:
+        """As the module's ``check``, with the reads already started."""
+        return [compare(name, overlay, cluster, last_change(store, name), unreadable)
+                for name, overlay, cluster, unreadable in self.images()]
+
+    def close(self) -> None:
+        for _, _, render, read in self._started:
+            for started in (render, read):
+                if isinstance(started, subprocess.Popen) and started.returncode is None:
+                    started.kill()
+                    started.communicate()
+        self._scratch.cleanup()
 
 
 def _images(env: Mapping[str, Any], render: Any, read: Any
