@@ -190,5 +190,16 @@ def parse(source: str) -> Any:
 
 def syntax_check(source: str) -> None:
     """Parse a template (or a bare condition) without rendering it."""
-    if "{{" in source or "{%" in source:
-        _compile_template(source)  # compiling also finds unknown filters and tests
+    if "{{" not in source and "{%" not in source:
+        return
+    match = _SINGLE_EXPR.match(source)
+    if match:
+        # Compiled as rendering compiles it, once for both. An expression that compiles
+        # compiles as the template ``{{ expression }}`` too (the same parse, the same code
+        # for it): only one that does not needs the template's own verdict and message.
+        try:
+            _compile_expression(match.group("expr").strip())
+        except Exception:
+            _compile_template(source)
+        return
+    _compile_template(source)  # compiling also finds unknown filters and tests
