@@ -31,8 +31,9 @@ from engine.report import NullReporter  # noqa: E402
 
 WAIT_TASK = "Wait until the rollout is complete"
 WAYS = ("warm", "cli", "runner", "bash")
-TITLES = {"warm": "runbook, warm worker (`RUNBOOK_ANSIBLE=warm`, the default)",
-          "cli": "runbook as commands (`runbook run`, `runbook resume` processes), warm worker",
+TITLES = {"warm": "runbook, warm worker kept between runs (the default)",
+          "cli": "runbook as commands (`runbook run`, `runbook resume` processes), warm worker "
+                 "kept between runs",
           "runner": "runbook, ansible-runner (`RUNBOOK_ANSIBLE=runner`)",
           "bash": "the guide's commands, bash (baseline)"}
 PROMOTE_TARGET = 1.3  # warm promote against the bash script
