@@ -123,8 +123,13 @@ def _inventory_at(name: str | None) -> Inventory:
     for where, message in analysis.problems(doc.data):
         raise InvalidInput(message, file=str(doc.path), line=doc.line_of(where),
                            path="$." + ".".join(str(k) for k in where))
-    return Inventory(name=doc.path.stem, path=doc.path, sha256=doc.sha256, data=doc.data,
-                     lines=doc.lines)
+    from engine import keys, signatures
+
+    people_keys = keys.load(doc)
+    signatures.apply_checklist_policy(doc.data)
+    return Inventory(name=doc.path.stem, path=doc.path,
+                     sha256=keys.inventory_sha(doc.sha256, people_keys), data=doc.data,
+                     lines=doc.lines, keys=people_keys.keys)
 
 
 def validate(paths: Sequence[str], *, taken_flags: Collection[str] = ()
@@ -231,7 +236,7 @@ def _start(book: Runbook, inv: Inventory, the_plan: Plan, run_id: str, user: str
         drifted = [d for d in _drift_before(book, reads, store, accept_drift)
                    if not d.agrees]
         owner = this_process()
-        holder = store.create_run(record, owner=owner)
+        holder = store.create_run(record, owner=owner, keys=inv.keys)
         if holder is not None:
             raise _locked(holder)
         if drifted:
@@ -646,10 +651,24 @@ def journal(*, state: str | None = None) -> list[JournalRecord]:
 
 def verify_journal(*, state: str | None = None) -> Verdict:
     """Check the journal's hash chain as it is read from the store, in constant memory."""
+    from engine import signatures
     from engine.audit import check
 
     with open_store(state, readonly=True) as store:
-        return check(store.scan_journal())
+        verdict = check(store.scan_journal())
+        for problem in signatures.check(store, lambda run_id: _keys_now(store, run_id)):
+            verdict.found(problem)
+        return verdict
+
+
+def _keys_now(store: StateStore, run_id: str) -> Mapping[str, Sequence[str]]:
+    """The people's keys in a run's inventory as it is now: for a run started before runs
+    recorded them."""
+    record = store.get_run(run_id)
+    try:
+        return _inventory_at(record.inventory).keys if record else {}
+    except InvalidInput:
+        return {}
 
 
 def gc(*, older_than: str | None = None, inventory: str | None = None, dry_run: bool = False,

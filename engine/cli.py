@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ticket", default="", help="the change ticket, such as CHG-123 "
                    "(a gate with required_ticket refuses an approval without one)")
     p.add_argument("--note", default="")
+    p.add_argument("--sign", nargs="?", const="", metavar="KEY",
+                   help="sign the approval with your SSH key: a private key file, or a public "
+                   "key file whose private half is in the ssh-agent (default: the first of "
+                   "your keys in the inventory found as ~/.ssh/id_* or in the agent)")
+    p.add_argument("--signature", metavar="FILE", help="a signature made elsewhere over "
+                   "the payload (--payload), with ssh-keygen -Y sign -n runbook-approval; "
+                   "give the same --at")
+    p.add_argument("--at", metavar="TIME", help="the approval's time, as the payload "
+                   "signed elsewhere says it (ISO 8601; default: now)")
+    p.add_argument("--payload", action="store_true", help="print what to sign for this "
+                   "approval (with --at), record nothing")
     p = sub.add_parser("abort", parents=[out], help="stop a run for good")
     p.add_argument("run_id")
     p.add_argument("--by")

@@ -17,6 +17,7 @@ from engine.status import RunStatus
 if TYPE_CHECKING:
     from engine.model import Runbook
     from engine.report import Reporter
+    from engine.signatures import Signing
 
 
 def _emit(data: Any) -> None:
@@ -272,9 +273,16 @@ def cmd_approve(args: argparse.Namespace, extra: list[str]) -> int:
 
     if not args.gate and not args.step:
         raise InvalidInput("say what is approved: --step STEP [--item ITEM ...] or --gate NAME")
+    if args.payload:
+        sys.stdout.write(approvals_mod.payload(
+            by=args.by, run_id=args.run_id, plan_hash=args.plan_hash, step=args.step,
+            items=args.items, gate=args.gate, note=args.note, ticket=args.ticket,
+            at=args.at).decode())
+        return EXIT_OK
     approvals = approvals_mod.approve(
         by=args.by, run_id=args.run_id, plan_hash=args.plan_hash, step=args.step,
-        items=args.items, gate=args.gate, note=args.note, ticket=args.ticket)
+        items=args.items, gate=args.gate, note=args.note, ticket=args.ticket,
+        signing=_signing(args), at=args.at)
     if args.output == "json":
         _emit([asdict(a) for a in approvals])
         return EXIT_OK
@@ -290,6 +298,31 @@ def cmd_approve(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"{args.by} approved {what} run {args.run_id}; "
               f"continue with: runbook resume {args.run_id}")
     return EXIT_OK
+
+
+def _signing(args: argparse.Namespace) -> Signing | None:
+    """How the approval is signed, from --sign [KEY] or --signature FILE (with --at)."""
+    from engine.signatures import Signing
+
+    if args.sign is not None and args.signature:
+        raise InvalidInput("--sign signs here, --signature gives one made elsewhere: not both")
+    if args.signature:
+        if not args.at:
+            raise InvalidInput("--signature needs --at TIME: the time of the payload signed")
+        try:
+            with open(args.signature, encoding="utf-8", errors="replace") as fh:
+                return Signing(signature=fh.read(64_000))
+        except OSError as exc:
+            raise InvalidInput(f"--signature: cannot read {args.signature}: "
+                               f"{exc.strerror}") from exc
+    if args.sign is not None:
+        if args.at:
+            raise InvalidInput("--at is for a signature made elsewhere (--signature, "
+                               "--payload): --sign signs now")
+        return Signing(key=args.sign)
+    if args.at:
+        raise InvalidInput("--at is for a signature made elsewhere: give --signature FILE")
+    return None
 
 
 def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:

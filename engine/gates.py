@@ -27,6 +27,7 @@ class Item:
     text: str
     kind: str  # attest | check | approval
     spec: Mapping[str, Any] = field(default_factory=dict)
+    signed: bool = False  # an approval of it must be signed (engine.signatures)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,10 @@ def items_of(raw: Any) -> list[Item]:
             out.append(Item(str(entry), str(entry), "attest"))
             continue
         kind = next((k for k in ("check", "approval") if k in entry), "attest")
-        out.append(Item(str(entry["id"]), str(entry["text"]), kind, entry.get(kind) or {}))
+        gate = entry.get("approval") if isinstance(entry.get("approval"), Mapping) else {}
+        signed = "required" in (entry.get("signed"), (gate or {}).get("signed"))
+        out.append(Item(str(entry["id"]), str(entry["text"]), kind, entry.get(kind) or {},
+                        signed and kind != "check"))
     return out
 
 
@@ -82,13 +86,16 @@ def window_problem(window: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def attest(item: Item, approvals: Sequence[ApprovalRecord]) -> Evidence:
-    mine = [a for a in approvals if a.item == item.id]
+    mine = [a for a in approvals if a.item == item.id and (a.signature or not item.signed)]
     if not mine:
-        return Evidence(item, False, "not attested yet")
+        return Evidence(item, False, "not attested yet" + (" with a signature" if item.signed
+                                                           else ""))
     first = mine[0]
-    return Evidence(item, True, f"attested by {first.by}",
+    return Evidence(item, True, f"attested by {first.by}" + (" (signed)" if first.signature
+                                                              else ""),
                     {"by": first.by, "at": first.at, "note": first.note,
-                     "ticket": first.ticket})
+                     "ticket": first.ticket,
+                     **({"fingerprint": first.fingerprint} if first.signature else {})})
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,9 @@ def gate(item: Item, run_approvals: Sequence[ApprovalRecord],
             "required_ticket": bool(item.spec.get("required_ticket")),
             "plan_hash": ctx.plan_hash, "bound": dict(ctx.bound),
             "approvals": [{"by": a.by, "at": a.at, "ticket": a.ticket, "note": a.note,
-                           "plan_hash": a.plan_hash} for a in counted.values()]}
+                           "plan_hash": a.plan_hash,
+                           **({"fingerprint": a.fingerprint} if a.signature else {})}
+                          for a in counted.values()]}
     detail = f"{len(people)} of {quorum} approvals" + (f" ({', '.join(people)})"
                                                        if people else "")
     if notes:
@@ -152,6 +161,8 @@ def _used(approval: ApprovalRecord, gate_name: str, ctx: GateContext) -> str:
 def _ineligible(approval: ApprovalRecord, item: Item, ctx: GateContext) -> str:
     if approval.by == ctx.starter:
         return f"{approval.by} started this run and cannot approve it"
+    if item.signed and not approval.signature:
+        return f"{approval.by}'s approval is not signed, and {item.spec['gate']} requires it"
     expires = parse_time(approval.at) + timedelta(hours=ctx.expiry_hours)
     if ctx.now >= expires:
         return f"{approval.by}'s approval expired at {expires.isoformat(timespec='seconds')}"

@@ -141,6 +141,8 @@ class Inventory:
     data: Mapping[str, Any] = field(default_factory=dict)
     lines: Mapping[tuple[str | int, ...], int] = field(default_factory=dict, compare=False,
                                                        repr=False)
+    # Each person's public SSH keys (engine.keys), from ``keys`` and ``keys_file``.
+    keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def line_of(self, at: tuple[str | int, ...]) -> int | None:
         """The line of the value at ``at`` in the inventory's file, or of its nearest parent."""

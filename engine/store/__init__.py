@@ -73,6 +73,12 @@ class ApprovalRecord:
     item: str = ""  # a checklist item or a gate name; "" for the step as a whole
     ticket: str = ""
     plan_hash: str = ""
+    # A signed approval (engine.signatures): the armored SSH signature, the signer's public
+    # key and its fingerprint, and the exact payload signed.
+    signature: str = ""
+    signer_key: str = ""
+    fingerprint: str = ""
+    payload: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,9 +154,12 @@ class StateStore(Protocol):
                  tb: TracebackType | None) -> None: ...
     def version(self) -> int:
         """The store's schema version (engine.store.migrations)."""
-    def create_run(self, run: RunRecord, *, owner: str | None = None) -> LockRecord | None:
+    def create_run(self, run: RunRecord, *, owner: str | None = None,
+                   keys: Mapping[str, Sequence[str]] | None = None) -> LockRecord | None:
         """Record a new run, held by ``owner``, and take its lock; return the lock's holder
-        instead if it is taken."""
+        instead if it is taken. ``keys``, the people's public keys as the inventory lists
+        them now, go into the run's start record: its signed approvals are checked against
+        them later."""
     def get_run(self, run_id: str) -> RunRecord | None: ...
     def locked_run(self, run_id: str) -> AbstractContextManager[RunRecord | None]:
         """One transaction in which the run's row is locked: the status read here stays
@@ -176,6 +185,8 @@ class StateStore(Protocol):
     def steps(self, run_id: str) -> dict[str, StepRecord]: ...
     def add_approval(self, approval: ApprovalRecord) -> None: ...
     def approvals(self, run_id: str) -> list[ApprovalRecord]: ...
+    def signed_approvals(self) -> list[ApprovalRecord]:
+        """Every approval stored with a signature, of runs and plans."""
     def plan_approvals(self, runbook: str) -> list[tuple[ApprovalRecord, PlanRecord]]: ...
     def plan_approval_uses(self, plan_hash: str) -> dict[tuple[str, str], str]:
         """The run that used each approval given to this plan, by (gate, person)."""

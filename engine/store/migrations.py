@@ -84,8 +84,19 @@ def _v2_ordered_lookups(d: Dialect) -> Iterator[str]:
     yield "DROP INDEX IF EXISTS journal_run"
 
 
+def _v3_signed_approvals(d: Dialect) -> Iterator[str]:
+    """An approval keeps its SSH signature, the signer's public key and fingerprint, and the
+    payload signed (engine.signatures); an unsigned one has them empty."""
+    for column in SIGNATURE_COLUMNS:
+        yield f"ALTER TABLE approvals ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
+
+
+SIGNATURE_COLUMNS = ("signature", "signer_key", "fingerprint", "payload")
+SIGNED_FROM = 3  # the version whose approvals table has SIGNATURE_COLUMNS
+
 # Version N is reached by applying MIGRATIONS[N - 1]; never edit one that was released.
-MIGRATIONS: tuple[Callable[[Dialect], Iterator[str]], ...] = (_v1_tables, _v2_ordered_lookups)
+MIGRATIONS: tuple[Callable[[Dialect], Iterator[str]], ...] = (
+    _v1_tables, _v2_ordered_lookups, _v3_signed_approvals)
 STORE_VERSION = len(MIGRATIONS)
 READABLE_FROM = 1  # the oldest version whose tables this engine's reads understand
 

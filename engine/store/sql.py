@@ -29,6 +29,8 @@ from engine.store import (
 from engine.store.chain import dumps, next_link, record_hash
 from engine.store.migrations import (
     MIGRATIONS,
+    SIGNATURE_COLUMNS,
+    SIGNED_FROM,
     SQLITE,
     STORE_VERSION,
     VERSION_TABLE,
@@ -43,7 +45,7 @@ RUN_COLUMNS = ("id", "runbook", "path", "runbook_sha", "inventory", "inventory_s
 STEP_COLUMNS = ("run_id", "step_id", "status", "attempts", "started_at", "ended_at",
                 "fingerprint", "result", "error", "schema_version")
 APPROVAL_COLUMNS = ("run_id", "step_id", "by_name", "at", "note", "item", "ticket",
-                    "plan_hash")
+                    "plan_hash", *SIGNATURE_COLUMNS)
 # Run statuses no write changes any more.
 FINAL_STATUSES = (RunStatus.ABORTED, RunStatus.DONE)
 FINAL_SQL = ", ".join(f"'{status}'" for status in FINAL_STATUSES)
@@ -66,6 +68,7 @@ class SqlStore:
     for_update = ""  # row locking where the database has it (SQLite locks the whole file)
     dialect: Dialect = SQLITE
     migrated_from = STORE_VERSION  # the store's version when this engine opened it
+    _signed: bool | None = None  # whether its approvals table has signatures (read once)
 
     def __enter__(self) -> SqlStore:
         return self
@@ -143,6 +146,15 @@ class SqlStore:
             if found:  # an upgrade, not a new store: the journal says who did it and when
                 self._append(at, "", "store-migrate", {"from": found, "to": STORE_VERSION})
 
+    def _approval_select(self, prefix: str = "") -> str:
+        """The approvals table's columns as APPROVAL_COLUMNS orders them; a store read
+        before its migration to SIGNED_FROM (read-only) has no signatures: empty ones."""
+        if self._signed is None:
+            self._signed = self.version() >= SIGNED_FROM
+        signed = self._signed
+        return ", ".join(f"{prefix}{c}" if signed or c not in SIGNATURE_COLUMNS
+                         else f"'' AS {c}" for c in APPROVAL_COLUMNS)
+
     def _q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
@@ -180,7 +192,8 @@ class SqlStore:
         raise NotImplementedError
 
     # -- runs ------------------------------------------------------------------------------
-    def create_run(self, run: RunRecord, *, owner: str | None = None) -> LockRecord | None:
+    def create_run(self, run: RunRecord, *, owner: str | None = None,
+                   keys: Mapping[str, Sequence[str]] | None = None) -> LockRecord | None:
         row = asdict(run)
         row["params"] = dumps(row["params"])
         row["run_user"] = row.pop("user")
@@ -194,7 +207,9 @@ class SqlStore:
                              {"runbook": run.runbook, "runbook_sha": run.runbook_sha,
                               "inventory_sha": run.inventory_sha, "params": run.params,
                               "user": run.user, "plan_hash": run.plan_hash,
-                              "lock": run.lock_env})
+                              "lock": run.lock_env,
+                              **({"keys": {p: list(k) for p, k in keys.items()}}
+                                 if keys else {})})
                 self._take_locks(run.lock_env, run.id, run.user, run.started_at)
         except _LockTaken as taken:
             return taken.holder
@@ -252,7 +267,7 @@ class SqlStore:
         """The approvals given to each of ``run_ids``, in one query."""
         if not run_ids:
             return {}
-        rows = self._all(f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals WHERE run_id "
+        rows = self._all(f"SELECT {self._approval_select()} FROM approvals WHERE run_id "
                          f"IN ({', '.join('?' * len(run_ids))}) ORDER BY at", tuple(run_ids))
         out: dict[str, list[ApprovalRecord]] = {r: [] for r in run_ids}
         for r in rows:
@@ -373,18 +388,28 @@ class SqlStore:
                 f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) "
                 f"VALUES ({', '.join('?' for _ in APPROVAL_COLUMNS)}) "
                 "ON CONFLICT (run_id, plan_hash, step_id, item, by_name) DO UPDATE SET "
-                "at = excluded.at, note = excluded.note, ticket = excluded.ticket",
+                "at = excluded.at, note = excluded.note, ticket = excluded.ticket, "
+                + ", ".join(f"{c} = excluded.{c}" for c in SIGNATURE_COLUMNS),
                 [row[c] for c in APPROVAL_COLUMNS])
+            # An unsigned approval's record is as it was before signatures existed.
             self._append(approval.at, approval.run_id, "approval",
-                         {k: v for k, v in asdict(approval).items() if k not in ("at",)})
+                         {k: v for k, v in asdict(approval).items()
+                          if k != "at" and (v or k not in SIGNATURE_COLUMNS)})
 
     def approvals(self, run_id: str) -> list[ApprovalRecord]:
-        rows = self._all(f"SELECT {', '.join(APPROVAL_COLUMNS)} FROM approvals "
+        rows = self._all(f"SELECT {self._approval_select()} FROM approvals "
                          "WHERE run_id = ? ORDER BY at", (run_id,))
         return [_approval(r) for r in rows]
 
+    def signed_approvals(self) -> list[ApprovalRecord]:
+        if self.version() < SIGNED_FROM:
+            return []
+        rows = self._all(f"SELECT {self._approval_select()} FROM approvals "
+                         "WHERE signature <> '' ORDER BY at")
+        return [_approval(r) for r in rows]
+
     def plan_approvals(self, runbook: str) -> list[tuple[ApprovalRecord, PlanRecord]]:
-        cols = ", ".join(f"a.{c}" for c in APPROVAL_COLUMNS)
+        cols = self._approval_select("a.")
         rows = self._all(
             f"SELECT {cols}, p.hash, p.runbook, p.runbook_sha, p.inventory_sha, "
             "p.params, p.created_at, p.created_by, p.path FROM approvals a JOIN plans p "
