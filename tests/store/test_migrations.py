@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from engine.store import open_store
-from engine.store.migrations import MIGRATIONS, SQLITE, STORE_VERSION
+from engine.store.migrations import MIGRATIONS, SIGNATURE_COLUMNS, SQLITE, STORE_VERSION
 from tests.conftest import runbook_process
 from tests.store.test_readonly import auditor, record_two_runs  # noqa: F401 (auditor: a fixture)
 from tests.store.test_store import BACKENDS, store_location
@@ -54,9 +54,12 @@ def raw(location: str) -> Iterator[Callable[..., list[Any]]]:
 
 def as_version_1(location: str) -> None:
     """Turn a store into what version 1 (the tables before migrations existed) left: the
-    records stay, the version table and version 2's indexes go."""
+    records stay, the version table, version 2's indexes and version 3's signature columns
+    go."""
     with raw(location) as sql:
         sql("DROP TABLE store_version")
+        for column in SIGNATURE_COLUMNS:
+            sql(f"ALTER TABLE approvals DROP COLUMN {column}")
         sql("DROP INDEX history_env")
         sql("DROP INDEX journal_run_seq")
         sql("CREATE INDEX journal_run ON journal (run_id)")
@@ -109,6 +112,10 @@ def test_a_version_1_store_is_migrated_keeping_every_record(location, runbook_cl
     assert version(location) == STORE_VERSION
 
     after = contents(location)
+    # Version 3 gave the approvals their signature columns: empty for those given before.
+    width = len(before["approvals"][0])
+    assert {row[width:] for row in after["approvals"]} == {("",) * len(SIGNATURE_COLUMNS)}
+    after["approvals"] = sorted((row[:width] for row in after["approvals"]), key=repr)
     assert {t: rows for t, rows in after.items() if t != "journal"} == \
         {t: rows for t, rows in before.items() if t != "journal"}
     # Every record as it was, then one saying who migrated the store, from which version.
