@@ -5,11 +5,14 @@ and the journal entries. A pure function of what ``api.change_record`` returns."
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from engine import signatures
 from engine.api import ChangeRecord
 from engine.identity import shown
 from engine.present import md_cell
+from engine.store import ApprovalRecord
 
 
 def markdown(record: ChangeRecord, plan_text: str | None) -> str:
@@ -40,6 +43,7 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
                        f"| {md_cell(g.note) or '—'} |")
     else:
         out.append("No approvals were recorded.")
+    out += _signatures(detail.approvals)
     evidence = [(s.step_id, s.result) for s in detail.steps.values()
                 if isinstance(s.result, dict) and "items" in s.result]
     for step_id, result in evidence:
@@ -57,6 +61,23 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
         out.append(f"| {rec.seq} | {rec.at} | {rec.kind} {md_cell(_brief(rec.data))} "
                    f"| `{rec.hash[:16]}` |")
     return "\n".join(out) + "\n"
+
+
+def _signatures(approvals: Sequence[ApprovalRecord]) -> list[str]:
+    """Each signature, its signer's key, and how anyone checks it with ssh-keygen alone."""
+    signed = signatures.signed_groups(approvals)
+    if not signed:
+        return []
+    out = ["", "### Signatures", "",
+           "Each signed approval was verified with `ssh-keygen -Y verify` before it was "
+           "recorded, and `runbook audit verify` checks it again. To check one by hand, run "
+           "its commands in an empty folder (the payload is the exact text signed), and "
+           "compare the key's fingerprint with the keys the inventory lists for the person."]
+    for a in signed:
+        what = f"gate `{a.item}`" if not a.step_id else f"step `{a.step_id}`"
+        out += ["", f"**{md_cell(a.by)}**, {what}, {a.at}: key `{a.fingerprint}` "
+                f"(`{md_cell(a.signer_key)}`)", "", "```sh", signatures.by_hand(a), "```"]
+    return out
 
 
 def _evidence(ev: dict[str, Any]) -> str:

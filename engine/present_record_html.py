@@ -9,6 +9,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
+from engine import signatures
 from engine.api import ChangeRecord, PlanReport
 from engine.html_page import code, esc, page, pre, table
 from engine.present import _details, drift_lines, plan_dict, wait_commands
@@ -36,7 +37,7 @@ def record_html(record: ChangeRecord, plan_text: str | None) -> str:
             '<p class="mute">The runbook is gone or changed since the run: its plan cannot be '
             "shown as it was; the steps and the journal below tell what ran.</p>",
             "<h2>Overlay diff</h2>", *_diffs(detail.steps.values()),
-            "<h2>Approvals</h2>", _approvals(record)]
+            "<h2>Approvals</h2>", _approvals(record), *_signatures(record)]
     if detail.waits:
         body += ["<h2>Waiting for</h2>", "<ul>" + "".join(
             f'<li><code class="cmd">{esc(c)}</code></li>'
@@ -70,6 +71,22 @@ def _approvals(record: ChangeRecord) -> str:
                      esc(g.ticket or "—"), esc(g.at), esc(g.note or "—")])
     return table(["What", "Item", "By", "Role", "Ticket", "When", "Note"], rows,
                  cls="approvals")
+
+
+def _signatures(record: ChangeRecord) -> list[str]:
+    signed = signatures.signed_groups(record.detail.approvals)
+    if not signed:
+        return []
+    out = ["<h3>Signatures</h3>", "<p>Each signed approval was verified with "
+           "<code>ssh-keygen -Y verify</code> before it was recorded, and <code>runbook audit "
+           "verify</code> checks it again. To check one by hand, run its commands in an empty "
+           "folder (the payload is the exact text signed), and compare the key's fingerprint "
+           "with the keys the inventory lists for the person.</p>"]
+    for a in signed:
+        what = f"gate {code(a.item)}" if not a.step_id else f"step {code(a.step_id)}"
+        out += [f"<p><strong>{esc(a.by)}</strong>, {what}, {esc(a.at)}: key "
+                f"{code(a.fingerprint)}</p>", pre(signatures.by_hand(a))]
+    return out
 
 
 def _evidence_tables(steps: Iterable[StepRecord]) -> list[str]:

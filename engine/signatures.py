@@ -244,3 +244,30 @@ def _where_ident(ident: tuple[str, ...]) -> str:
     what = f"step {step} item {item}" if step and item else f"step {step}" if step else \
         f"the {item} gate"
     return f"approval of {what} of {whose} by {by}"
+
+
+# -- the change record ------------------------------------------------------------------------
+
+def signed_groups(approvals: Iterable[ApprovalRecord]) -> list[ApprovalRecord]:
+    """One approval for each signature (a command that attests several items signs once)."""
+    return list({a.signature: a for a in approvals if a.signature}.values())
+
+
+def by_hand(approval: ApprovalRecord) -> str:
+    """Shell commands that check a stored signature with ssh-keygen alone, in an empty
+    folder: they write the allowed_signers line, the exact payload and the signature, then
+    verify. (Whether the key is the person's is for the reader to compare with the
+    inventory, by its fingerprint.)"""
+    person = sshsig.principal(approval.by)
+    return "\n".join([
+        "cat > allowed_signers <<'EOF'",
+        sshsig.allowed_signers(approval.by, [approval.signer_key]).rstrip("\n"),
+        "EOF",
+        "cat > payload <<'EOF'",
+        approval.payload.rstrip("\n"),
+        "EOF",
+        "cat > payload.sig <<'EOF'",
+        approval.signature.rstrip("\n"),
+        "EOF",
+        f"ssh-keygen -Y verify -f allowed_signers -I {person} -n {sshsig.NAMESPACE} "
+        "-s payload.sig < payload"])

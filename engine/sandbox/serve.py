@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -177,6 +179,8 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
     data = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
     if operator and operator not in data["people"]:
         data["people"][operator] = {"name": "Sandbox operator", "roles": ["release"]}
+    for person, public in demo_keys(where / "keys", list(data["people"])).items():
+        data["people"][person]["keys"] = [public]
     data["metadata"]["description"] = "The quikapp inventory, pointed at the local sandbox"
     data["vars"]["kubeconfig"] = str(kubeconfig)
     data["vars"]["aws"]["endpoint_url"] = aws_url
@@ -205,6 +209,28 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
     path = where / "quikapp.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def demo_keys(folder: Path, people: list[str]) -> dict[str, str]:
+    """Each person's public SSH key, generated once into ``folder`` (``keys/alice``, private,
+    0600, and ``keys/alice.pub``), so that the demo's people sign their approvals: ``runbook
+    approve … --sign .runbook/sandbox/keys/alice``. Kept across resets and restarts."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = {}
+    for person in people:
+        if not _PLAIN.match(person):
+            continue  # a name that cannot be a file name signs with a key of its own
+        private, public = folder / person, folder / f"{person}.pub"
+        if not (private.is_file() and public.is_file()):
+            private.unlink(missing_ok=True)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                            f"{person}@runbook-sandbox", "-f", str(private)], check=True,
+                           capture_output=True, stdin=subprocess.DEVNULL)
+        found[person] = public.read_text().strip()
+    return found
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def with_prometheus(data: dict[str, Any], url: str) -> None:
