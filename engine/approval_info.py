@@ -29,6 +29,8 @@ class Given:
     ticket: str = ""
     note: str = ""
     plan_hash: str = ""  # given to a plan before the run existed
+    fingerprint: str = ""  # of the SSH key that signed it, "" if unsigned
+    signature: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,12 +84,14 @@ def given(approvals: Sequence[ApprovalRecord], items: Mapping[str, Mapping[str, 
             evidence = items.get(f"gate:{a.item}") or {}
             out.append(Given(by=a.by, at=a.at, gate=a.item, text=str(evidence.get("text", "")),
                              role=str(evidence.get("role") or roles), ticket=a.ticket,
-                             note=a.note, plan_hash=a.plan_hash))
+                             note=a.note, plan_hash=a.plan_hash, fingerprint=a.fingerprint,
+                             signature=a.signature))
             continue
         evidence = items.get(f"{a.step_id}/{a.item}") or {} if a.item else {}
         out.append(Given(by=a.by, at=a.at, step_id=a.step_id, item=a.item,
                          text=str(evidence.get("text", "")), role=roles, ticket=a.ticket,
-                         note=a.note, plan_hash=a.plan_hash))
+                         note=a.note, plan_hash=a.plan_hash, fingerprint=a.fingerprint,
+                         signature=a.signature))
     return out
 
 

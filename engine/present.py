@@ -270,7 +270,9 @@ def given_line(g: Given) -> str:
     text = f" “{g.text}”" if g.text else ""
     role = f" (role {g.role})" if g.role else ""
     note = f": {g.note}" if g.note else ""
-    return shown(f"{what}{text}: {g.by}{role}, ticket {g.ticket or '—'}, at {g.at}{note}")
+    signed = f", signed with {g.fingerprint}" if g.fingerprint else ""
+    return shown(f"{what}{text}: {g.by}{role}, ticket {g.ticket or '—'}, at {g.at}{signed}"
+                 f"{note}")
 
 
 def wait_commands(run_id: str, waits: Sequence[Wait]) -> list[str]:
