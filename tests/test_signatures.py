@@ -351,3 +351,27 @@ exec /usr/bin/ssh-keygen "$@"
     assert runbook_cli("approve", run_id, "--gate", "cab", "--by", "alice", "--ticket",
                        "CHG-7", "--sign", str(keys["alice"])).code == 0
     assert len(store_rows(isolated)[0]) == len(before[0]) + 1
+
+
+def test_the_sandbox_gives_its_people_keys_and_the_demo_flow_signs(sandbox, runbook_cli):
+    """As scripts/demo.sh does: promote uat1 → staging in the sandbox, alice and bob sign
+    their attestations with the keys `runbook sandbox up` generated."""
+    folder = Path(sandbox["inventory"]).parent / "keys"
+    listed = yaml.safe_load(Path(sandbox["inventory"]).read_text())["people"]
+    for person in ("alice", "bob", "tester"):
+        assert (folder / person).stat().st_mode & 0o777 == 0o600
+        assert listed[person]["keys"] == [(folder / f"{person}.pub").read_text().strip()]
+    first = runbook_cli("run", "promote", "--from", "uat1", "--to", "staging")
+    assert first.code == 3, first.out + first.err
+    run_id = first.out.split()[1]
+    items = {"alice": ["uat-signoff", "acceptance-criteria", "release-notes"],
+             "bob": ["documentation", "runbook-reviewed", "rollback-plan"]}
+    for person, mine in items.items():
+        args = [a for item in mine for a in ("--item", item)]
+        given = runbook_cli("approve", run_id, "--step", "checklist", "--by", person, *args,
+                            "--sign", str(folder / person))
+        assert given.code == 0, given.err
+    assert runbook_cli("resume", run_id).code == 0
+    approvals = runbook_cli("status", run_id, "--output", "json").json()["approvals"]
+    assert len(approvals) == 6 and all(a["fingerprint"] for a in approvals)
+    assert runbook_cli("audit", "verify").code == 0
