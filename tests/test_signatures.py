@@ -375,3 +375,29 @@ def test_the_sandbox_gives_its_people_keys_and_the_demo_flow_signs(sandbox, runb
     approvals = runbook_cli("status", run_id, "--output", "json").json()["approvals"]
     assert len(approvals) == 6 and all(a["fingerprint"] for a in approvals)
     assert runbook_cli("audit", "verify").code == 0
+
+
+def test_on_postgresql_a_signed_approval_counts_and_an_edited_one_is_caught(
+        isolated, keys, runbook_cli, request, tmp_path, monkeypatch):
+    """The same store code on a shared PostgreSQL server: signatures stored, verified again
+    by `audit verify`, an approval edited in the database reported."""
+    import psycopg
+
+    from tests.store.test_store import store_location
+
+    location = store_location("postgres", request, tmp_path)
+    monkeypatch.setenv("RUNBOOK_STATE", location)
+    run_id = start(runbook_cli, write(isolated, inventory(keys)))
+    assert runbook_cli("approve", run_id, "--step", "checklist", "--item", "tests",
+                       "--item", "notes", "--by", "carol", "--sign", str(keys["carol"])).code == 0
+    for person in ("alice", "bob"):
+        assert runbook_cli("approve", run_id, "--gate", "cab", "--by", person, "--ticket",
+                           "CHG-7", "--sign", str(keys[person])).code == 0
+    assert runbook_cli("resume", run_id).code == 0
+    verified = runbook_cli("audit", "verify")
+    assert verified.code == 0 and verified.out.startswith("journal intact"), verified.out
+    with psycopg.connect(location, autocommit=True) as conn:
+        conn.execute("UPDATE approvals SET ticket = 'CHG-999' WHERE by_name = 'bob'")
+    verified = runbook_cli("audit", "verify")
+    assert verified.code == 1, verified.out
+    assert "the stored ticket 'CHG-999' is not the signed 'CHG-7'" in verified.out
