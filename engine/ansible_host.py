@@ -441,9 +441,8 @@ def _serve(path: str, idle: float, which: list[str]) -> int:
         if engines or children:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= idle or not _still_at(path, mine):
-            with contextlib.suppress(OSError):
-                if _still_at(path, mine):
-                    os.unlink(path)
+            if _still_at(path, mine):
+                _remove_place(path)
             return 0
         for key, _ in selector.select(None if engines or children else
                                       min(5.0, max(0.0, quiet_since + idle - time.monotonic()))):
@@ -485,6 +484,15 @@ def _serve(path: str, idle: float, which: list[str]) -> int:
                 if sock in engines:
                     with contextlib.suppress(OSError):
                         _send(sock, {"ended": pid, "rc": os.waitstatus_to_exitcode(status)})
+
+
+def _remove_place(path: str) -> None:
+    """The socket, the log and the home folder of the worker kept at ``path``."""
+    base = path.removesuffix(".sock")
+    for name in (path, base + ".log"):
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _still_at(path: str, inode: int) -> bool:

@@ -73,8 +73,17 @@ def kept(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("RUNBOOK_KEEP_WARM", "600")
     yield
     ansible_warm.close_all()
+    end_kept()
+
+
+def end_kept() -> None:
+    """End this test's kept workers, and remove what they leave (socket, log, home)."""
     for pid in kept_workers():
+        place = Path(cmdline(pid)[4].decode())
         proc.end_tree(pid)
+        for leftover in (place, place.with_suffix(".log")):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(place.with_suffix(""), ignore_errors=True)
 
 
 # The kept worker the playbook runs under, found as it runs (0: none): the eldest of the
@@ -232,13 +241,14 @@ def test_an_idle_kept_worker_ends_and_takes_its_socket(write_runbook, runbook_cl
     monkeypatch.setenv("RUNBOOK_KEEP_WARM", "1")
     worker = int(outputs(runbook_cli, report_book(write_runbook, "b", "one"))["pid"])
     assert worker
-    sockets = f"/proc/{worker}/cmdline"
-    place = Path(Path(sockets).read_bytes().split(b"\0")[3].decode())
+    place = Path(cmdline(worker)[4].decode())
+    assert place.suffix == ".sock" and place.exists()
     deadline = time.monotonic() + 60
     while pid_alive(worker) and _is_kept(worker):
         assert time.monotonic() < deadline, "the idle worker stayed"
         time.sleep(0.1)
-    assert not place.exists()
+    assert not place.exists() and not place.with_suffix(".log").exists()
+    assert not place.with_suffix("").exists()
 
 
 def test_a_wrong_keep_warm_is_refused_before_the_run(write_runbook, runbook_cli, monkeypatch):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from engine import api, proc
+from engine import api
 from tests.conftest import runbook_process
 from tests.test_execute import run_id_of
 from tests.test_resume_kill import wait_for
@@ -204,7 +204,7 @@ def test_a_run_with_a_warm_worker_sends_its_messages_there_and_never_loads_appri
         keep, receiver, runbook_cli, isolated, monkeypatch):
     """Apprise loads its plugins (about a second) in the process that sends: a run with
     playbooks has the warm worker do it, and the engine's process never imports it."""
-    from tests.steps.test_ansible_kept import kept_workers
+    from tests.steps.test_ansible_kept import end_kept
 
     playbook = Path(__file__).resolve().parent.parent / "playbooks" / "report-other.yml"
     middle = f"  - id: play\n    ansible: {{playbook: {playbook}, extravars: {{y: two}}}}\n"
@@ -222,5 +222,4 @@ def test_a_run_with_a_warm_worker_sends_its_messages_there_and_never_loads_appri
             ("oncall", "Released 1.4.2")]
         assert ran.out.count("delivered to") == 2
     finally:
-        for pid in kept_workers():
-            proc.end_tree(pid)
+        end_kept()
