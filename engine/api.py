@@ -9,7 +9,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -45,7 +45,8 @@ from engine.store.sql import lock_envs
 
 if TYPE_CHECKING:  # the commands that use them import them: a run needs none
     from engine import board as board_mod
-    from engine.audit import Verdict
+    from engine.audit import HeadFile, Verdict
+    from engine.journal_head import Head
     from engine.store.retention import Collected
 
 ABORT_WAIT = 15.0  # seconds an abort waits for the process executing the run to stop
@@ -649,16 +650,34 @@ def journal(*, state: str | None = None) -> list[JournalRecord]:
         return store.journal()
 
 
-def verify_journal(*, state: str | None = None) -> Verdict:
-    """Check the journal's hash chain as it is read from the store, in constant memory."""
-    from engine import signatures
-    from engine.audit import check
+def verify_journal(*, state: str | None = None, head: str | None = None,
+                   allowed_signers: str | None = None, key: str | None = None,
+                   expect_records: int | None = None) -> tuple[Verdict, HeadFile | None]:
+    """Check the journal's hash chain as it is read from the store, in constant memory, the
+    tables and the approvals' signatures against it, and its end against a head file (its
+    signature checked first) or an expected number of records. Returns the verdict and the
+    head file read, if any."""
+    from engine import audit
 
-    with open_store(state, readonly=True) as store:
-        verdict = check(store.scan_journal())
-        for problem in signatures.check(store, lambda run_id: _keys_now(store, run_id)):
-            verdict.found(problem)
-        return verdict
+    if (allowed_signers or key) and head is None:
+        raise InvalidInput("--allowed-signers and --key check a head's signature: give the "
+                           "head with --head FILE")
+    if allowed_signers and key:
+        raise InvalidInput("give --allowed-signers FILE or --key PUBKEY, not both")
+    if expect_records is not None and expect_records < 0:
+        raise InvalidInput("--expect-records must be 0 or more")
+    anchor = audit.read_head(head, allowed_signers=allowed_signers, key=key) \
+        if head is not None else None
+    verdict = audit.verify_store(state, head=anchor.head if anchor else None,
+                                 expect_records=expect_records, also=_signatures_problems)
+    return verdict, anchor
+
+
+def _signatures_problems(store: StateStore) -> Iterable[str]:
+    """What is wrong with the stored approvals' signatures."""
+    from engine import signatures
+
+    return signatures.check(store, lambda run_id: _keys_now(store, run_id))
 
 
 def _keys_now(store: StateStore, run_id: str) -> Mapping[str, Sequence[str]]:
@@ -669,6 +688,13 @@ def _keys_now(store: StateStore, run_id: str) -> Mapping[str, Sequence[str]]:
         return _inventory_at(record.inventory).keys if record else {}
     except InvalidInput:
         return {}
+
+
+def sign_head(*, key: str, file: str | None = None, state: str | None = None) -> Head:
+    """Sign the journal's current head (after verifying the journal) with an SSH key."""
+    from engine import audit
+
+    return audit.sign_head(key, file=file, state=state, also=_signatures_problems)
 
 
 def gc(*, older_than: str | None = None, inventory: str | None = None, dry_run: bool = False,

@@ -112,10 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason")
     p.add_argument("--by")
     p = sub.add_parser("audit", parents=[out],
-                       help="the hash-chained journal: verify | export --run RUN_ID")
-    p.add_argument("action", choices=("verify", "export"))
+                       help="the hash-chained journal: verify | export --run RUN_ID | "
+                       "sign-head --key KEY")
+    p.add_argument("action", choices=("verify", "export", "sign-head"))
     p.add_argument("--run")
-    p.add_argument("--file", help="write the change record here instead of printing it")
+    p.add_argument("--file", help="write the change record (or the signed head) here "
+                   "instead of printing it")
+    p.add_argument("--head", metavar="FILE",
+                   help="verify: the journal still ends at or goes on from this head")
+    p.add_argument("--allowed-signers", metavar="FILE",
+                   help="verify --head: who may sign heads (ssh-keygen's allowed_signers)")
+    p.add_argument("--key", metavar="KEY",
+                   help="sign-head: the SSH key to sign with; verify --head: the public key "
+                   "that signed it")
+    p.add_argument("--expect-records", type=int, metavar="N",
+                   help="verify: the journal holds at least N records")
+    p.add_argument("--print-head", action="store_true",
+                   help="verify: print the head (unsigned) if the journal is intact")
     p.add_argument("--format", choices=("markdown", "html"), default="markdown",
                    help="of the change record (html: one printable page)")
     p = sub.add_parser("store", parents=[out],

@@ -524,21 +524,10 @@ def cmd_lock(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import api
 
+    if args.action == "sign-head":
+        return _sign_head(args)
     if args.action == "verify":
-        verdict = api.verify_journal()
-        more = verdict.problem_count - len(verdict.problems)
-        if args.output == "json":
-            _emit({"records": verdict.records, "intact": verdict.intact,
-                   "problems": verdict.problems, "problem_count": verdict.problem_count})
-        elif not verdict.intact:
-            for problem in verdict.problems:
-                print(f"journal: {problem}")
-            if more:
-                print(f"journal: and {more} more problems")
-        else:
-            print(f"journal intact: {verdict.records} records, "
-                  f"head {verdict.head[:16] if verdict.head else '-'}")
-        return EXIT_OK if verdict.intact else EXIT_STEP_FAILED
+        return _verify(args)
     if not args.run:
         raise InvalidInput("runbook audit export needs --run RUN_ID")
     from engine import present, present_record
@@ -558,6 +547,74 @@ def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         print(text, end="")
     return EXIT_OK
+
+def _verify(args: argparse.Namespace) -> int:
+    from engine import api
+
+    verdict, anchor = api.verify_journal(head=args.head, allowed_signers=args.allowed_signers,
+                                         key=args.key, expect_records=args.expect_records)
+    more = verdict.problem_count - len(verdict.problems)
+    if args.output == "json":
+        _emit({"records": verdict.records, "head": verdict.head or None,
+               "intact": verdict.intact, "problems": verdict.problems,
+               "problem_count": verdict.problem_count,
+               "anchor": None if anchor is None else {
+                   "file": anchor.path, "records": anchor.head.records,
+                   "head": anchor.head.head, "at": anchor.head.at,
+                   "signed_by": anchor.signer or None,
+                   "records_after": verdict.after_anchor}})
+        return EXIT_OK if verdict.intact else EXIT_STEP_FAILED
+    # With --print-head, standard output is the head alone (`> head.txt`).
+    report = sys.stderr if args.print_head else sys.stdout
+    for problem in verdict.problems:
+        print(f"journal: {problem}", file=report)
+    if more:
+        print(f"journal: and {more} more problems", file=report)
+    if not verdict.intact:
+        print(f"journal damaged: {verdict.records} records, head {verdict.head or '-'}",
+              file=report)
+        return EXIT_STEP_FAILED
+    print(f"journal intact: {verdict.records} records, head {verdict.head or '-'}",
+          file=report)
+    if anchor is not None:
+        signed = f"signed by {anchor.signer}" if anchor.signer else "unsigned"
+        print(f"head {anchor.path} ({signed}, {anchor.head.at}): record "
+              f"{anchor.head.records} is where it was; {verdict.after_anchor} records "
+              "came after it", file=report)
+    if args.print_head:
+        if not verdict.records:
+            raise InvalidInput("the journal has no records: there is no head to print")
+        from engine.journal_head import Head
+
+        print(Head(verdict.first, verdict.last_seq, verdict.head, _now()).text(), end="")
+    return EXIT_OK
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    from engine.clock import iso
+
+    return iso(datetime.now(UTC))
+
+
+def _sign_head(args: argparse.Namespace) -> int:
+    from engine import api
+
+    if not args.key:
+        raise InvalidInput("runbook audit sign-head needs --key KEY (an SSH private key, or "
+                           "a public key whose private half the ssh-agent holds)")
+    head = api.sign_head(key=args.key, file=args.file)
+    if args.output == "json":
+        _emit({"records": head.records, "head": head.head, "store": head.store,
+               "at": head.at, "file": args.file, "text": head.file_text()})
+    elif args.file:
+        print(f"signed the journal head: record {head.records}, head {head.head}; "
+              f"wrote {args.file}")
+    else:
+        print(head.file_text(), end="")
+    return EXIT_OK
+
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "list": cmd_list, "show": cmd_show, "validate": cmd_validate, "plan": cmd_plan,

@@ -61,6 +61,11 @@ class InvalidInput(RunbookError):
         return f"{where}{at}{self.message}"
 
 
+class StoreDamaged(InvalidInput):
+    """The state store cannot be read as one (a damaged, zeroed or foreign file): refused,
+    nothing read or written; ``audit verify`` reports it as a damaged journal."""
+
+
 class LockHeld(RunbookError):
     """Another run holds what this one needs."""
 

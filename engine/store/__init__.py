@@ -209,6 +209,15 @@ class StateStore(Protocol):
     def scan_journal(self, batch: int = 1000) -> Iterator[JournalRecord]:
         """The whole journal in order, read from the store ``batch`` records at a time, so
         that reading it takes the same memory whatever its length."""
+    def snapshot(self) -> AbstractContextManager[None]:
+        """One read transaction: what is read inside it is the store at one moment."""
+    def cross_check(self) -> Iterator[str]:
+        """Each mismatch between the tables (runs, steps, approvals, locks, history) and
+        the journal, read a range of runs at a time (engine.store.crosscheck)."""
+    def unrecorded_approvals(self, approvals: Sequence[ApprovalRecord]) -> set[ApprovalRecord]:
+        """Those of ``approvals`` that no journal record gives as they are."""
+    def emptied(self) -> str:
+        """Why this store, which should hold a journal, holds none; '' if nothing says so."""
     def close(self) -> None: ...
 
 

@@ -46,13 +46,26 @@ def next_link(last: tuple[int, str] | None) -> Link:
 MAX_PROBLEMS = 100  # told one by one; past that, counted: a rewritten table is not listed
 
 
+class Anchor(NamedTuple):
+    """A head kept outside the store: the journal's first record's hash (which store),
+    the sequence number of its last record then, and that record's hash."""
+
+    first: str
+    seq: int
+    head: str
+
+
 @dataclass
 class Verdict:
-    """What checking a chain found: how many records, the last one's hash, and what is
-    wrong (the first MAX_PROBLEMS problems, and how many there were in all)."""
+    """What checking a chain found: how many records, the last one's sequence number and
+    hash, how many records came after an anchored head, and what is wrong (the first
+    MAX_PROBLEMS problems, and how many there were in all)."""
 
     records: int = 0
     head: str = ""
+    first: str = ""  # the first record's hash: which store this journal is
+    last_seq: int = 0
+    after_anchor: int | None = None  # records after the anchored head; None: no anchor
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
 
@@ -66,13 +79,19 @@ class Verdict:
             self.problems.append(problem)
 
 
-def check(records: Iterable[JournalRecord]) -> Verdict:
+def check(records: Iterable[JournalRecord], anchor: Anchor | None = None) -> Verdict:
     """Check the chain record by record, holding only the record before: a journal of any
-    length is checked in constant memory when ``records`` is read from the store as it goes."""
+    length is checked in constant memory when ``records`` is read from the store as it goes.
+    With an ``anchor``, the journal must still hold its head record, with its hash, where it
+    was: a truncated journal, or one rewritten and hashed again before that point, fails."""
     verdict = Verdict()
     prev_hash = GENESIS
     expected_seq = 1
+    anchored = False
+    after = 0
     for rec in records:
+        if anchor is not None:
+            anchored, after = _against(anchor, rec, verdict, anchored, after)
         if rec.seq != expected_seq:
             verdict.found(f"record {rec.seq}: expected record {expected_seq} here "
                           f"({'missing' if rec.seq > expected_seq else 'out of order'})")
@@ -84,9 +103,34 @@ def check(records: Iterable[JournalRecord]) -> Verdict:
             verdict.found(f"record {rec.seq}: its content does not match its hash (edited)")
         prev_hash = rec.hash
         expected_seq = rec.seq + 1
+        if not verdict.records:
+            verdict.first = rec.hash
         verdict.records += 1
     verdict.head = prev_hash if verdict.records else ""
+    verdict.last_seq = expected_seq - 1
+    if anchor is not None:
+        verdict.after_anchor = after
+        if not anchored:
+            verdict.found(f"record {anchor.seq} (the anchored head) is not in the journal, "
+                          f"which ends at record {verdict.last_seq}: records were removed "
+                          "from its end (truncated)" if verdict.last_seq < anchor.seq else
+                          f"record {anchor.seq} (the anchored head) is not in the journal")
     return verdict
+
+
+def _against(anchor: Anchor, rec: JournalRecord, verdict: Verdict, anchored: bool,
+             after: int) -> tuple[bool, int]:
+    """Compare one record with the anchored head: (the head was found, records after it)."""
+    if rec.seq == 1 and rec.hash != anchor.first:
+        verdict.found(f"record 1: its hash {rec.hash[:16]} is not the anchored head's first "
+                      f"record {anchor.first[:16]} (the journal was rewritten from its start, "
+                      "or the head is another store's)")
+    if rec.seq == anchor.seq:
+        if rec.hash != anchor.head:
+            verdict.found(f"record {rec.seq}: its hash {rec.hash[:16]} is not the anchored "
+                          f"head's {anchor.head[:16]} (the journal was rewritten up to it)")
+        return True, after
+    return anchored, after + (rec.seq > anchor.seq)
 
 
 def verify(records: Iterable[JournalRecord]) -> list[str]:

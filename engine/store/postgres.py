@@ -92,6 +92,20 @@ class PostgresStore(SqlStore):
         finally:
             self._depth -= 1
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if self._depth:
+            yield
+            return
+        self._depth += 1
+        try:
+            with self._db.transaction():
+                # Every statement of the transaction reads the snapshot of its first.
+                self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                yield
+        finally:
+            self._depth -= 1
+
     def _serialize_journal(self) -> None:
         self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_JOURNAL_LOCK,))
 

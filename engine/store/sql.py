@@ -187,6 +187,25 @@ class SqlStore:
             for row in rows:
                 yield _journal_record(row)
 
+    def snapshot(self) -> AbstractContextManager[None]:
+        """One read transaction: what is read inside it is the store at one moment."""
+        raise NotImplementedError
+
+    def cross_check(self) -> Iterator[str]:
+        from engine.store import crosscheck
+
+        runs = int(self._one("SELECT COUNT(*) FROM runs")[0])
+        return crosscheck.cross_check(self._all, runs)
+
+    def unrecorded_approvals(self, approvals: Sequence[ApprovalRecord]) -> set[ApprovalRecord]:
+        from engine.store import crosscheck
+
+        return crosscheck.unrecorded(self._all, approvals)
+
+    def emptied(self) -> str:
+        """Why this store, which should hold a journal, holds none; '' if nothing says so."""
+        return ""
+
     def _batches(self, sql: str, size: int) -> Iterator[list[Any]]:
         """The rows of one query, ``size`` at a time, never all of them at once."""
         raise NotImplementedError

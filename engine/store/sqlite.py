@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidInput, RunbookError
+from engine.errors import InvalidInput, RunbookError, StoreDamaged
 from engine.store.migrations import SQLITE, check_version, statements
 from engine.store.sql import SqlStore
 
@@ -31,8 +31,9 @@ class SqliteStore(SqlStore):
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
         self._depth = 0
+        self._blank = False
         if readonly:
-            self._db = _open_readonly(path)
+            self._db, self._blank = _open_readonly(path)
             try:
                 self._check()
                 check_version(self.version(), readonly=True, where=str(path))
@@ -112,6 +113,27 @@ class SqliteStore(SqlStore):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db.execute(sql, tuple(params))
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if self._depth:
+            yield
+            return
+        # A deferred transaction reads one snapshot of a WAL database from its first read.
+        self._db.execute("BEGIN")
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            self._db.execute("COMMIT")
+
+    def emptied(self) -> str:
+        if not self._blank:
+            return ""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return (f"the state store {self.path} exists ({size} bytes) but has no journal "
+                "table: an emptied or zeroed file, not a store without runs")
+
     def _batches(self, sql: str, size: int) -> Iterator[list[Any]]:
         # SQLite steps through the table as rows are fetched; the statement reads one
         # snapshot of a WAL database however long the reader takes.
@@ -130,15 +152,16 @@ class SqliteStore(SqlStore):
         self._db.close()
 
 
-def _damaged(path: Path, detail: str) -> InvalidInput:
-    return InvalidInput(f"the state store is damaged ({' '.join(detail.split())}); nothing was "
+def _damaged(path: Path, detail: str) -> StoreDamaged:
+    return StoreDamaged(f"the state store is damaged ({' '.join(detail.split())}); nothing was "
                         "read or written: restore it from a backup or move it aside",
                         file=str(path))
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
+def _open_readonly(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """The connection, and whether the file exists without tables (emptied or zeroed)."""
     if not path.exists():
-        return _empty()
+        return _empty(), False
     uri = path.resolve().as_uri()
     try:
         db = _connect_probed(f"{uri}?mode=ro")
@@ -150,11 +173,13 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
             db = _connect_probed(f"{uri}?mode=ro&immutable=1")
         except sqlite3.OperationalError as again:
             raise RunbookError(f"cannot read the state store {path}: {again}") from again
+    except sqlite3.DatabaseError as exc:  # not a database at all: a zeroed or foreign file
+        raise _damaged(path, str(exc)) from exc
     if db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                   "AND name = 'journal'").fetchone()[0] == 0:
         db.close()
-        return _empty()
-    return db
+        return _empty(), True
+    return db, False
 
 
 def _connect_probed(uri: str) -> sqlite3.Connection:
