@@ -89,7 +89,11 @@ class Executor:
         self.reports: list[StepReport] = []
         self.context: dict[str, Any] = {**plan.variables, "facts": {},
                                         **pending_results(plan.runbook)}
-        self._approvals = store.approvals(run_id) if store and not dry_run else []
+        given = store.approvals(run_id) if store and not dry_run else []
+        # The journal is the truth: an approval row without its record is not counted.
+        unrecorded = store.unrecorded_approvals(given) if store and given else set()
+        self._approvals = [a for a in given if a not in unrecorded]
+        self._unrecorded = [a for a in given if a in unrecorded]
         self._gate_inputs: dict[str, Any] = {
             "plan_hash": plan.hash, "runbook": plan.runbook.name,
             "runbook_sha": plan.runbook.sha256, "inventory_sha": plan.inventory.sha256,
@@ -229,6 +233,7 @@ class Executor:
                               emit=self._emitter(step.id), redact=self.plan.redactor.text,
                               # Only what its type asks for, besides its body.
                               approvals=self._approvals if APPROVALS in kind.needs else [],
+                              unrecorded=self._unrecorded if APPROVALS in kind.needs else [],
                               gate_inputs=self._gate_inputs if APPROVALS in kind.needs else {},
                               store=self.store if STORE in kind.needs else None)
             try:

@@ -85,11 +85,19 @@ def window_problem(window: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def attest(item: Item, approvals: Sequence[ApprovalRecord]) -> Evidence:
+def not_recorded(approval: ApprovalRecord) -> str:
+    """Why an approval in the table is not counted: the journal does not give it."""
+    return (f"{approval.by}'s approval is not counted: the audit journal has no record of it "
+            "(it was written to the approvals table alone; `runbook audit verify` reports it)")
+
+
+def attest(item: Item, approvals: Sequence[ApprovalRecord],
+           unrecorded: Sequence[ApprovalRecord] = ()) -> Evidence:
     mine = [a for a in approvals if a.item == item.id and (a.signature or not item.signed)]
     if not mine:
-        return Evidence(item, False, "not attested yet" + (" with a signature" if item.signed
-                                                           else ""))
+        ignored = [not_recorded(a) for a in unrecorded if a.item == item.id]
+        return Evidence(item, False, "; ".join(
+            ["not attested yet" + (" with a signature" if item.signed else ""), *ignored]))
     first = mine[0]
     return Evidence(item, True, f"attested by {first.by}" + (" (signed)" if first.signature
                                                               else ""),
@@ -116,12 +124,14 @@ class GateContext:
 
 def gate(item: Item, run_approvals: Sequence[ApprovalRecord],
          plan_approvals: Sequence[tuple[ApprovalRecord, PlanRecord]],
-         ctx: GateContext) -> Evidence:
-    """A quorum of distinct, eligible people approved this gate for this run or its plan."""
+         ctx: GateContext, unrecorded: Sequence[ApprovalRecord] = ()) -> Evidence:
+    """A quorum of distinct, eligible people approved this gate for this run or its plan;
+    ``unrecorded`` (approvals without their journal record) are named, never counted."""
     name = str(item.spec["gate"])
     quorum = int(item.spec.get("quorum", 1))
     counted: dict[str, ApprovalRecord] = {}
-    notes: list[str] = []
+    notes: list[str] = [not_recorded(a) for a in unrecorded if a.item == name and
+                        (not a.plan_hash or a.plan_hash == ctx.plan_hash)]
     offered = [a for a in run_approvals if a.item == name] + \
         [a for a, p in plan_approvals if a.item == name and p.hash == ctx.plan_hash]
     for approval in offered:

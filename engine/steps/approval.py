@@ -29,7 +29,9 @@ def run(ctx: StepContext) -> Outcome:
             return Outcome("would-run", message=f"waits for approval: {prompt}")
         first = next((a for a in mine if a.step_id == ctx.step.id and not a.item), None)
         if first is None:
-            raise WaitingForApproval(ctx.step.id, prompt)
+            ignored = [a for a in ctx.unrecorded if a.step_id == ctx.step.id and not a.item]
+            raise WaitingForApproval(ctx.step.id, "; ".join(
+                [prompt, *(gates.not_recorded(a) for a in ignored)]))
         return Outcome("ok", {"by": first.by, "at": first.at, "note": first.note},
                        message=f"approved by {first.by}")
     evidence = [_evaluate(item, ctx, mine) for item in items]
@@ -64,7 +66,8 @@ def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates
     inventory = ctx.variables.get("inventory") or {}
     now = ctx.clock.now()
     if item.kind == "attest":
-        return gates.attest(item, [a for a in approvals if a.step_id == ctx.step.id])
+        return gates.attest(item, [a for a in approvals if a.step_id == ctx.step.id],
+                            [a for a in ctx.unrecorded if a.step_id == ctx.step.id])
     if item.kind == "approval":
         facts = ctx.gate_inputs
         context = gates.GateContext(
@@ -77,7 +80,12 @@ def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates
             bound=facts.get("bound") or {},
             used=ctx.store.plan_approval_uses(facts.get("plan_hash", "")) if ctx.store else {})
         offered = ctx.store.plan_approvals(facts.get("runbook", "")) if ctx.store else []
-        return gates.gate(item, [a for a in approvals if not a.plan_hash], offered, context)
+        # A plan's approvals are counted, as a run's are, only with their journal record.
+        unrecorded = ctx.store.unrecorded_approvals([a for a, _ in offered]) \
+            if ctx.store and offered else set()
+        return gates.gate(item, [a for a in approvals if not a.plan_hash],
+                          [(a, p) for a, p in offered if a not in unrecorded], context,
+                          [*ctx.unrecorded, *unrecorded])
     if "soak" in item.spec:
         history = ctx.store.history(env=str(item.spec["soak"]["env"]), limit=20) \
             if ctx.store else []

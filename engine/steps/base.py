@@ -68,6 +68,8 @@ class StepContext:
     emit: Callable[[str], None] = lambda line: None
     redact: Callable[[str], str] = lambda text: text  # masks the run's secrets
     approvals: list[ApprovalRecord] = field(default_factory=list)
+    # Approvals in the table that no journal record gives: never counted, only named.
+    unrecorded: list[ApprovalRecord] = field(default_factory=list)
     store: StateStore | None = None
     # What a gate compares approvals given to a plan with: this run's plan and its inputs.
     gate_inputs: Mapping[str, Any] = field(default_factory=dict)
