@@ -97,8 +97,9 @@ def test_a_rewritten_journal_lists_the_first_problems_and_counts_the_rest(locati
     result = runbook_cli("audit", "verify")
     assert result.code == 1
     lines = result.out.splitlines()
-    assert len(lines) == 101 and lines[0].endswith("its content does not match its hash (edited)")
-    assert lines[-1] == f"journal: and {edited - 100} more problems"
+    assert len(lines) == 102 and lines[0].endswith("its content does not match its hash (edited)")
+    assert lines[-2] == f"journal: and {edited - 100} more problems"
+    assert lines[-1].startswith(f"journal damaged: {count} records, head ")
     shown = runbook_cli("audit", "verify", "--output", "json").json()
     assert isinstance(shown, dict)
     assert shown["problem_count"] == edited and len(shown["problems"]) == 100
