@@ -151,3 +151,18 @@ def test_status_and_export_of_one_run_read_it_through_indexes(tmp_path, monkeypa
     assert plans and not scans, scans
     # The form that used to serve both one run and all runs reads the whole table.
     assert next(iter(old.values())).startswith("SCAN journal")
+
+
+def test_comparing_the_tables_holds_one_range_not_the_store(location):
+    with open_store(location) as store:
+        many_runs(store, 1000)  # 10,000 records, five ranges of runs
+    with open_store(location, readonly=True) as store, store.snapshot():
+        tracemalloc.start()
+        problems = list(store.cross_check())
+        _, ranged = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        whole = len(store.journal())
+        _, listed = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert problems == [] and whole == 10_000
+    assert ranged * 3 < listed, (ranged, listed)
