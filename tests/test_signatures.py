@@ -6,6 +6,7 @@ a signature with ssh-keygen alone; a key listed for two people refuses the inven
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -316,10 +317,13 @@ def test_a_key_in_the_ssh_agent_signs(isolated, keys, runbook_cli, tmp_path, mon
         os.kill(pid, signal.SIGTERM)
 
 
-def test_killed_while_verifying_leaves_nothing_recorded(isolated, keys, runbook_cli,
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_killed_while_verifying_leaves_nothing_recorded(sig, isolated, keys, runbook_cli,
                                                         tmp_path):
-    """A stand-in ssh-keygen first on PATH says when it is verifying, then waits there: the
-    runbook process is killed (SIGKILL) at that point, between signing and recording."""
+    """A stand-in ssh-keygen first on PATH (the real one signs) says when it is verifying,
+    then waits there: the runbook process gets the signal at that point, between signing and
+    recording; given again, the approval is recorded once."""
     run_id = start(runbook_cli, write(isolated, inventory(keys)))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -341,10 +345,16 @@ exec /usr/bin/ssh-keygen "$@"
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "never reached the verification"
             time.sleep(0.02)
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, sig)
+        else:  # Ctrl-C or SIGTERM to runbook alone: it ends what it started, exit 130
+            proc.send_signal(sig)
+            proc.wait(timeout=60)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     assert store_rows(isolated) == before
     assert runbook_cli("audit", "verify").code == 0
     # The same approval, given again, is recorded once.
