@@ -4,11 +4,13 @@ signers do not list signed it; a ``sign-head`` killed mid-way leaves no half-wri
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -163,8 +165,10 @@ def test_sign_head_refuses_a_journal_that_is_not_intact(state_at, write_runbook,
     assert not head.exists()
 
 
-def test_sign_head_killed_mid_way_leaves_the_head_file_as_it_was(write_runbook, runbook_cli,
-                                                                  tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_sign_head_killed_mid_way_leaves_the_head_file_as_it_was(sig, write_runbook,
+                                                                  runbook_cli, tmp_path):
     a_done_run(write_runbook, runbook_cli)
     out = tmp_path / "heads"
     out.mkdir()
@@ -180,15 +184,26 @@ def test_sign_head_killed_mid_way_leaves_the_head_file_as_it_was(write_runbook, 
     proc = runbook_process("audit", "sign-head", "--key", str(fifo), "--file", str(head),
                            start_new_session=True)
     writer = None
-    while writer is None:
-        try:
-            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # once ssh-keygen reads it
-        except OSError as exc:
-            assert exc.errno == errno.ENXIO
-            assert proc.poll() is None, proc.communicate()
-    os.killpg(proc.pid, signal.SIGKILL)  # the command and its ssh-keygen
-    proc.communicate(timeout=60)
-    os.close(writer)
-    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 60  # bounds a failing test only
+    try:
+        while writer is None:
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # once ssh-keygen reads it
+            except OSError as exc:
+                assert exc.errno == errno.ENXIO
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "ssh-keygen never opened the key"
+                time.sleep(0.01)
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, sig)  # the command and its ssh-keygen
+        else:  # Ctrl-C or SIGTERM to runbook alone: it ends its ssh-keygen, exit 130
+            proc.send_signal(sig)
+        proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if writer is not None:
+            os.close(writer)
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     assert head.read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["head.txt"]  # no temporary file left
