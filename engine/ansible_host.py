@@ -451,9 +451,13 @@ def _serve(path: str, idle: float, which: list[str]) -> int:
                 if not _same_user(sock):
                     sock.close()
                     continue
+                try:
+                    _send(sock, {"ready": os.getpid()})
+                except OSError:  # gone before it was answered (its run ended at once)
+                    sock.close()
+                    continue
                 engines.add(sock)
                 selector.register(sock, selectors.EVENT_READ, "engine")
-                _send(sock, {"ready": os.getpid()})
             elif key.data == "engine":
                 sock = key.fileobj  # type: ignore[assignment]
                 try:

@@ -207,7 +207,10 @@ class Worker:
                             output_open = False
                             selector.unregister(read_end)
                         continue
-                    data = self.sock.recv(65536)
+                    try:
+                        data = self.sock.recv(65536)
+                    except OSError as exc:  # reset: it ended with the request unread
+                        raise WorkerDied(self._ending()) from exc
                     if not data:
                         raise WorkerDied(self._ending())
                     self._lines += data

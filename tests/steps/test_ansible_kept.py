@@ -273,3 +273,42 @@ def test_a_socket_folder_others_can_enter_is_not_used(monkeypatch):
         assert ansible_warm._kept_place({"PATH": "/bin"}, str(tmp_path)) is not None
     finally:
         shutil.rmtree(tmp_path)
+
+
+def test_an_engine_gone_before_the_worker_answers_leaves_it_serving_the_others(
+        tmp_path, kept):
+    """A run that connects while the worker loads and ends before it is answered (its first
+    step failed at once, say) is dropped: the worker goes on serving the engines after it."""
+    from engine.steps import ansible as ansible_step
+    from tests.steps.test_ansible_warm import run_step
+
+    ansible_step._worker("gone-at-once")  # starts the worker and connects, as a run starts
+    ansible_warm.close_all()  # and is gone before the worker, still loading, answers
+    result = run_step(tmp_path, "after", "report-other.yml", {"y": "next"})
+    assert result["outputs"]["y"] == "next"
+    assert len(kept_workers()) == 1
+
+
+def test_a_worker_that_ends_before_taking_the_request_fails_the_attempt_as_a_worker_death(
+        tmp_path):
+    """A kept worker that ends at its idle time while an engine's connection waits in its
+    backlog resets it: the attempt fails as any worker death (retried, or a message sent by
+    the engine itself), not with an unexpected ConnectionResetError."""
+    import socket
+    import threading
+
+    path = str(Path(tempfile.mkdtemp(dir="/tmp")) / "w.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    agent = ansible_warm.Agent("ends-idle", {}, sock, os.getpid(), tmp_path / "w.log", None)
+    threading.Timer(0.5, listener.close).start()  # idle: it returns without accepting
+    try:
+        with pytest.raises(ansible_warm.WorkerDied):
+            agent.run(["ansible-playbook", "x.yml"], {}, str(tmp_path), "s", lambda _: None,
+                      30)
+    finally:
+        shutil.rmtree(os.path.dirname(path))
+
