@@ -65,6 +65,10 @@ _AGENT_ENV_PREFIXES = ("LC_", "ANSIBLE_")
 _OWN_HOME = frozenset({"ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP"})
 # Settings that hold a secret themselves (ANSIBLE_NET_PASSWORD, say) go to each child only.
 _SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL")
+# ansible-core's own settings named so hold a path or a yes/no, read as it loads
+# (ANSIBLE_VAULT_PASSWORD_FILE, ANSIBLE_BECOME_ASK_PASS, ANSIBLE_GALAXY_TOKEN_PATH): the
+# worker's, as any setting it reads then.
+_NOT_SECRET = re.compile(r"(_FILE|_PATH|ASK_PASS|ASK_VAULT_PASS)$")
 
 
 class WorkerDied(Exception):
@@ -414,7 +418,8 @@ def _kept_place(env: Mapping[str, str], cwd: str) -> Path | None:
 def _kept_env(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items()
             if (name in _AGENT_ENV or name.startswith(_AGENT_ENV_PREFIXES))
-            and name not in _OWN_HOME and not _SECRET_NAME.search(name)}
+            and name not in _OWN_HOME
+            and (not _SECRET_NAME.search(name) or _NOT_SECRET.search(name))}
 
 
 def _origin(package: str) -> str:

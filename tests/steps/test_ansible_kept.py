@@ -312,3 +312,30 @@ def test_a_worker_that_ends_before_taking_the_request_fails_the_attempt_as_a_wor
     finally:
         shutil.rmtree(os.path.dirname(path))
 
+
+def test_a_vault_password_file_setting_is_read_by_a_kept_worker(tmp_path, kept, monkeypatch):
+    """ANSIBLE_VAULT_PASSWORD_FILE (and the other settings whose names say PASS or TOKEN but
+    hold a path or a yes/no: ansible-core reads them as it loads) is a setting of the worker,
+    as with a worker of the run's own or ansible-playbook."""
+    import subprocess
+    import sys
+
+    from tests.steps.test_ansible_warm import run_step
+
+    password = tmp_path / "vault-pass"
+    password.write_text("hunter2hunter2\n")
+    password.chmod(0o600)
+    vault = Path(sys.executable).with_name("ansible-vault")
+    vaulted = subprocess.run(
+        [str(vault), "encrypt_string", "--vault-password-file", str(password),
+         "the-secret-value", "--name", "secret"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "ANSIBLE_HOME": str(tmp_path / "vault-home")}).stdout
+    playbook = tmp_path / "vaulted.yml"
+    playbook.write_text("- hosts: localhost\n  gather_facts: false\n  vars:\n"
+                        + "".join("    " + line + "\n" for line in vaulted.splitlines())
+                        + "  tasks:\n    - ansible.builtin.set_stats:\n        per_host: false\n"
+                        "        data: {length: '{{ secret | length }}'}\n")
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(password))
+    result = run_step(tmp_path, "vaulted", str(playbook), {})
+    assert int(result["outputs"]["length"]) == len("the-secret-value")
