@@ -305,6 +305,8 @@ class Agent(Worker):
     def alive(self) -> bool:
         if self.sock.fileno() == -1:
             return False
+        if self.started is not None and self.started.poll() is not None:
+            return False  # this engine's child, ended: a pid that still answers, unreaped
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -448,6 +450,8 @@ def _kept(run_id: str, place: Path, env: Mapping[str, str], cwd: str,
         if found is not None:
             return Agent(run_id, {**env, **home}, *found, log, process)
         process = _start_kept(place, {**_kept_env(env), **home}, cwd, clients, log)
+        if process.returncode is not None:  # another worker listened there first
+            process = None
     raise WorkerDied(f"the worker at {place} does not answer: {_tail_of(log)}")
 
 

@@ -339,3 +339,21 @@ def test_a_vault_password_file_setting_is_read_by_a_kept_worker(tmp_path, kept, 
     monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(password))
     result = run_step(tmp_path, "vaulted", str(playbook), {})
     assert int(result["outputs"]["length"]) == len("the-secret-value")
+
+
+def test_a_kept_worker_this_engine_started_that_died_between_steps_is_replaced(tmp_path, kept):
+    """The engine that started the kept worker is its parent: once killed between two
+    steps, it is this engine's unreaped child, and the next step starts a new one instead of
+    failing on it."""
+    from tests.steps.test_ansible_warm import run_step
+
+    run_step(tmp_path, "first", "report-other.yml", {"y": "one"})
+    [agent] = ansible_warm._pool.workers.values()
+    assert isinstance(agent, ansible_warm.Agent) and agent.started is not None
+    os.kill(agent.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{agent.pid}/stat").read_text().split(") ")[1][0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert run_step(tmp_path, "second", "report-other.yml", {"y": "two"})["outputs"]["y"] \
+        == "two"
