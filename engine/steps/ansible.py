@@ -194,6 +194,9 @@ def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: lis
     env = {**worker.env, **playbook_env({}, {}, named, {}),
            **{name: os.environ[name] for name in named if name in os.environ},
            proc.STEP_TAG: ctx.step.id, "AWX_ISOLATED_DATA_DIR": str(artifacts),
+           # Module payloads (with their arguments) in the step's own folder, removed with it
+           # (or by a resume), never in a kept worker's home, kept after an interrupt.
+           "ANSIBLE_REMOTE_TEMP": str(scratch / "remote-tmp"),
            "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(artifacts / "fact_cache"),
            "RUNNER_OMIT_EVENTS": "False", "RUNNER_ONLY_FAILED_EVENTS": "False"}
     command = ["ansible-playbook", *args]

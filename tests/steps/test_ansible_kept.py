@@ -357,3 +357,21 @@ def test_a_kept_worker_this_engine_started_that_died_between_steps_is_replaced(t
         time.sleep(0.05)
     assert run_step(tmp_path, "second", "report-other.yml", {"y": "two"})["outputs"]["y"] \
         == "two"
+
+
+def test_module_payloads_go_to_the_steps_own_folder_not_the_kept_workers_home(tmp_path, kept):
+    """A module's payload holds its arguments: it is written in the step's scratch folder
+    (removed when the step ends, or by the resume of a killed run), never in the kept
+    worker's home, which outlives every run."""
+    from tests.steps.test_ansible_warm import run_step
+
+    playbook = tmp_path / "payload.yml"
+    playbook.write_text(json.dumps([{
+        "hosts": "localhost", "gather_facts": False, "tasks": [
+            {"ansible.builtin.shell": "tr '\\0' ' ' < /proc/$PPID/cmdline", "register": "m"},
+            {"ansible.builtin.set_stats": {"per_host": False,
+                                           "data": {"module": "{{ m.stdout }}"}}}]}]))
+    module = run_step(tmp_path, "payload", str(playbook), {})["outputs"]["module"]
+    assert "AnsiballZ_command.py" in module
+    scratch = str(proc.scratch_root() / proc.scratch_prefix("warm-test"))
+    assert module.split()[-1].startswith(scratch), module
