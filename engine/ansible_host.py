@@ -28,6 +28,7 @@ or stopped the step) the child ends its whole tree. This process answers with JS
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -47,6 +48,7 @@ from typing import Any
 
 _HEADER = struct.Struct("!I")
 _MAX_REQUEST = 16 * 1024 * 1024
+_REQUEST_TIMEOUT = 10.0  # seconds a kept worker waits for the rest of a request
 _found: dict[str, list[Any] | None] = {"callbacks": None}
 
 
@@ -341,14 +343,16 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _fork(request: dict[str, Any], fds: list[int], clients: _Clients,
-          closing: list[socket.socket]) -> int:
+          closing: list[int]) -> int:
     """A child for ``request`` (``fds``: its output, and its lifeline if sent), forked between
-    two parts of the clients' loading; ``closing``: sockets the child must not keep."""
+    two parts of the clients' loading; ``closing``: descriptors the child must not keep (the
+    sockets of the worker and of other engines, other children's pidfds, its lock)."""
     with clients.paused():
         pid = os.fork()
         if pid == 0:
-            for sock in closing:
-                sock.close()
+            for fd in closing:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             _child(request, fds[0], fds[1] if len(fds) > 1 else None)
     for fd in fds:
         os.close(fd)
@@ -375,7 +379,7 @@ def _one_run(path: str, which: list[str], known: bool) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
-        pid = _fork(request, fds, clients, [sock])
+        pid = _fork(request, fds, clients, [sock.fileno()])
         _send(sock, {"started": pid})
         if not clients.is_alive() and clients.ident is None:
             clients.start()
@@ -383,25 +387,36 @@ def _one_run(path: str, which: list[str], known: bool) -> int:
         _send(sock, {"ended": pid, "rc": os.waitstatus_to_exitcode(status)})
 
 
-def _listen(path: str) -> socket.socket | None:
-    """The listening socket at ``path``; None when another worker already answers there."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(path)
-    except OSError:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _listen(path: str) -> tuple[socket.socket, int] | None:
+    """The listening socket at ``path`` and the lock that makes this process the only worker
+    there (held for its life); None when another worker has it."""
+    lock = os.open(path.removesuffix(".sock") + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + 5.0
+    while True:
         try:
-            probe.connect(path)
-            return None  # alive: the engine that started this one connects to that one
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(path)  # left by a worker that was killed
-            listener.bind(path)
-        finally:
-            probe.close()
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            # Another worker: starting (it will listen), or ending (it will let go).
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+                os.close(lock)
+                return None  # it answers: the engine that started this one connects there
+            except OSError:
+                if time.monotonic() > deadline:
+                    os.close(lock)
+                    return None
+                time.sleep(0.05)
+            finally:
+                probe.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # left by a worker that was killed: the lock says none is there
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
     os.chmod(path, 0o600)
     listener.listen(64)
-    return listener
+    return listener, lock
 
 
 def _same_user(sock: socket.socket) -> bool:
@@ -415,10 +430,11 @@ def _serve(path: str, idle: float, which: list[str]) -> int:
     in a child of its own, until idle for ``idle`` seconds or ``path`` is not ours."""
     import selectors
 
-    listener = _listen(path)
-    if listener is None:
+    found = _listen(path)
+    if found is None:
         print("exists", flush=True)
         return 0
+    listener, lock = found
     mine = os.stat(path).st_ino
     # The engine that started this process reads this line and nothing after it: it connects
     # now, and its first request waits in the socket while this process loads.
@@ -433,6 +449,7 @@ def _serve(path: str, idle: float, which: list[str]) -> int:
     clients = _Clients(which)
     clients.start()
     selector = selectors.DefaultSelector()
+    selector_fd = selector.fileno()
     selector.register(listener, selectors.EVENT_READ, None)
     engines: set[socket.socket] = set()
     children: dict[int, tuple[int, socket.socket]] = {}  # pidfd: pid, its engine
@@ -460,10 +477,15 @@ def _serve(path: str, idle: float, which: list[str]) -> int:
                 selector.register(sock, selectors.EVENT_READ, "engine")
             elif key.data == "engine":
                 sock = key.fileobj  # type: ignore[assignment]
+                # A request comes whole at once: an engine stopped half-way through one (Ctrl-Z)
+                # is dropped rather than holding every other engine's playbooks.
+                sock.settimeout(_REQUEST_TIMEOUT)
                 try:
                     request, fds = _receive(sock)
                 except (OSError, ValueError):
                     request, fds = None, []
+                finally:
+                    sock.settimeout(None)
                 if request is None or len(fds) not in (1, 2):
                     for fd in fds:
                         os.close(fd)
@@ -472,7 +494,9 @@ def _serve(path: str, idle: float, which: list[str]) -> int:
                     engines.discard(sock)
                     sock.close()
                     continue
-                pid = _fork(request, fds, clients, [listener, *engines])
+                pid = _fork(request, fds, clients,
+                            [listener.fileno(), selector_fd, lock,
+                             *(e.fileno() for e in engines), *children])
                 pidfd = os.pidfd_open(pid)
                 children[pidfd] = (pid, sock)
                 selector.register(pidfd, selectors.EVENT_READ, "child")

@@ -75,6 +75,15 @@ class WorkerDied(Exception):
     """The worker ended while a playbook was handed to it; the message says what it printed."""
 
 
+class NotTaken(WorkerDied):
+    """The worker ended before it answered this connection: nothing of the request ran (a
+    kept worker that ended idle as the engine connected), so it may be sent again."""
+
+
+class CallTimedOut(WorkerDied):
+    """A call in the worker did not end within its time: what it did is not known."""
+
+
 @dataclass
 class Finished:
     rc: int
@@ -152,15 +161,18 @@ class Worker:
     def call(self, name: str, args: Sequence[Any], step_id: str, timeout: float) -> Any:
         """One of the worker's functions (``apprise.known``, ``apprise.send``) in a child of
         its own, with this engine's environment: its answer. WorkerDied if it had none."""
-        said: list[str] = []
+        output: list[str] = []
         env = {**os.environ, **proc.tags(self.run_id), proc.STEP_TAG: step_id}
         finished = self._request({"call": name, "args": list(args), "env": env,
-                                  "cwd": os.getcwd()}, step_id, said.append, timeout)
-        text = "".join(said)
+                                  "cwd": os.getcwd()}, step_id, output.append, timeout)
+        text = "".join(output)
         last = text.rstrip().rpartition("\n")[2]
         if finished.status == "successful" and last.startswith('{"answer": '):
             return json.loads(last)["answer"]
-        raise WorkerDied(f"({finished.status}): {text.strip()[-2000:] or 'it printed nothing'}")
+        said = text.strip()[-2000:] or "it printed nothing"
+        if finished.status == "timeout":
+            raise CallTimedOut(f"(no answer within {timeout:g} s): {said}")
+        raise WorkerDied(f"({finished.status}): {said}")
 
     def _request(self, fields: Mapping[str, Any], step_id: str,
                  on_output: Callable[[str], None], timeout: float | None) -> Finished:
@@ -182,7 +194,7 @@ class Worker:
                 sent = socket.send_fds(self.sock, [request[:4096]], [write_end, lifeline])
                 self.sock.sendall(request[sent:])
             except OSError as exc:
-                raise WorkerDied(f"({exc.strerror}): {self._said()}") from exc
+                raise self._died(pid, f"({exc.strerror}): {self._said()}") from exc
             finally:
                 os.close(write_end)
                 os.close(lifeline)
@@ -214,13 +226,15 @@ class Worker:
                     try:
                         data = self.sock.recv(65536)
                     except OSError as exc:  # reset: it ended with the request unread
-                        raise WorkerDied(self._ending()) from exc
+                        raise self._died(pid, self._ending()) from exc
                     if not data:
-                        raise WorkerDied(self._ending())
+                        raise self._died(pid, self._ending())
                     self._lines += data
                     while b"\n" in self._lines:
                         line, self._lines = self._lines.split(b"\n", 1)
                         message = json.loads(line)
+                        if "ready" in message:
+                            self.greeted = True
                         if "started" in message:
                             pid = int(message["started"])
                             if timed_out:  # started after its time was up
@@ -243,6 +257,13 @@ class Worker:
         if timed_out:
             return Finished(rc, "timeout")
         return Finished(rc, "successful" if rc == 0 else "failed")
+
+    def _died(self, pid: int | None, said: str) -> WorkerDied:
+        """The worker's end, as the request saw it: before it ever answered this connection,
+        nothing of the request ran."""
+        if pid is None and not getattr(self, "greeted", False):
+            return NotTaken(said)
+        return WorkerDied(said)
 
     def _end_child(self, pid: int | None, step_id: str) -> None:
         if pid is not None:
@@ -370,7 +391,10 @@ def worker_for(run_id: str, env: Mapping[str, str], cwd: str,
     this user and configuration (started if need be), or with ``RUNBOOK_KEEP_WARM=0`` one of
     the run's own. ``clients`` (kubernetes, aws, ecr, rds): those its playbooks use, which a
     new worker loads first; None when not known."""
-    place = _kept_place(env, cwd) if keep_warm() > 0 else None
+    place = None
+    if keep_warm() > 0:
+        with contextlib.suppress(OSError):  # /dev/shm full or read-only: a worker per run
+            place = _kept_place(env, cwd)
     key = (run_id, str(place) if place is not None else
            json.dumps([sorted(env.items()), cwd, _config_files(env, cwd)]))
     worker = _pool.workers.get(key)
@@ -383,7 +407,11 @@ def worker_for(run_id: str, env: Mapping[str, str], cwd: str,
     from engine.steps.ansible import home_env
 
     if place is not None:
-        worker = _kept(run_id, place, env, cwd, clients, home_env(place.with_suffix("")))
+        try:
+            worker = _kept(run_id, place, env, cwd, clients, home_env(place.with_suffix("")))
+        except OSError as exc:
+            raise WorkerDied(f"the worker kept at {place} could not start: "
+                             f"{exc.strerror or exc}") from exc
     else:
         folder = Path(tempfile.mkdtemp(prefix=proc.scratch_prefix(run_id) + "ansible-",
                                        dir=proc.scratch_root()))

@@ -204,8 +204,17 @@ def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: lis
         json.dumps({"command": command, "cwd": cwd, "env": env}))
     stream = ansible_warm.EventStream(artifacts, ident, on_event)
     try:
-        finished = worker.run(command, env, cwd, ctx.step.id, stream.feed,
-                              ctx.spec.get("timeout"))
+        try:
+            finished = worker.run(command, env, cwd, ctx.step.id, stream.feed,
+                                  ctx.spec.get("timeout"))
+        except ansible_warm.NotTaken:
+            # A kept worker that ended idle as this engine connected ran nothing: once
+            # more, with the worker that takes its place.
+            worker = _worker(ctx.run_id)
+            env = {**env, **{k: v for k, v in worker.env.items()
+                             if k in ("ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP")}}
+            finished = worker.run(command, env, cwd, ctx.step.id, stream.feed,
+                                  ctx.spec.get("timeout"))
     except ansible_warm.WorkerDied as exc:
         raise StepFailed(f"the Ansible worker ended during the playbook "
                          f"{ctx.redact(str(exc))}", {"rc": None, "status": "error"}) from None

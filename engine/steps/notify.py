@@ -90,21 +90,28 @@ def send(url: str, title: str, body: str, kind: str) -> tuple[str, str]:
     """Deliver one message to one Apprise URL: the service's name and what went wrong ('' if
     it was delivered). Through the run's warm worker when it has one (it has Apprise
     loaded), else here."""
-    answer = _in_worker("apprise.send", url, title, body, kind)
+    try:
+        answer = _in_worker("apprise.send", url, title, body, kind)
+    except TimeoutError as exc:
+        # It may have been delivered: sending it again could tell them twice.
+        return "", f"no answer from the sender within {TIMEOUT + 10:g} s ({exc})"
     if isinstance(answer, list) and len(answer) == 2:
         return str(answer[0]), str(answer[1])
     return apprise_send.send(url, title, body, kind)
 
 
 def _in_worker(name: str, *args: str) -> Any:
-    """``name`` run by the run's warm worker; None when the run has none (or it failed:
-    then here, as without one)."""
+    """``name`` run by the run's warm worker; None when the run has none (or its child ended
+    without an answer: then here, as without one). TimeoutError when the call did not end in
+    its time: what it did is not known."""
     warm = sys.modules.get("engine.ansible_warm")
     worker = warm.current() if warm is not None else None
     if worker is None or warm is None:
         return None
     try:
         return worker.call(name, args, step_id="", timeout=TIMEOUT + 10)
+    except warm.CallTimedOut as exc:
+        raise TimeoutError(str(exc)) from None
     except warm.WorkerDied:
         return None
 
@@ -168,7 +175,10 @@ def _load() -> None:
 def _known(url: str) -> bool:
     """Whether Apprise can use ``url`` (asked once per URL: a run's message steps share
     their audiences)."""
-    answer = _in_worker("apprise.known", url)
+    try:
+        answer = _in_worker("apprise.known", url)
+    except TimeoutError:
+        answer = None  # a check only: asked again here
     return answer if isinstance(answer, bool) else apprise_send.known(url)
 
 

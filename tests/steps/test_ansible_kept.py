@@ -81,7 +81,7 @@ def end_kept() -> None:
     for pid in kept_workers():
         place = Path(cmdline(pid)[4].decode())
         proc.end_tree(pid)
-        for leftover in (place, place.with_suffix(".log")):
+        for leftover in (place, place.with_suffix(".log"), place.with_suffix(".lock")):
             leftover.unlink(missing_ok=True)
         shutil.rmtree(place.with_suffix(""), ignore_errors=True)
 
@@ -289,11 +289,11 @@ def test_an_engine_gone_before_the_worker_answers_leaves_it_serving_the_others(
     assert len(kept_workers()) == 1
 
 
-def test_a_worker_that_ends_before_taking_the_request_fails_the_attempt_as_a_worker_death(
-        tmp_path):
+def test_a_worker_that_ends_before_taking_the_request_says_nothing_ran(tmp_path):
     """A kept worker that ends at its idle time while an engine's connection waits in its
-    backlog resets it: the attempt fails as any worker death (retried, or a message sent by
-    the engine itself), not with an unexpected ConnectionResetError."""
+    backlog resets it: a worker death that says nothing of the request ran (NotTaken: the
+    ansible step sends it once more, to the worker that takes its place), not an unexpected
+    ConnectionResetError."""
     import socket
     import threading
 
@@ -306,7 +306,7 @@ def test_a_worker_that_ends_before_taking_the_request_fails_the_attempt_as_a_wor
     agent = ansible_warm.Agent("ends-idle", {}, sock, os.getpid(), tmp_path / "w.log", None)
     threading.Timer(0.5, listener.close).start()  # idle: it returns without accepting
     try:
-        with pytest.raises(ansible_warm.WorkerDied):
+        with pytest.raises(ansible_warm.NotTaken):
             agent.run(["ansible-playbook", "x.yml"], {}, str(tmp_path), "s", lambda _: None,
                       30)
     finally:
@@ -375,3 +375,32 @@ def test_module_payloads_go_to_the_steps_own_folder_not_the_kept_workers_home(tm
     assert "AnsiballZ_command.py" in module
     scratch = str(proc.scratch_root() / proc.scratch_prefix("warm-test"))
     assert module.split()[-1].startswith(scratch), module
+
+
+def test_workers_started_together_for_one_place_leave_exactly_one_listening(tmp_path):
+    """Engines that find no worker start one each at the same moment: the lock beside the
+    socket lets one listen there; the others say another one is there and end."""
+    import subprocess
+    import sys
+
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # short enough for a socket's path
+    place = folder / "w.sock"
+    starts = [subprocess.Popen([sys.executable, "-I", str(ansible_warm.HOST), "--serve",
+                                str(place), "60", ""], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, cwd=folder, start_new_session=True,
+                               env={"PATH": os.environ["PATH"],
+                                    "ANSIBLE_HOME": str(folder / "home")})
+              for _ in range(4)]
+    try:
+        said = {p: p.stdout.readline().decode().split()[0] for p in starts if p.stdout}
+        assert sorted(said.values()) == ["exists", "exists", "exists", "listening"]
+        for p, line in said.items():
+            if line == "exists":
+                assert p.wait(timeout=60) == 0
+            else:
+                assert p.poll() is None  # the one listening stays
+    finally:
+        for p in starts:
+            proc.end_tree(p.pid)
+            p.wait()
+        shutil.rmtree(folder)
