@@ -610,11 +610,12 @@ def _detail(store: StateStore, record: RunRecord) -> RunDetail:
     # An inventory that is gone leaves the approvals shown, without the people's roles.
     with contextlib.suppress(InvalidInput):
         people = _inventory_at(record.inventory).data.get("people") or {}
-    given = approval_info.given(approvals, items, people)
+    unrecorded = store.unrecorded_approvals(approvals) if approvals else set()
+    given = approval_info.given(approvals, items, people, unrecorded)
     if any((g.item or g.gate) and not g.text for g in given):
         # Given before its approval step was reached: the plan knows the item's text.
         items = {**_planned_items(store, record), **items}
-        given = approval_info.given(approvals, items, people)
+        given = approval_info.given(approvals, items, people, unrecorded)
     waits = [w for s in steps.values() if s.status == StepStatus.WAITING
              for w in approval_info.waits(s.step_id, s.result, approvals)]
     return RunDetail(record, steps, approvals, store.events(record.id), tuple(given),

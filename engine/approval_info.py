@@ -8,7 +8,7 @@ an approval step records (its ``items``), so that the answer is the one the gate
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ class Given:
     plan_hash: str = ""  # given to a plan before the run existed
     fingerprint: str = ""  # of the SSH key that signed it, "" if unsigned
     signature: str = ""
+    recorded: bool = True  # False: the audit journal has no record of it, so it never counts
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,23 +76,26 @@ def _items_of(results: Mapping[str, Mapping[str, Any]]
 
 
 def given(approvals: Sequence[ApprovalRecord], items: Mapping[str, Mapping[str, Any]],
-          people: Mapping[str, Any]) -> list[Given]:
-    """The run's approvals, each with what it was for (``items`` from ``index``)."""
+          people: Mapping[str, Any],
+          unrecorded: Collection[ApprovalRecord] = ()) -> list[Given]:
+    """The run's approvals, each with what it was for (``items`` from ``index``);
+    ``unrecorded``: those the audit journal does not give, shown as not counted."""
     out = []
     for a in approvals:
+        known = a not in unrecorded
         roles = ", ".join(str(r) for r in (people.get(a.by) or {}).get("roles", []))
         if not a.step_id:  # a gate, approved for the run or for its plan
             evidence = items.get(f"gate:{a.item}") or {}
             out.append(Given(by=a.by, at=a.at, gate=a.item, text=str(evidence.get("text", "")),
                              role=str(evidence.get("role") or roles), ticket=a.ticket,
                              note=a.note, plan_hash=a.plan_hash, fingerprint=a.fingerprint,
-                             signature=a.signature))
+                             signature=a.signature, recorded=known))
             continue
         evidence = items.get(f"{a.step_id}/{a.item}") or {} if a.item else {}
         out.append(Given(by=a.by, at=a.at, step_id=a.step_id, item=a.item,
                          text=str(evidence.get("text", "")), role=roles, ticket=a.ticket,
                          note=a.note, plan_hash=a.plan_hash, fingerprint=a.fingerprint,
-                         signature=a.signature))
+                         signature=a.signature, recorded=known))
     return out
 
 

@@ -271,8 +271,10 @@ def given_line(g: Given) -> str:
     role = f" (role {g.role})" if g.role else ""
     note = f": {g.note}" if g.note else ""
     signed = f", signed with {g.fingerprint}" if g.fingerprint else ""
+    unrecorded = "" if g.recorded else \
+        " — not counted: the audit journal has no record of it (runbook audit verify)"
     return shown(f"{what}{text}: {g.by}{role}, ticket {g.ticket or '—'}, at {g.at}{signed}"
-                 f"{note}")
+                 f"{note}{unrecorded}")
 
 
 def wait_commands(run_id: str, waits: Sequence[Wait]) -> list[str]:

@@ -38,6 +38,8 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
                                              if g.plan_hash else "")
             else:
                 what = f"step `{g.step_id}`" + (f" / `{g.item}`" if g.item else "")
+            if not g.recorded:
+                what += " — **not counted: no journal record**"
             out.append(f"| {md_cell(what)} | {md_cell(g.text) or '—'} | {md_cell(g.by)} "
                        f"| {md_cell(g.role) or '—'} | {md_cell(g.ticket) or '—'} | {g.at} "
                        f"| {md_cell(g.note) or '—'} |")

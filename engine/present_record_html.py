@@ -67,6 +67,8 @@ def _approvals(record: ChangeRecord) -> str:
                                              if g.plan_hash else "")
         else:
             what = f"step {code(g.step_id)}" + (f" / {code(g.item)}" if g.item else "")
+        if not g.recorded:
+            what += " — <strong>not counted: no journal record</strong>"
         rows.append([what, esc(g.text or "—"), esc(g.by), esc(g.role or "—"),
                      esc(g.ticket or "—"), esc(g.at), esc(g.note or "—")])
     return table(["What", "Item", "By", "Role", "Ticket", "When", "Note"], rows,

@@ -64,6 +64,14 @@ def test_an_approval_row_without_its_journal_record_is_not_counted(step, state_a
     assert "alice's approval is not counted: the audit journal has no record of it" \
         in resumed.out
     assert runbook_cli("status", run_id, "--output", "json").json()["run"]["status"] == "waiting"
+    # Shown where people read the approvals, as not counted.
+    shown = runbook_cli("status", run_id)
+    assert "alice" in shown.out and "not counted: the audit journal has no record of it" \
+        in shown.out, shown.out
+    assert [a["recorded"] for a in runbook_cli("status", run_id, "--output", "json")
+            .json()["approvals"]] == [False]
+    record = runbook_cli("audit", "export", "--run", run_id)
+    assert "not counted: no journal record" in record.out
     verified = runbook_cli("audit", "verify")
     assert verified.code == 1
     assert (f"journal: approvals: run {run_id}, step ok{', item ' + item if item else ''}, "
