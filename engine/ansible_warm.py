@@ -299,6 +299,23 @@ def _how_ended(process: subprocess.Popen[bytes], said: str) -> str:
     return f"({how}): {said}"
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that runs: not gone, not a zombie (a killed worker whose
+    other threads are still ending, or that its parent has not reaped yet, is one)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    return state not in (b"Z", b"X")
+
+
 def _tail_of(log: Path) -> str:
     """The end of what a kept worker printed (its log is shared by the workers kept there)."""
     try:
@@ -328,13 +345,7 @@ class Agent(Worker):
             return False
         if self.started is not None and self.started.poll() is not None:
             return False  # this engine's child, ended: a pid that still answers, unreaped
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
+        return _running(self.pid)
 
     def _said(self) -> str:
         return _tail_of(self.log)
