@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import sshsig
 from engine.errors import InvalidInput
 
 NAMESPACE = "runbook-journal-head"
@@ -82,30 +82,14 @@ def parse(text: str, *, where: str) -> Head:
     return head
 
 
-def _ssh_keygen(argv: list[str], payload: str) -> subprocess.CompletedProcess[bytes]:
-    try:
-        return subprocess.run(["ssh-keygen", *argv], input=payload.encode(),
-                              capture_output=True, check=False)
-    except FileNotFoundError as exc:
-        raise InvalidInput("ssh-keygen is not installed (OpenSSH 8.2 or later signs and "
-                           "verifies journal heads)") from exc
-
-
-def _said(done: subprocess.CompletedProcess[bytes]) -> str:
-    lines = [line for line in done.stderr.decode(errors="replace").splitlines() if line]
-    return lines[-1] if lines else f"exit code {done.returncode}"
-
-
 def sign(head: Head, key: Path) -> Head:
     """The head signed with ``key`` (a private key, or a public key whose private half the
     ssh-agent holds)."""
     if not key.exists():
         raise InvalidInput(f"no key file at {key}", file=str(key))
-    done = _ssh_keygen(["-Y", "sign", "-f", str(key), "-n", NAMESPACE], head.text())
-    signature = done.stdout.decode(errors="replace")
-    if done.returncode != 0 or SIGNATURE_START not in signature:
-        raise InvalidInput(f"ssh-keygen could not sign the journal head with {key}: "
-                           f"{_said(done)}")
+    signature = sshsig.sign(head.text().encode(), key, namespace=NAMESPACE)
+    if SIGNATURE_START not in signature:
+        raise InvalidInput(f"ssh-keygen could not sign the journal head with {key}")
     return Head(head.store, head.records, head.head, head.at, signature)
 
 
@@ -127,18 +111,18 @@ def check_signature(head: Head, *, allowed_signers: Path | None, key: Path | Non
             if allowed_signers is None or not allowed_signers.is_file():
                 raise InvalidInput("no allowed signers file here", file=str(allowed_signers))
             signers = allowed_signers
-            found = _ssh_keygen(["-Y", "find-principals", "-s", str(sig), "-f",
-                                 str(signers)], "")
+            found = sshsig.keygen(["-Y", "find-principals", "-s", str(sig), "-f",
+                                   str(signers)])
             names = found.stdout.decode(errors="replace").split()
             if found.returncode != 0 or not names:
                 raise InvalidInput(f"the journal head is signed by a key {signers} does not "
                                    "list: refused", file=where)
             principal = shown = names[0]
-        done = _ssh_keygen(["-Y", "verify", "-f", str(signers), "-I", principal, "-n",
-                            NAMESPACE, "-s", str(sig)], head.text())
+        done = sshsig.keygen(["-Y", "verify", "-f", str(signers), "-I", principal, "-n",
+                              NAMESPACE, "-s", str(sig)], head.text().encode())
         if done.returncode != 0:
             raise InvalidInput(f"the journal head's signature does not verify against "
-                               f"{shown} ({_said(done)}): refused", file=where)
+                               f"{shown} ({sshsig.said(done)}): refused", file=where)
     return shown
 
 

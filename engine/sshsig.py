@@ -125,7 +125,13 @@ def _program(name: str) -> str:
     return found
 
 
-def sign(payload: bytes, key: Path | PublicKey) -> str:
+def keygen(argv: Sequence[str], payload: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """``ssh-keygen ARGV`` with ``payload`` on its standard input."""
+    return subprocess.run([_program("ssh-keygen"), *argv], input=payload, capture_output=True,
+                          check=False)
+
+
+def sign(payload: bytes, key: Path | PublicKey, *, namespace: str = NAMESPACE) -> str:
     """``payload`` signed with ``key``: a private key file, a public key file whose private
     half the ssh-agent holds, or a key of the agent's. ssh-keygen may ask for the key's
     passphrase on the terminal."""
@@ -135,15 +141,12 @@ def sign(payload: bytes, key: Path | PublicKey) -> str:
             path.write_text(key.line + "\n")
         else:
             path = key
-            if not path.is_file():
+            if not path.exists() or path.is_dir():  # a pipe or a device is ssh-keygen's to read
                 raise InvalidInput(f"--sign: no key file {path}")
-        done = subprocess.run([_program("ssh-keygen"), "-q", "-Y", "sign", "-f", str(path),
-                               "-n", NAMESPACE], input=payload, capture_output=True,
-                              check=False)
+        done = keygen(["-q", "-Y", "sign", "-f", str(path), "-n", namespace], payload)
     if done.returncode != 0:
         shown = f"the agent's key {key.fingerprint}" if isinstance(key, PublicKey) else key
-        raise InvalidInput(f"ssh-keygen could not sign with {shown}: "
-                           f"{_last_line(done.stderr) or f'exit code {done.returncode}'}")
+        raise InvalidInput(f"ssh-keygen could not sign with {shown}: {said(done)}")
     return done.stdout.decode()
 
 
@@ -155,14 +158,10 @@ def verify(payload: bytes, signature: str, person: str, keys: Sequence[str]) -> 
         folder = Path(scratch)
         (folder / "allowed_signers").write_text(allowed_signers(person, keys))
         (folder / "signature").write_text(signature)
-        done = subprocess.run([_program("ssh-keygen"), "-Y", "verify", "-f",
-                               str(folder / "allowed_signers"), "-I", principal(person),
-                               "-n", NAMESPACE, "-s", str(folder / "signature")],
-                              input=payload, capture_output=True, check=False)
-    if done.returncode == 0:
-        return ""
-    return _last_line(done.stderr) or _last_line(done.stdout) or \
-        f"ssh-keygen exited with {done.returncode}"
+        done = keygen(["-Y", "verify", "-f", str(folder / "allowed_signers"), "-I",
+                       principal(person), "-n", NAMESPACE, "-s", str(folder / "signature")],
+                      payload)
+    return "" if done.returncode == 0 else said(done)
 
 
 def agent_keys() -> list[PublicKey]:
@@ -178,6 +177,12 @@ def agent_keys() -> list[PublicKey]:
         except ValueError:
             continue
     return found
+
+
+def said(done: subprocess.CompletedProcess[bytes]) -> str:
+    """Why ssh-keygen failed: the last line it printed, else its exit code."""
+    return _last_line(done.stderr) or _last_line(done.stdout) or \
+        f"exit code {done.returncode}"
 
 
 def _last_line(output: bytes) -> str:

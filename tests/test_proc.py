@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,9 +137,9 @@ def test_a_command_that_cannot_start_says_why(isolated):
     assert "no-such-program-here" in done.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_during_a_playbook_task_ends_it_and_the_worker_then_the_run_resumes(
-        sig, isolated, write_runbook, runbook_cli):
+def wait_for_go_book(isolated: Path, write_runbook: Any) -> tuple[Path, Path, Path, Path]:
+    """A runbook whose playbook says it started, waits for a ``go`` file, then writes
+    ``done``: the runbook and those three paths."""
     started, go, done = isolated / "started", isolated / "go", isolated / "done"
     path = write_runbook(HEADER + f"""steps:
   - id: wait
@@ -146,6 +147,13 @@ def test_a_signal_during_a_playbook_task_ends_it_and_the_worker_then_the_run_res
       playbook: {PLAYBOOKS / 'wait-for-go.yml'}
       extravars: {{started: {started}, go: {go}, done: {done}}}
 """)
+    return path, started, go, done
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_playbook_task_ends_it_and_the_worker_then_the_run_resumes(
+        sig, isolated, write_runbook, runbook_cli):
+    path, started, go, done = wait_for_go_book(isolated, write_runbook)
     engine = runbook_process("run", str(path))
     run_id = run_id_from(engine)
     wait_for(started, timeout=120)

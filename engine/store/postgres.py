@@ -80,28 +80,28 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _tx(self, *, synced: bool = True) -> Iterator[None]:
-        if self._depth:
+        # Without synced, the server commits without waiting for its WAL flush.
+        with self._outermost(None if synced else "SET LOCAL synchronous_commit = off"):
             yield
-            return
-        self._depth += 1
-        try:
-            with self._db.transaction():
-                if not synced:  # the server commits without waiting for its WAL flush
-                    self._db.execute("SET LOCAL synchronous_commit = off")
-                yield
-        finally:
-            self._depth -= 1
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
+        # Every statement of the transaction reads the snapshot of its first.
+        with self._outermost("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"):
+            yield
+
+    @contextmanager
+    def _outermost(self, first: str | None) -> Iterator[None]:
+        """One transaction, begun with ``first``, unless one is open already (then its
+        own settings hold)."""
         if self._depth:
             yield
             return
         self._depth += 1
         try:
             with self._db.transaction():
-                # Every statement of the transaction reads the snapshot of its first.
-                self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                if first is not None:
+                    self._db.execute(first)
                 yield
         finally:
             self._depth -= 1

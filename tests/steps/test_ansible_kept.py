@@ -21,10 +21,10 @@ import pytest
 
 from engine import ansible_warm, proc
 from engine.store.owner import pid_alive
-from tests.conftest import HEADER, runbook_process
+from tests.conftest import runbook_process
 from tests.helpers import book
 from tests.test_identity import nothing_recorded
-from tests.test_proc import cmdline, run_id_from
+from tests.test_proc import cmdline, run_id_from, wait_for_go_book
 from tests.test_resume_kill import wait_for
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
@@ -156,13 +156,7 @@ def test_another_ansible_configuration_gets_a_worker_of_its_own(
 
 def test_sigkill_of_the_engine_ends_the_playbook_not_the_kept_worker_then_it_resumes(
         isolated, write_runbook, runbook_cli, kept):
-    started, go, done = isolated / "started", isolated / "go", isolated / "done"
-    path = write_runbook(HEADER + f"""steps:
-  - id: wait
-    ansible:
-      playbook: {PLAYBOOKS / 'wait-for-go.yml'}
-      extravars: {{started: {started}, go: {go}, done: {done}}}
-""")
+    path, started, go, done = wait_for_go_book(isolated, write_runbook)
     engine = runbook_process("run", str(path))
     run_id = run_id_from(engine)
     wait_for(started, timeout=120)
@@ -189,13 +183,7 @@ def test_sigkill_of_the_engine_ends_the_playbook_not_the_kept_worker_then_it_res
 
 
 def test_ctrl_c_ends_the_playbook_at_once_and_leaves_the_worker(isolated, write_runbook, kept):
-    started, go, done = isolated / "started", isolated / "go", isolated / "done"
-    path = write_runbook(HEADER + f"""steps:
-  - id: wait
-    ansible:
-      playbook: {PLAYBOOKS / 'wait-for-go.yml'}
-      extravars: {{started: {started}, go: {go}, done: {done}}}
-""")
+    path, started, go, done = wait_for_go_book(isolated, write_runbook)
     engine = runbook_process("run", str(path))
     run_id_from(engine)
     wait_for(started, timeout=120)
@@ -216,18 +204,9 @@ KILL_KEPT = "\n" + FIND_KEPT.replace("echo $found", 'kill -9 "$found"') + "\n"
 
 def test_a_kept_worker_that_dies_fails_only_its_attempt_and_the_next_starts_a_new_one(
         isolated, write_runbook, runbook_cli, kept):
-    marker = isolated / "killed-once"
-    playbook = isolated / "kill-worker.yml"
-    playbook.write_text(json.dumps([{
-        "name": "Kill the worker once", "hosts": "localhost", "gather_facts": False,
-        "tasks": [
-            {"name": "Kill it", "ansible.builtin.shell": f"touch {marker}\n" + KILL_KEPT,
-             "args": {"creates": str(marker)}},
-            {"name": "Report", "ansible.builtin.set_stats": {
-                "per_host": False, "data": {"summary": "survived"}}},
-        ]}]))
-    path = write_runbook(book(
-        f"  - id: crash\n    retries: 1\n    delay: 0\n    ansible: {{playbook: {playbook}}}\n"))
+    from tests.steps.test_ansible_warm import kill_once_book
+
+    path, _ = kill_once_book(isolated, write_runbook, KILL_KEPT)
     result = runbook_cli("run", str(path))
     assert result.code == 0, result.out
     assert "attempt 1 failed: the Ansible worker ended during the playbook " \

@@ -104,22 +104,30 @@ kill -9 $(echo $chain | awk '{print $NF, $(NF-1)}')
 """
 
 
-def test_a_worker_that_dies_fails_only_its_attempt_and_the_next_starts_a_new_one(
-        write_runbook: Any, runbook_cli: Any, isolated: Path, warm: None) -> None:
-    """The first attempt's task kills the run's worker: that attempt fails saying so, the
-    retry runs in a new worker, and the run goes on."""
+def kill_once_book(isolated: Path, write_runbook: Any, kill: str) -> tuple[Path, Path]:
+    """A runbook of one step, retried once, whose first attempt runs the shell script
+    ``kill`` (it kills the step's worker) and whose retry reports ``survived``: the runbook
+    and the file the first attempt leaves."""
     marker = isolated / "killed-once"
     playbook = isolated / "kill-worker.yml"
     playbook.write_text(json.dumps([{
         "name": "Kill the worker once", "hosts": "localhost", "gather_facts": False,
         "tasks": [
-            {"name": "Kill it", "ansible.builtin.shell": f"touch {marker}\n" + KILL_WORKER,
+            {"name": "Kill it", "ansible.builtin.shell": f"touch {marker}\n" + kill,
              "args": {"creates": str(marker)}},
             {"name": "Report", "ansible.builtin.set_stats": {
                 "per_host": False, "data": {"summary": "survived"}}},
         ]}]))
-    path = write_runbook(book(
-        f"  - id: crash\n    retries: 1\n    delay: 0\n    ansible: {{playbook: {playbook}}}\n"))
+    return write_runbook(book(
+        f"  - id: crash\n    retries: 1\n    delay: 0\n    ansible: {{playbook: {playbook}}}\n")
+    ), marker
+
+
+def test_a_worker_that_dies_fails_only_its_attempt_and_the_next_starts_a_new_one(
+        write_runbook: Any, runbook_cli: Any, isolated: Path, warm: None) -> None:
+    """The first attempt's task kills the run's worker: that attempt fails saying so, the
+    retry runs in a new worker, and the run goes on."""
+    path, marker = kill_once_book(isolated, write_runbook, KILL_WORKER)
     result = runbook_cli("run", str(path))
     assert result.code == 0, result.out
     assert "attempt 1 failed: the Ansible worker ended during the playbook " \
