@@ -1,5 +1,5 @@
 """Entry point for ``python -m engine``."""
 
-from engine.cli import main
+from engine.cli import command
 
-raise SystemExit(main())
+raise SystemExit(command())

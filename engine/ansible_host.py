@@ -172,7 +172,8 @@ _CLIENT_PARTS: dict[str, Callable[[], tuple[Callable[[], None], ...]]] = {
     "ecr": lambda: (_aws_service("ecr"),), "rds": lambda: (_aws_service("rds"),),
     "apprise": _apprise_parts}
 # What a request may call in a child instead of a playbook: a message through Apprise.
-_CALLS = {"apprise.known": ("apprise_send", "known"), "apprise.send": ("apprise_send", "send")}
+_CALLS = {"apprise.known": ("apprise_send", "known"),
+          "apprise.send_all": ("apprise_send", "send_all")}
 
 
 def _fresh_aws() -> None:

@@ -66,3 +66,15 @@ def send(url: str, title: str, body: str, kind: str) -> tuple[str, str]:
         return service, ""
     said = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR")]
     return service, "; ".join(dict.fromkeys(said)) or f"Apprise answered {result.status.name}"
+
+
+def send_all(messages: list[list[str]]) -> list[list[str]]:
+    """``send`` for each ``[url, title, body, kind]``, all at once (one thread each): for
+    each, in order, ``[service, problem]``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(messages) == 1:
+        return [list(send(*messages[0]))]
+    with ThreadPoolExecutor(max_workers=len(messages) or 1,
+                            thread_name_prefix="apprise") as pool:
+        return [list(done) for done in pool.map(lambda m: send(*m), messages)]

@@ -1,8 +1,12 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from engine import api, schema
+from engine import api, loader, schema
 from engine.errors import InvalidInput
 from engine.steps import STEP_TYPES
 from tests.conftest import HEADER
@@ -89,3 +93,61 @@ def test_validate_all_shipped_runbooks(runbook_cli):
     result = runbook_cli("validate")
     assert result.code == 0, result.err
     assert "demo.yaml" in result.out
+
+
+# -- the mark a validated document leaves ------------------------------------------------------
+
+GOOD = HEADER + "steps:\n  - id: a\n    command: {argv: [echo, hi]}\n"
+
+
+def _imports_jsonschema(path: str, cache: Path) -> bool:
+    """Whether loading ``path`` in a new process imports jsonschema."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom engine import api\n"
+         f"api.load_runbook({path!r})\nprint('jsonschema' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+    return done.stdout.strip() == "True"
+
+
+def test_a_validated_runbook_is_not_validated_again_until_it_changes(
+        write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    path = write_runbook(GOOD)
+    assert _imports_jsonschema(str(path), cache)  # validated, and marked
+    marks = cache / "runbook" / "validated"
+    assert len(list(marks.iterdir())) == 1
+    assert not _imports_jsonschema(str(path), cache)  # the same bytes: the mark is enough
+    path.write_text(GOOD + "  - id: b\n    command: {argv: [echo], timeout: soon}\n")
+    with pytest.raises(InvalidInput) as info:
+        api.load_runbook(str(path))
+    assert info.value.line == 8 and "'soon' is not of type 'number'" in info.value.message
+    assert len(list(marks.iterdir())) == 1  # a refused document leaves none
+
+
+def test_a_mark_is_for_its_kind_and_the_schemas_it_was_checked_against(
+        write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = write_runbook(GOOD)
+    api.load_runbook(str(path))
+    doc = loader.load(path, "Runbook")
+    mark = schema._mark(doc, "runbook")
+    assert mark is not None and mark.is_file()
+    assert schema._mark(doc, "fragment") != mark
+    schema._schemas_digest.cache_clear()
+    real = schema.schema_text
+    try:
+        schema.schema_text = lambda kind: real(kind) + " "  # type: ignore[assignment]
+        assert schema._mark(doc, "runbook") != mark
+    finally:
+        schema.schema_text = real  # type: ignore[assignment]
+        schema._schemas_digest.cache_clear()
+
+
+def test_without_a_home_folder_every_command_validates(
+        runbook_cli, write_runbook, tmp_path: Path) -> None:
+    """The tests' $HOME cannot be made: nothing is cached, and the command still works."""
+    path = write_runbook(GOOD)
+    assert runbook_cli("validate", str(path)).code == 0
+    assert _imports_jsonschema(str(path), tmp_path / "home-is-a-file" / "cache")

@@ -186,8 +186,9 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
     data["vars"]["aws"]["endpoint_url"] = aws_url
     if project:
         data["vars"]["app_repository"] = str(project)
-    # The sandbox keeps a maintenance window open for live for a month from its start.
-    start = datetime.now(UTC).replace(microsecond=0)
+    # The sandbox keeps a maintenance window open for live for a month from the day it
+    # starts (the day, not the second: a reset on the same day writes the same inventory).
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     data["maintenance_windows"] = {"live": [{
         "start": start.isoformat(), "end": (start + timedelta(days=30)).isoformat(),
         "ticket": "SANDBOX"}]}

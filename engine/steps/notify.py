@@ -51,9 +51,9 @@ def run(ctx: StepContext) -> Outcome:
         return Outcome("would-run", message=f"notifies {', '.join(audiences)}: {title}")
     config = (ctx.variables.get("inventory") or {}).get("notify") or {}
     kind = str(spec.get("type", "info"))
-    deliveries = [_deliver(t, audience, title, body, kind, ctx)
-                  for audience in audiences
-                  for t in _or_none(targets(config, [audience], os.environ))]
+    deliveries = _deliver([(audience, t) for audience in audiences
+                           for t in _or_none(targets(config, [audience], os.environ))],
+                          title, body, kind, ctx)
     result: dict[str, Any] = {"notification": True, "title": title, "type": kind,
                               "delivered": all(d["delivered"] for d in deliveries),
                               "deliveries": deliveries}
@@ -66,19 +66,27 @@ def run(ctx: StepContext) -> Outcome:
     return Outcome("ok", result, message=ctx.redact(message))
 
 
-def _deliver(target: Target | None, audience: str, title: str, body: str, kind: str,
-             ctx: StepContext) -> dict[str, Any]:
-    entry: dict[str, Any] = {"audience": audience, "service": "", "at": iso(ctx.clock.now()),
-                             "delivered": False, "problem": ""}
-    if target is None:
-        entry["problem"] = "the inventory names no URL for it"
-    elif target.url is None:
-        entry["problem"] = f"the environment variable {target.env} is not set"
-    else:
-        service, problem = send(target.url, title, body, kind)
-        entry.update(service=service, delivered=not problem, problem=ctx.redact(problem),
-                     at=iso(ctx.clock.now()))
-    return entry
+def _deliver(found: Sequence[tuple[str, Target | None]], title: str, body: str, kind: str,
+             ctx: StepContext) -> list[dict[str, Any]]:
+    """One entry per audience's target, in order; the messages that can go go together."""
+    entries: list[dict[str, Any]] = []
+    urls: list[tuple[dict[str, Any], str]] = []
+    for audience, target in found:
+        entry: dict[str, Any] = {"audience": audience, "service": "",
+                                 "at": iso(ctx.clock.now()), "delivered": False, "problem": ""}
+        entries.append(entry)
+        if target is None:
+            entry["problem"] = "the inventory names no URL for it"
+        elif target.url is None:
+            entry["problem"] = f"the environment variable {target.env} is not set"
+        else:
+            urls.append((entry, target.url))
+    if urls:
+        answers = send_all([url for _, url in urls], title, body, kind)
+        for (entry, _), (service, problem) in zip(urls, answers, strict=True):
+            entry.update(service=service, delivered=not problem, problem=ctx.redact(problem),
+                         at=iso(ctx.clock.now()))
+    return entries
 
 
 def _or_none(found: list[Target]) -> list[Target | None]:
@@ -86,21 +94,25 @@ def _or_none(found: list[Target]) -> list[Target | None]:
     return list(found) or [None]
 
 
-def send(url: str, title: str, body: str, kind: str) -> tuple[str, str]:
-    """Deliver one message to one Apprise URL: the service's name and what went wrong ('' if
-    it was delivered). Through the run's warm worker when it has one (it has Apprise
-    loaded), else here."""
+def send_all(urls: Sequence[str], title: str, body: str,
+             kind: str) -> list[tuple[str, str]]:
+    """Deliver one message to each Apprise URL, all at once: for each, the service's name
+    and what went wrong ('' if it was delivered). Through the run's warm worker when it has
+    one (it has Apprise loaded), else here."""
+    messages = [[url, title, body, kind] for url in urls]
     try:
-        answer = _in_worker("apprise.send", url, title, body, kind)
+        answer = _in_worker("apprise.send_all", messages)
     except TimeoutError as exc:
-        # It may have been delivered: sending it again could tell them twice.
-        return "", f"no answer from the sender within {TIMEOUT + 10:g} s ({exc})"
-    if isinstance(answer, list) and len(answer) == 2:
-        return str(answer[0]), str(answer[1])
-    return apprise_send.send(url, title, body, kind)
+        # They may have been delivered: sending them again could tell them twice.
+        return [("", f"no answer from the sender within {TIMEOUT + 10:g} s ({exc})")
+                for _ in urls]
+    if (isinstance(answer, list) and len(answer) == len(urls)
+            and all(isinstance(a, list) and len(a) == 2 for a in answer)):
+        return [(str(service), str(problem)) for service, problem in answer]
+    return [(service, problem) for service, problem in apprise_send.send_all(messages)]
 
 
-def _in_worker(name: str, *args: str) -> Any:
+def _in_worker(name: str, *args: Any) -> Any:
     """``name`` run by the run's warm worker; None when the run has none (or its child ended
     without an answer: then here, as without one). TimeoutError when the call did not end in
     its time: what it did is not known."""

@@ -29,11 +29,19 @@ IMAGE = "registry.example/app"
 
 def play(folder: Path, *tasks: dict[str, Any], check: bool = False) -> list[dict[str, Any]]:
     """Each task's result, from a one-play playbook run with ansible-playbook."""
+    return [task["hosts"]["localhost"] for task in report(folder, *tasks, check=check)
+            ["plays"][0]["tasks"]]
+
+
+def report(folder: Path, *tasks: dict[str, Any], check: bool = False) -> dict[str, Any]:
+    """ansible.posix.json's report of a one-play playbook: each task's result, and what the
+    play passed on (``global_custom_stats``)."""
     book = folder / "play.yml"
     book.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
                                      "tasks": list(tasks)}]))
     env = {**os.environ, "ANSIBLE_ACTION_PLUGINS": str(PLUGINS),
            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+           "ANSIBLE_SHOW_CUSTOM_STATS": "true",
            "ANSIBLE_HOME": str(folder / ".ansible"),
            "ANSIBLE_LOCAL_TEMP": str(folder / ".ansible" / "tmp")}
     done = subprocess.run(
@@ -42,10 +50,10 @@ def play(folder: Path, *tasks: dict[str, Any], check: bool = False) -> list[dict
          *(["--check", "--diff"] if check else []), str(book)],
         capture_output=True, text=True, env=env, cwd=folder, check=False)
     try:
-        report = json.loads(done.stdout)
+        answer: dict[str, Any] = json.loads(done.stdout)
     except json.JSONDecodeError:
         raise AssertionError(done.stdout + done.stderr) from None
-    return [task["hosts"]["localhost"] for task in report["plays"][0]["tasks"]]
+    return answer
 
 
 # -- Kubernetes: the emulator, in this process ----------------------------------------------
@@ -192,6 +200,71 @@ def test_the_rollout_wait_polls_a_server_that_cannot_watch(tmp_path: Path) -> No
         kube.server.shutdown()
     [waited] = results
     assert waited["complete"] and waited["wait_method"] == "poll", waited
+
+
+def test_a_read_with_a_container_says_what_it_runs_and_passes_it_on(
+        kube: Kube, tmp_path: Path) -> None:
+    """``pass_on`` gives the step the same outputs a set_stats task after it would."""
+    args = kube.args(name="api", container="api")
+    done = report(tmp_path, {"k8s_deployment": {**args, "pass_on": ["image", "tag"]}},
+                  check=True)
+    [found] = [t["hosts"]["localhost"] for t in done["plays"][0]["tasks"]]
+    assert (found["image"], found["repository"], found["tag"], found["revision"]) \
+        == (f"{IMAGE}:1", IMAGE, "1", "1"), found
+    (tmp_path / "set").mkdir()
+    with_task = report(tmp_path / "set", {"k8s_deployment": args, "register": "found"},
+                       {"ansible.builtin.set_stats": {"per_host": False, "data": {
+                           "image": "{{ found.image }}", "tag": "{{ found.tag }}"}}})
+    assert done["global_custom_stats"] == with_task["global_custom_stats"] \
+        == {"image": f"{IMAGE}:1", "tag": "1"}
+
+
+def test_pass_on_names_only_results_the_plugin_has(kube: Kube, tmp_path: Path) -> None:
+    done = report(tmp_path, {"k8s_deployment": kube.args(name="api", pass_on=["digest"])})
+    [result] = [t["hosts"]["localhost"] for t in done["plays"][0]["tasks"]]
+    assert result["failed"]
+    assert result["msg"].startswith("pass_on: k8s_deployment has no result named digest "
+                                    "(its results: "), result["msg"]
+    assert not done["global_custom_stats"]
+
+
+def test_a_read_with_a_container_fails_without_the_deployment_or_the_container(
+        kube: Kube, tmp_path: Path) -> None:
+    missing, other, wrong = play(
+        tmp_path, {"k8s_deployment": kube.args(name="nothing", container="api"),
+                   "ignore_errors": True},
+        {"k8s_deployment": kube.args(name="api", container="sidecar"), "ignore_errors": True},
+        {"k8s_deployment": kube.args(name="api", container="api", image=f"{IMAGE}:9"),
+         "ignore_errors": True})
+    assert missing["failed"] and missing["msg"] == "deployment nothing not found in namespace app"
+    assert other["failed"] and other["msg"] == "deployment api has no container sidecar " \
+        "(containers: api)"
+    assert wrong["failed"] and wrong["msg"] == f"api runs {IMAGE}:1, expected {IMAGE}:9"
+
+
+def test_the_rollout_wait_checks_the_image_it_ends_with(kube: Kube, tmp_path: Path) -> None:
+    kube.set_image("2")
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.extend(play(tmp_path, {
+        "k8s_deployment": kube.args(name="api", wait=True, wait_timeout=600, container="api",
+                                    image=f"{IMAGE}:3")})))
+    thread.start()
+    kube.wait_for_watches(1)
+    kube.complete()
+    thread.join()
+    [waited] = results
+    assert waited["failed"] and waited["complete"], waited
+    assert waited["msg"] == f"api runs {IMAGE}:2, expected {IMAGE}:3"
+
+
+def test_a_rollout_that_does_not_complete_in_time_says_how_far_it_got(
+        kube: Kube, tmp_path: Path) -> None:
+    kube.set_image("2")  # the emulator's rollout never completes in this test
+    [waited] = play(tmp_path, {"k8s_deployment": kube.args(
+        name="api", wait=True, wait_timeout=1, container="api", image=f"{IMAGE}:2")})
+    assert waited["failed"] and not waited["complete"]
+    assert waited["msg"] == "the rollout of api did not complete within 1 s: " \
+        "0/2 replicas available, 0 updated", waited["msg"]
 
 
 # -- the overlay -----------------------------------------------------------------------------
@@ -350,6 +423,10 @@ BAD_ARGUMENTS = [
      "argument 'seconds' is of type"),
     ({"k8s_deployment": {"namespace": "n", "name": "d", "wait_timeout": "long"}},
      "argument 'wait_timeout' is of type"),
+    ({"k8s_deployment": {"namespace": "n", "name": "d", "image": "a:1"}},
+     "missing parameter(s) required by 'image': container"),
+    ({"ecr_image": {"repository": "r", "tag": "t", "pass_on": {"digest": "d"}}},
+     "argument 'pass_on' is of type"),
     ({"overlay_commit": {"path": "."}}, "missing required arguments: message"),
     ({"kustomize_apply": {"namespace": "n"}}, "missing required arguments: path"),
 ]

@@ -12,6 +12,11 @@ deployment as the API gives it, or nothing when there is none), complete, rollou
 playbook checks of it, small enough to template at once: images by container, revision,
 replicas, updated, available, generation, observed), and wait_method (watch or poll) after a
 wait.
+
+With ``container``, the deployment must exist and have that container, and the result also
+says what it runs: image, repository and tag (the image split at its last colon), revision,
+replicas (available); with ``image`` as well, the container must run that image (after the
+wait, when there is one) and every replica must be updated and available.
 """
 
 from __future__ import annotations
@@ -134,20 +139,50 @@ class ActionModule(shared.RunbookAction):
             "name": {"type": "str", "required": True},
             "wait": {"type": "bool", "default": False},
             "wait_timeout": {"type": "int", "default": 120},
-            "wait_sleep": {"type": "float", "default": 1}}
+            "wait_sleep": {"type": "float", "default": 1},
+            "container": {"type": "str"}, "image": {"type": "str"}}
+    RULES = {"required_by": {"image": ["container"]}}
 
     def act(self, p, check_mode):
         kube = shared.kube_api(p["kubeconfig"], p["context"])
         dep = _get(kube, p["namespace"], p["name"])
         if dep is None:
+            if p["container"]:
+                raise shared.Failed(f"deployment {p['name']} not found in namespace "
+                                    f"{p['namespace']}", resources=[], complete=False,
+                                    rollout={})
             return {"resources": [], "complete": False, "rollout": {}}
         if not p["wait"]:
-            return {"resources": [dep], "complete": complete(dep), "rollout": rollout(dep)}
+            return _running({"resources": [dep], "complete": complete(dep),
+                             "rollout": rollout(dep)}, p)
         dep, done, method = wait(kube, p["namespace"], p["name"], dep, p["wait_timeout"],
                                  p["wait_sleep"])
         result = {"resources": [dep], "complete": done, "rollout": rollout(dep),
                   "wait_method": method}
         if not done:
-            raise shared.Failed(f"the rollout of deployment {p['name']} did not complete "
-                                f"within {p['wait_timeout']} s", **result)
+            seen = result["rollout"]
+            raise shared.Failed(f"the rollout of {p['name']} did not complete within "
+                                f"{p['wait_timeout']} s: {seen['available'] or 0}/"
+                                f"{seen['replicas']} replicas available, "
+                                f"{seen['updated'] or 0} updated", **result)
+        return _running(result, p)
+
+
+def _running(result, p):
+    """The result with what ``container`` runs, checked against ``image``."""
+    if not p["container"]:
         return result
+    seen = result["rollout"]
+    running = seen["images"].get(p["container"])
+    if running is None:
+        raise shared.Failed(f"deployment {p['name']} has no container {p['container']} "
+                            f"(containers: {', '.join(seen['images'])})", **result)
+    expected = p["image"]
+    if expected is not None and (running != expected or not result["complete"]):
+        raise shared.Failed(f"{p['name']} runs {running}, expected {expected}"
+                            + ("" if result["complete"] else
+                               f" ({seen['available'] or 0}/{seen['replicas']} replicas "
+                               f"available, {seen['updated'] or 0} updated)"), **result)
+    repository, _, tag = running.rpartition(":")
+    return {**result, "image": running, "repository": repository if tag else running,
+            "tag": tag, "revision": seen["revision"], "replicas": seen["available"]}

@@ -68,7 +68,7 @@ class ActionModule(shared.RunbookAction):
             else:
                 problem = f"{p['instance']} has no available snapshot"
         if problem or snapshot is None:
-            return {"problem": problem, "snapshot": None, "summary": problem}
+            return {"problem": problem, "snapshot": None, "window_seconds": None, "summary": problem}
         created = snapshot["SnapshotCreateTime"]
         window = (datetime.now(timezone.utc) - created).total_seconds()
         chosen = {"id": snapshot["DBSnapshotIdentifier"],
