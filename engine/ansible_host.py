@@ -77,6 +77,16 @@ def _warm() -> None:
         plugin_loader.get(name, class_only=True)
     # The inventory plugins and their documented options, read by every inventory parse.
     InventoryManager(loader=DataLoader(), sources=["localhost,"])
+    # Jinja2's filters and tests (the first use of any wraps every builtin one) and ansible's
+    # lexer: each task's process would otherwise make them for its first templated argument.
+    # A playbook with filter or test plugins of its own adds their folder, which starts the
+    # wrapping again in its process.
+    from ansible.template import Templar, trust_as_template
+
+    loader.filter_loader.get("default")
+    loader.test_loader.get("failed")
+    Templar(loader=DataLoader(), variables={"x": 1}).template(
+        trust_as_template("{{ x | default(0, true) is number }}"))
 
 
 class _Clients(threading.Thread):
