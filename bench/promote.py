@@ -29,7 +29,7 @@ from engine import api, sandbox  # noqa: E402
 from engine.approvals import approve  # noqa: E402
 from engine.report import NullReporter  # noqa: E402
 
-WAIT_TASK = "Wait until the rollout is complete"
+WAIT_TASK = "Wait until the rollout is complete and runs the expected image"
 WAYS = ("warm", "cli", "runner", "bash")
 TITLES = {"warm": "runbook, warm worker kept between runs (the default)",
           "cli": "runbook as commands (`runbook run`, `runbook resume` processes), warm worker "
