@@ -188,16 +188,22 @@ _CALLS = {"apprise.known": ("apprise_send", "known"),
 
 def _fresh_aws() -> None:
     """boto3's default session made anew for a playbook, from its own environment (region,
-    profile, credentials), with the loaded models of the worker's."""
+    profile, credentials), with the loaded models of the worker's: when a task first asks for
+    it (``boto3.client`` makes the default session through ``setup_default_session``), so a
+    playbook that never calls AWS does not pay for one (about 10 ms)."""
     loader = _found.get("aws_loader")
     if not loader:
         return
     import boto3
     import botocore.session
 
-    core = botocore.session.Session()
-    core.register_component("data_loader", loader[0])
-    boto3.DEFAULT_SESSION = boto3.session.Session(botocore_session=core)
+    def setup_default_session(**kwargs: Any) -> None:
+        core = botocore.session.Session()
+        core.register_component("data_loader", loader[0])
+        boto3.DEFAULT_SESSION = boto3.session.Session(botocore_session=core, **kwargs)
+
+    boto3.DEFAULT_SESSION = None
+    boto3.setup_default_session = setup_default_session
 
 
 def _reset() -> None:
