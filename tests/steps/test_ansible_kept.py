@@ -383,3 +383,30 @@ def test_workers_started_together_for_one_place_leave_exactly_one_listening(tmp_
             proc.end_tree(p.pid)
             p.wait()
         shutil.rmtree(folder)
+
+
+def test_each_playbook_makes_its_aws_session_from_its_own_environment(
+        write_runbook, runbook_cli, kept, in_shared_sandbox, monkeypatch):
+    """The kept worker has boto3's models loaded, not a session: the region (and credentials)
+    of a playbook's own environment are the ones its tasks use, run after run."""
+    playbook = Path(__file__).resolve().parents[2] / "runbooks" / "playbooks" / \
+        "read-ecr-image.yml"
+    path = write_runbook(book(
+        f"  - id: report\n    ansible:\n      playbook: {playbook}\n"
+        "      extravars: {repository: quikapp/api, tag: live-1.4.0, missing_ok: false}\n"
+        "      outputs: [repository, tag, found, digest]\n"))
+    first = runbook_cli("run", str(path), "--output", "json")
+    assert first.code == 0, first.out + first.err
+    worker = kept_workers()
+    assert len(worker) == 1
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # moto has no repository there
+    elsewhere = runbook_cli("run", str(path))
+    assert elsewhere.code == 1, elsewhere.out + elsewhere.err
+    assert "image quikapp/api:live-1.4.0 not found in ECR" in elsewhere.out
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    again = runbook_cli("run", str(path), "--output", "json")
+    assert again.code == 0, again.out + again.err
+    assert kept_workers() == worker  # all three through the same worker
+    digests = [{s["step_id"]: s for s in json.loads(r.out)["steps"]}["report"]["result"]
+               ["outputs"]["digest"] for r in (first, again)]
+    assert digests[0] == digests[1] and digests[0].startswith("sha256:")
