@@ -65,7 +65,7 @@ def _validator(kind: str) -> Draft202012Validator:
 def validate(doc: Document, kind: str) -> None:
     """Raise InvalidInput naming file, line and JSON path of the first problem found."""
     mark = _mark(doc, kind)
-    if mark is not None and mark.is_file():
+    if mark is not None and _marked(mark):
         return
     import jsonschema
 
@@ -99,6 +99,15 @@ def _mark(doc: Document, kind: str) -> Path | None:
         return None
     key = hashlib.sha256(f"{kind}\0{_schemas_digest()}\0{doc.sha256}".encode())
     return cache_root / "runbook" / "validated" / key.hexdigest()
+
+
+def _marked(mark: Path) -> bool:
+    """Whether the mark is there; a cache that cannot be looked in (a folder another user
+    made, a name too long) only costs time."""
+    try:
+        return mark.is_file()
+    except OSError:
+        return False
 
 
 def _leave(mark: Path) -> None:

@@ -151,3 +151,20 @@ def test_without_a_home_folder_every_command_validates(
     path = write_runbook(GOOD)
     assert runbook_cli("validate", str(path)).code == 0
     assert _imports_jsonschema(str(path), tmp_path / "home-is-a-file" / "cache")
+
+
+BAD = GOOD + "  - id: b\n    command: {argv: [echo], timeout: soon}\n"
+
+
+def test_a_cache_folder_that_cannot_be_read_means_validating(
+        runbook_cli, write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Looking for a mark that cannot be looked for (here a name too long for the file
+    system; a folder another user made is the same) is no reason to stop: the document is
+    validated, and a bad one gets its one line."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / ("x" * 300)))
+    assert runbook_cli("validate", str(write_runbook(GOOD))).code == 0
+    refused = runbook_cli("validate", str(write_runbook(BAD, name="bad")))
+    assert refused.code == 2, refused.out + refused.err
+    assert "'soon' is not of type 'number'" in refused.out + refused.err
+    assert "unexpected error" not in refused.out + refused.err
+
