@@ -10,7 +10,10 @@ in the user's cache (``$XDG_CACHE_HOME/runbook/validated/``, by default
 and the next command skips jsonschema (0.1-0.15 s to import and check, on a command that may
 be rolling production back). Anything edited, in the document or the schemas, has another
 digest and is validated again. Without a home folder to hold the cache, every command
-validates.
+validates. A mark counts only as a file of the user's, in a folder of the user's that nobody
+else can write (not a link): one that anyone else could have left would let through a
+document that never validated. A cache that is another user's (``sudo`` keeping $HOME) is
+neither read nor written.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -88,7 +92,8 @@ def _schemas_digest() -> str:
 
 
 def _mark(doc: Document, kind: str) -> Path | None:
-    """Where the mark of ``doc`` validated as ``kind`` is; None without a home folder."""
+    """Where the mark of ``doc`` validated as ``kind`` is; None without a home folder, or
+    when the cache is another user's (``sudo`` keeping the user's $HOME)."""
     given = os.environ.get("XDG_CACHE_HOME", "")
     home = Path(os.environ.get("HOME") or "/nonexistent")
     if given and Path(given).is_absolute():
@@ -97,24 +102,56 @@ def _mark(doc: Document, kind: str) -> Path | None:
         cache_root = home / ".cache"
     else:
         return None
+    try:
+        if os.lstat(cache_root).st_uid != os.geteuid():
+            return None
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
     key = hashlib.sha256(f"{kind}\0{_schemas_digest()}\0{doc.sha256}".encode())
     return cache_root / "runbook" / "validated" / key.hexdigest()
 
 
 def _marked(mark: Path) -> bool:
-    """Whether the mark is there; a cache that cannot be looked in (a folder another user
-    made, a name too long) only costs time."""
+    """Whether the mark is there, a file of this user's in a folder only this user can write:
+    a mark anyone else could have left would let a document through that never validated. A
+    cache that cannot be looked in (a folder another user made, a name too long) only costs
+    time."""
     try:
-        return mark.is_file()
+        folder = _own_folder(mark.parent)
     except OSError:
         return False
+    try:
+        found = os.stat(mark.name, dir_fd=folder, follow_symlinks=False)
+    except OSError:
+        return False
+    finally:
+        os.close(folder)
+    return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid()
+
+
+def _own_folder(path: Path) -> int:
+    """An open descriptor of the folder ``path``, not a link, this user's and writable by
+    nobody else; else OSError."""
+    folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    found = os.fstat(folder)
+    if found.st_uid != os.geteuid() or found.st_mode & 0o022:
+        os.close(folder)
+        raise PermissionError(f"{path} is not this user's alone")
+    return folder
 
 
 def _leave(mark: Path) -> None:
     """The mark, made whole or not at all; a folder that cannot take it only costs time."""
     try:
         mark.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        folder = _own_folder(mark.parent)
+        try:
+            os.close(os.open(mark.name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600,
+                             dir_fd=folder))
+        finally:
+            os.close(folder)
     except OSError:
         pass
 

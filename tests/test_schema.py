@@ -168,3 +168,55 @@ def test_a_cache_folder_that_cannot_be_read_means_validating(
     assert "'soon' is not of type 'number'" in refused.out + refused.err
     assert "unexpected error" not in refused.out + refused.err
 
+
+def _plant(cache: Path, path: Path) -> Path:
+    """A mark for ``path`` (not valid) left where the engine looks for it."""
+    mark = schema._mark(loader.load(path, "Runbook"), "runbook")
+    assert mark is not None and mark.is_relative_to(cache)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+    return mark
+
+
+def test_a_mark_others_could_have_left_does_not_count(
+        write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    path = write_runbook(BAD)
+    mark = _plant(cache, path)
+    mark.parent.chmod(0o777)  # anyone may write there
+    with pytest.raises(InvalidInput, match="'soon' is not of type 'number'"):
+        api.load_runbook(str(path))
+    mark.parent.chmod(0o700)
+    elsewhere = tmp_path / "elsewhere"  # a folder of marks that is a link to another
+    mark.parent.rename(elsewhere)
+    mark.parent.symlink_to(elsewhere)
+    with pytest.raises(InvalidInput, match="'soon' is not of type 'number'"):
+        api.load_runbook(str(path))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user takes root")
+def test_a_mark_in_another_users_folder_does_not_count(
+        write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with ``sudo`` keeping the user's $HOME: root does not take the user's word."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    path = write_runbook(BAD)
+    mark = _plant(cache, path)
+    for folder in (mark, mark.parent, mark.parent.parent, cache):
+        os.chown(folder, 65534, 65534)
+    with pytest.raises(InvalidInput, match="'soon' is not of type 'number'"):
+        api.load_runbook(str(path))
+    assert os.stat(mark.parent).st_uid == 65534 and len(list(mark.parent.iterdir())) == 1
+
+
+def test_a_mark_that_is_a_link_does_not_count(
+        write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    path = write_runbook(BAD)
+    mark = _plant(cache, path)
+    mark.unlink()
+    mark.symlink_to(path)
+    with pytest.raises(InvalidInput, match="'soon' is not of type 'number'"):
+        api.load_runbook(str(path))
