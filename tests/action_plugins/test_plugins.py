@@ -242,6 +242,21 @@ def test_a_read_with_a_container_fails_without_the_deployment_or_the_container(
     assert wrong["failed"] and wrong["msg"] == f"api runs {IMAGE}:1, expected {IMAGE}:9"
 
 
+@pytest.mark.parametrize(("running", "repository", "tag"), [
+    (f"{IMAGE}:2", IMAGE, "2"),
+    (IMAGE, IMAGE, ""),  # no tag: the whole name, not an empty repository
+    ("registry.example:5000/app", "registry.example:5000/app", ""),  # a port, not a tag
+    ("registry.example:5000/app:7", "registry.example:5000/app", "7"),
+    (f"{IMAGE}@sha256:{'a' * 64}", IMAGE, ""),
+    (f"{IMAGE}:8@sha256:{'a' * 64}", IMAGE, "8")])
+def test_a_read_with_a_container_splits_the_image_it_runs(
+        kube: Kube, tmp_path: Path, running: str, repository: str, tag: str) -> None:
+    kube.apps.patch_namespaced_deployment("api", "app", {"spec": {"template": {"spec": {
+        "containers": [{"name": "api", "image": running}]}}}})
+    [found] = play(tmp_path, {"k8s_deployment": kube.args(name="api", container="api")})
+    assert (found["image"], found["repository"], found["tag"]) == (running, repository, tag)
+
+
 def test_the_rollout_wait_checks_the_image_it_ends_with(kube: Kube, tmp_path: Path) -> None:
     kube.set_image("2")
     results: list[Any] = []

@@ -14,9 +14,10 @@ replicas, updated, available, generation, observed), and wait_method (watch or p
 wait.
 
 With ``container``, the deployment must exist and have that container, and the result also
-says what it runs: image, repository and tag (the image split at its last colon), revision,
-replicas (available); with ``image`` as well, the container must run that image (after the
-wait, when there is one) and every replica must be updated and available.
+says what it runs: image, repository and tag (its name and its tag, '' when it has none; a
+digest is neither), revision, replicas (available); with ``image`` as well, the container must
+run that image (after the wait, when there is one) and every replica must be updated and
+available.
 """
 
 from __future__ import annotations
@@ -183,6 +184,16 @@ def _running(result, p):
                             + ("" if result["complete"] else
                                f" ({seen['available'] or 0}/{seen['replicas']} replicas "
                                f"available, {seen['updated'] or 0} updated)"), **result)
-    repository, _, tag = running.rpartition(":")
-    return {**result, "image": running, "repository": repository if tag else running,
-            "tag": tag, "revision": seen["revision"], "replicas": seen["available"]}
+    repository, tag = split_image(running)
+    return {**result, "image": running, "repository": repository, "tag": tag,
+            "revision": seen["revision"], "replicas": seen["available"]}
+
+
+def split_image(image):
+    """(repository, tag) of an image reference ``name[:tag][@digest]``: the tag is '' when it
+    has none (a colon before the last slash is a registry's port, not a tag)."""
+    name = image.partition("@")[0]
+    repository, colon, tag = name.rpartition(":")
+    if not colon or "/" in tag:
+        return name, ""
+    return repository, tag
