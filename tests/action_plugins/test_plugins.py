@@ -257,6 +257,20 @@ def test_a_read_with_a_container_splits_the_image_it_runs(
     assert (found["image"], found["repository"], found["tag"]) == (running, repository, tag)
 
 
+def test_an_empty_container_name_is_a_container_the_deployment_lacks(
+        kube: Kube, tmp_path: Path) -> None:
+    """An inventory's ``container: ""`` is checked as any other name, not taken for none:
+    the image is checked, and a missing deployment fails."""
+    wrong, missing = play(
+        tmp_path, {"k8s_deployment": kube.args(name="api", container="", image=f"{IMAGE}:9"),
+                   "ignore_errors": True},
+        {"k8s_deployment": kube.args(name="nothing", container=""), "ignore_errors": True})
+    assert wrong["failed"] and wrong["msg"] == "deployment api has no container  " \
+        "(containers: api)", wrong
+    assert missing["failed"] and missing["msg"] == "deployment nothing not found in " \
+        "namespace app", missing
+
+
 def test_the_rollout_wait_checks_the_image_it_ends_with(kube: Kube, tmp_path: Path) -> None:
     kube.set_image("2")
     results: list[Any] = []

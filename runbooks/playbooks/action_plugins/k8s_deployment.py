@@ -148,7 +148,7 @@ class ActionModule(shared.RunbookAction):
         kube = shared.kube_api(p["kubeconfig"], p["context"])
         dep = _get(kube, p["namespace"], p["name"])
         if dep is None:
-            if p["container"]:
+            if p["container"] is not None:
                 raise shared.Failed(f"deployment {p['name']} not found in namespace "
                                     f"{p['namespace']}", resources=[], complete=False,
                                     rollout={})
@@ -171,7 +171,7 @@ class ActionModule(shared.RunbookAction):
 
 def _running(result, p):
     """The result with what ``container`` runs, checked against ``image``."""
-    if not p["container"]:
+    if p["container"] is None:
         return result
     seen = result["rollout"]
     running = seen["images"].get(p["container"])
