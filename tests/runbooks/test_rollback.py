@@ -78,3 +78,14 @@ def test_sigkill_during_the_undo_then_resume(sandbox, runbook_cli):
     dep = deployment("uat1")
     assert dep["image"] == image("uat1-1.4.1") and dep["revision"] == "3"
     assert len(replicasets("uat1")) == 2
+
+
+def test_the_overlay_follows_the_undo_and_the_audiences_are_told_before_the_wait():
+    """Nothing stands between the undo and the overlay's commit: a message to a slow chat
+    service (up to 40 s) or a crash while telling it would leave the overlay rolling forward
+    on the next apply. The audiences hear of it while the rollout converges."""
+    from engine import api
+
+    ids = [step.id for step in api.load_runbook("rollback").steps]
+    assert ids[ids.index("undo"):ids.index("wait-rollout") + 1] == [
+        "undo", "overlay", "announce", "wait-rollout"]
