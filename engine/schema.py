@@ -96,13 +96,13 @@ def _mark(doc: Document, kind: str) -> Path | None:
     when the cache is another user's (``sudo`` keeping the user's $HOME)."""
     given = os.environ.get("XDG_CACHE_HOME", "")
     home = Path(os.environ.get("HOME") or "/nonexistent")
-    if given and Path(given).is_absolute():
-        cache_root = Path(given)
-    elif home.is_absolute() and home.is_dir():
-        cache_root = home / ".cache"
-    else:
-        return None
-    try:
+    try:  # a home that cannot be looked at (a folder of another user's on the way) is none
+        if given and Path(given).is_absolute():
+            cache_root = Path(given)
+        elif home.is_absolute() and home.is_dir():
+            cache_root = home / ".cache"
+        else:
+            return None
         if os.lstat(cache_root).st_uid != os.geteuid():
             return None
     except FileNotFoundError:
