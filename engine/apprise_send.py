@@ -73,8 +73,7 @@ def send_all(messages: list[list[str]]) -> list[list[str]]:
     each, in order, ``[service, problem]``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if len(messages) == 1:
-        return [list(send(*messages[0]))]
-    with ThreadPoolExecutor(max_workers=len(messages) or 1,
-                            thread_name_prefix="apprise") as pool:
+    if len(messages) <= 1:
+        return [list(send(*m)) for m in messages]
+    with ThreadPoolExecutor(max_workers=len(messages), thread_name_prefix="apprise") as pool:
         return [list(done) for done in pool.map(lambda m: send(*m), messages)]

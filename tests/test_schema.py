@@ -98,6 +98,7 @@ def test_validate_all_shipped_runbooks(runbook_cli):
 # -- the mark a validated document leaves ------------------------------------------------------
 
 GOOD = HEADER + "steps:\n  - id: a\n    command: {argv: [echo, hi]}\n"
+BAD = GOOD + "  - id: b\n    command: {argv: [echo], timeout: soon}\n"
 
 
 def _imports_jsonschema(path: str, cache: Path) -> bool:
@@ -119,7 +120,7 @@ def test_a_validated_runbook_is_not_validated_again_until_it_changes(
     marks = cache / "runbook" / "validated"
     assert len(list(marks.iterdir())) == 1
     assert not _imports_jsonschema(str(path), cache)  # the same bytes: the mark is enough
-    path.write_text(GOOD + "  - id: b\n    command: {argv: [echo], timeout: soon}\n")
+    path.write_text(BAD)
     with pytest.raises(InvalidInput) as info:
         api.load_runbook(str(path))
     assert info.value.line == 8 and "'soon' is not of type 'number'" in info.value.message
@@ -153,9 +154,6 @@ def test_without_a_home_folder_every_command_validates(
     assert _imports_jsonschema(str(path), tmp_path / "home-is-a-file" / "cache")
 
 
-BAD = GOOD + "  - id: b\n    command: {argv: [echo], timeout: soon}\n"
-
-
 def test_a_cache_folder_that_cannot_be_read_means_validating(
         runbook_cli, write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Looking for a mark that cannot be looked for (here a name too long for the file
@@ -169,54 +167,49 @@ def test_a_cache_folder_that_cannot_be_read_means_validating(
     assert "unexpected error" not in refused.out + refused.err
 
 
-def _plant(cache: Path, path: Path) -> Path:
-    """A mark for ``path`` (not valid) left where the engine looks for it."""
+@pytest.fixture
+def planted(write_runbook, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A runbook that does not validate, and a mark for it left where the engine looks."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    path = write_runbook(BAD)
     mark = schema._mark(loader.load(path, "Runbook"), "runbook")
     assert mark is not None and mark.is_relative_to(cache)
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.touch()
-    return mark
+    return path, mark
 
 
-def test_a_mark_others_could_have_left_does_not_count(
-        write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    path = write_runbook(BAD)
-    mark = _plant(cache, path)
-    mark.parent.chmod(0o777)  # anyone may write there
+def _still_refused(path: Path) -> None:
     with pytest.raises(InvalidInput, match="'soon' is not of type 'number'"):
         api.load_runbook(str(path))
+
+
+def test_a_mark_others_could_have_left_does_not_count(planted, tmp_path: Path) -> None:
+    path, mark = planted
+    mark.parent.chmod(0o777)  # anyone may write there
+    _still_refused(path)
     mark.parent.chmod(0o700)
     elsewhere = tmp_path / "elsewhere"  # a folder of marks that is a link to another
     mark.parent.rename(elsewhere)
     mark.parent.symlink_to(elsewhere)
-    with pytest.raises(InvalidInput, match="'soon' is not of type 'number'"):
-        api.load_runbook(str(path))
+    _still_refused(path)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user takes root")
-def test_a_mark_in_another_users_folder_does_not_count(
-        write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mark_in_another_users_folder_does_not_count(planted) -> None:
     """As with ``sudo`` keeping the user's $HOME: root does not take the user's word."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    path = write_runbook(BAD)
-    mark = _plant(cache, path)
+    path, mark = planted
+    cache = mark.parent.parent.parent
     for folder in (mark, mark.parent, mark.parent.parent, cache):
         os.chown(folder, 65534, 65534)
-    with pytest.raises(InvalidInput, match="'soon' is not of type 'number'"):
-        api.load_runbook(str(path))
+    _still_refused(path)
     assert os.stat(mark.parent).st_uid == 65534 and len(list(mark.parent.iterdir())) == 1
 
 
-def test_a_mark_that_is_a_link_does_not_count(
-        write_runbook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    path = write_runbook(BAD)
-    mark = _plant(cache, path)
+def test_a_mark_that_is_a_link_does_not_count(planted) -> None:
+    path, mark = planted
     mark.unlink()
     mark.symlink_to(path)
-    with pytest.raises(InvalidInput, match="'soon' is not of type 'number'"):
-        api.load_runbook(str(path))
+    _still_refused(path)

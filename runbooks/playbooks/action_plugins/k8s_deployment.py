@@ -161,11 +161,9 @@ class ActionModule(shared.RunbookAction):
         result = {"resources": [dep], "complete": done, "rollout": rollout(dep),
                   "wait_method": method}
         if not done:
-            seen = result["rollout"]
             raise shared.Failed(f"the rollout of {p['name']} did not complete within "
-                                f"{p['wait_timeout']} s: {seen['available'] or 0}/"
-                                f"{seen['replicas']} replicas available, "
-                                f"{seen['updated'] or 0} updated", **result)
+                                f"{p['wait_timeout']} s: {_progress(result['rollout'])}",
+                                **result)
         return _running(result, p)
 
 
@@ -181,12 +179,17 @@ def _running(result, p):
     expected = p["image"]
     if expected is not None and (running != expected or not result["complete"]):
         raise shared.Failed(f"{p['name']} runs {running}, expected {expected}"
-                            + ("" if result["complete"] else
-                               f" ({seen['available'] or 0}/{seen['replicas']} replicas "
-                               f"available, {seen['updated'] or 0} updated)"), **result)
+                            + ("" if result["complete"] else f" ({_progress(seen)})"),
+                            **result)
     repository, tag = split_image(running)
     return {**result, "image": running, "repository": repository, "tag": tag,
             "revision": seen["revision"], "replicas": seen["available"]}
+
+
+def _progress(seen):
+    """How far a rollout got, from ``rollout``'s figures."""
+    return (f"{seen['available'] or 0}/{seen['replicas']} replicas available, "
+            f"{seen['updated'] or 0} updated")
 
 
 def split_image(image):
