@@ -1,4 +1,4 @@
-"""The analysis check's overhead per query: one measurement of engine/analysis.py (render the
+"""The analysis check's overhead per query: one measurement of engine/views/analysis.py (render the
 query, ask Prometheus over HTTP, parse, evaluate the successCondition in the Jinja2 sandbox)
 against the bare HTTP request to Prometheus's /api/v1/query with the same PromQL (the
 baseline), on the sandbox's real Prometheus.
@@ -18,8 +18,9 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import analysis, sandbox
+from engine import sandbox
 from engine.sandbox import prometheus
+from engine.views import analysis
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/quikapp/api:staging-1.4.1"
 METRIC = {"name": "error-ratio",

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine import api  # noqa: E402
-from engine.report import NullReporter  # noqa: E402
+from engine.run.report import NullReporter  # noqa: E402
 
 STEPS = 4
 PLAYBOOK = ("- name: One task\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine import api  # noqa: E402
-from engine.report import NullReporter  # noqa: E402
+from engine.run.report import NullReporter  # noqa: E402
 
 HEADER = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: bench}\n"
 

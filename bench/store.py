@@ -29,9 +29,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine.identity import origin  # noqa: E402
 from engine.store import open_store  # noqa: E402
 from engine.store.chain import GENESIS, dumps, record_hash  # noqa: E402
+from engine.trust.identity import origin  # noqa: E402
 
 HEADER = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: bench}\n"
 STEPS = 17  # with run-start, lock, run-status and unlock: 21 journal records a run
@@ -124,7 +124,7 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 OLD_VERIFY = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from engine.audit import check
+from engine.trust.audit import check
 from engine.store import open_store
 with open_store(readonly=True) as store:
     records = store.journal()  # as audit verify read it before: the whole journal at once
@@ -209,7 +209,7 @@ NOOP = """
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from engine import api
-from engine.report import NullReporter
+from engine.run.report import NullReporter
 
 class Timer(NullReporter):
     marks = []

@@ -12,7 +12,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from engine.loader import PROJECT_ROOT
+from engine.language.loader import PROJECT_ROOT
 from engine.store import HistoryRecord, open_store
 from tests.browser import needs_chromium, parse, rendered_dom, screenshot
 from tests.conftest import runbook_process

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.identity import login_name
 from engine.store import RunRecord, open_store
+from engine.trust.identity import login_name
 
 PEOPLE = {"alice": {"roles": ["cab"]}, "bob": {"roles": ["cab"]}, "tester": {"roles": []}}
 

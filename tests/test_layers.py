@@ -17,11 +17,11 @@ def test_every_run_status_has_one_exit_code():
 
 
 def test_api_does_not_import_the_formatting():
-    code = "import sys, engine.api, engine.approvals; print(sorted(sys.modules))"
+    code = "import sys, engine.api, engine.trust.approvals; print(sorted(sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     loaded = proc.stdout
-    assert "engine.present" not in loaded and "engine.commands" not in loaded
+    assert "engine.views.present" not in loaded and "engine.cli.commands" not in loaded
 
 
 def test_run_results_carry_the_enum_and_json_the_text(write_runbook, runbook_cli):

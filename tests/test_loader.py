@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import api, loader
+from engine import api
 from engine.errors import InvalidInput
+from engine.language import loader
 from tests.conftest import HEADER
 
 

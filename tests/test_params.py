@@ -137,7 +137,8 @@ BRANCHES = ["hotfix/1.4.3", "hotfix/CVE-2026-1234", "release/2.0", "a", "x.y/z_w
 
 
 def test_hotfix_branch_names_are_ones_git_accepts():
-    from engine import api, patterns
+    from engine import api
+    from engine.language import patterns
 
     branch = api.load_runbook("hotfix").param("branch")
     assert branch is not None and branch.pattern
@@ -153,7 +154,8 @@ def test_hotfix_branch_names_are_ones_git_accepts():
 
 @pytest.mark.parametrize("runbook", ["hotfix", "promote"])
 def test_image_tags_follow_the_oci_grammar(runbook):
-    from engine import api, patterns
+    from engine import api
+    from engine.language import patterns
 
     tag = api.load_runbook(runbook).param("tag")
     assert tag is not None and tag.pattern

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine import proc
+from engine.run import proc
 from engine.store.owner import pid_alive
 from tests.conftest import HEADER, runbook_process
 from tests.test_resume_kill import wait_for

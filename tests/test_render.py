@@ -1,7 +1,7 @@
 import pytest
 
 from engine.errors import InvalidInput
-from engine.render import Deferred, Pending, condition, render_value
+from engine.language.render import Deferred, Pending, condition, render_value
 
 CTX = {"params": {"env": "qa", "n": 3}, "vars": {}, "later": Pending("later")}
 

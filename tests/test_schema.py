@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import api, loader, schema
+from engine import api
 from engine.errors import InvalidInput
+from engine.language import loader, schema
 from engine.steps import STEP_TYPES
 from tests.conftest import HEADER
 

@@ -41,8 +41,8 @@ def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "",
     """Start the sandbox; ``operator`` (default: the name this process claims) becomes one
     of the people of its inventory; with ``clock``, verification windows wait on the
     sandbox's clock (engine/sandbox/clock.py), not on the wall clock."""
-    from engine import identity
-    from engine.loader import source_tree
+    from engine.language.loader import source_tree
+    from engine.trust import identity
 
     if source_tree() is None:
         raise RunbookError("the sandbox runs from a checkout of runbook: it deploys the "
@@ -176,7 +176,7 @@ def exports(info: dict[str, Any]) -> str:
 def shown(info: dict[str, Any]) -> dict[str, Any]:
     """The settings as ``sandbox status`` shows them: the database passwords only by the
     names of their variables (``sandbox env`` exports them)."""
-    from engine.secrets import MASK
+    from engine.trust.secrets import MASK
 
     databases = {env: {**db, "password": MASK} for env, db in
                  (info.get("databases") or {}).items()}

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from engine import sandbox
-from engine.loader import PROJECT_ROOT  # the sandbox only runs from a checkout
+from engine.language.loader import PROJECT_ROOT  # the sandbox only runs from a checkout
 from engine.sandbox import database, prometheus, seed
 from engine.sandbox.clock import EXTENSION, SandboxClock
 from engine.sandbox.kube import Cluster

@@ -15,7 +15,6 @@ from typing import Any
 
 from engine.steps import (
     analysis,
-    ansible,
     approval,
     assert_,
     command,
@@ -24,6 +23,7 @@ from engine.steps import (
     set_,
     wait,
 )
+from engine.steps.ansible import step as ansible
 from engine.steps.base import StepContext, StepType
 
 _MODULES = (command, ansible, assert_, set_, wait, approval, record, notify, analysis)

@@ -3,7 +3,7 @@ templates (``monitoring.analyses``) against its Prometheus (``monitoring.prometh
 ``args`` (the environment, the image it runs) rendering the queries: the step fails when a
 metric fails (more failed measurements than its ``failureLimit``) or has no answer too many
 times in a row. Every value measured, with its time, is the step's result either way, so the
-change record shows what was seen. See engine/analysis.py.
+change record shows what was seen. See engine/views/analysis.py.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine import analysis
 from engine.errors import StepFailed
-from engine.model import Outcome
+from engine.language.model import Outcome
 from engine.steps.base import StepType
+from engine.views import analysis
 
 if TYPE_CHECKING:
     from engine.steps.base import StepContext

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine import gates, proc
 from engine.errors import InvalidInput, StepFailed, WaitingForApproval
-from engine.model import Outcome
+from engine.language.model import Outcome
+from engine.run import proc
 from engine.steps.base import APPROVALS, STORE, StepType
+from engine.trust import gates
 
 if TYPE_CHECKING:
     from engine.steps.base import StepContext
@@ -112,7 +113,7 @@ def _analysis(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any]) 
     """The environment's monitoring, measured by an analysis template against the
     inventory's Prometheus, of the image the environment runs (as ``running`` says). A plan
     measures nothing: the measurements take the template's count and intervals."""
-    from engine import analysis
+    from engine.views import analysis
 
     spec = item.spec["analysis"]
     env = str(spec["env"])

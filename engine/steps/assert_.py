@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed, StepRefused
-from engine.model import Outcome
+from engine.language.model import Outcome
 from engine.steps.base import StepType
 
 if TYPE_CHECKING:

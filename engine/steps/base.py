@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.clock import Clock
-from engine.model import Inventory, Outcome, Step
-from engine.render import condition
+from engine.language.model import Inventory, Outcome, Step
+from engine.language.render import condition
 from engine.store import ApprovalRecord, StateStore
 
 # What a step type may be given besides its body, each only to the types that ask for it.

@@ -8,9 +8,9 @@ import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine import proc
 from engine.errors import StepFailed
-from engine.model import Outcome
+from engine.language.model import Outcome
+from engine.run import proc
 from engine.steps.base import StepType
 
 if TYPE_CHECKING:

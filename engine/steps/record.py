@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.clock import iso
-from engine.model import Outcome
+from engine.language.model import Outcome
 from engine.steps.base import STORE, StepType
 from engine.store import HistoryRecord
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine.model import Outcome
+from engine.language.model import Outcome
 from engine.steps.base import StepType
 
 if TYPE_CHECKING:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine import proc
 from engine.errors import StepFailed
-from engine.model import Outcome
+from engine.language.model import Outcome
+from engine.run import proc
 from engine.steps.base import StepType
 from engine.steps.command import argv_of
 

@@ -73,7 +73,7 @@ class ApprovalRecord:
     item: str = ""  # a checklist item or a gate name; "" for the step as a whole
     ticket: str = ""
     plan_hash: str = ""
-    # A signed approval (engine.signatures): the armored SSH signature, the signer's public
+    # A signed approval (engine.trust.signatures): the armored SSH signature, the signer's public
     # key and its fingerprint, and the exact payload signed.
     signature: str = ""
     signer_key: str = ""

@@ -86,7 +86,7 @@ def _v2_ordered_lookups(d: Dialect) -> Iterator[str]:
 
 def _v3_signed_approvals(d: Dialect) -> Iterator[str]:
     """An approval keeps its SSH signature, the signer's public key and fingerprint, and the
-    payload signed (engine.signatures); an unsigned one has them empty."""
+    payload signed (engine.trust.signatures); an unsigned one has them empty."""
     for column in SIGNATURE_COLUMNS:
         yield f"ALTER TABLE approvals ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
 

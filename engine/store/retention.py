@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from engine import interrupts, pause
 from engine.clock import iso
 from engine.errors import InvalidInput
+from engine.run import interrupts, pause
 from engine.status import ENDED
 from engine.store import EventRecord, StateStore, home
 from engine.store.owner import is_alive, this_process

@@ -13,7 +13,6 @@ from types import TracebackType
 from typing import Any
 
 from engine.clock import iso
-from engine.identity import origin
 from engine.status import RunStatus
 from engine.store import (
     ApprovalAlreadyUsed,
@@ -38,6 +37,7 @@ from engine.store.migrations import (
     check_version,
 )
 from engine.store.owner import is_alive
+from engine.trust.identity import origin
 
 RUN_COLUMNS = ("id", "runbook", "path", "runbook_sha", "inventory", "inventory_sha", "params",
                "run_user", "started_at", "plan_hash", "status", "ended_at", "message",

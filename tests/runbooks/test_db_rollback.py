@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 
-from engine.loader import PROJECT_ROOT
+from engine.language.loader import PROJECT_ROOT
 from tests.conftest import REPO, runbook_process
 from tests.runbooks.killing import kill_during, state_db, step_status, wait_until
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.loader import PROJECT_ROOT
+from engine.language.loader import PROJECT_ROOT
 from tests.conftest import runbook_process
 from tests.runbooks.killing import step_attempts, step_status, wait_until
 from tests.world import ENVS, deployment, ecr_tags, image, overlay_commits, snapshot

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import api
-from engine.loader import list_names
+from engine.language.loader import list_names
 from tests.runbooks.test_promote import promote
 
 VALID = {

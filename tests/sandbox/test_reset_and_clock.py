@@ -13,7 +13,7 @@ import psycopg
 import yaml
 
 from engine import sandbox as sb
-from engine.loader import PROJECT_ROOT
+from engine.language.loader import PROJECT_ROOT
 from engine.sandbox import database
 from tests.conftest import _start_sandbox, runbook_process
 from tests.helpers import book

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from engine import ansible_warm, proc
+from engine.run import proc
+from engine.steps.ansible import warm as ansible_warm
 from engine.store.owner import pid_alive
 from tests.conftest import runbook_process
 from tests.helpers import book
@@ -39,7 +40,7 @@ def _parent(pid: int) -> int:
 
 def _is_kept(pid: int) -> bool:
     argv = cmdline(pid)
-    return any(a.endswith(b"ansible_host.py") for a in argv) and b"--serve" in argv
+    return any(a.endswith(b"steps/ansible/host.py") for a in argv) and b"--serve" in argv
 
 
 def kept_workers() -> list[int]:

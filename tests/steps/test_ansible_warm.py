@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from engine import ansible_warm, api
+from engine import api
 from engine.clock import SystemClock
 from engine.errors import StepFailed
-from engine.execute import step_folder
-from engine.model import Step
+from engine.language.model import Step
+from engine.run.execute import step_folder
 from engine.steps import ansible as ansible_step
+from engine.steps.ansible import warm as ansible_warm
 from engine.steps.base import StepContext
 from engine.store.owner import pid_alive
 from tests.helpers import book
@@ -89,7 +90,7 @@ def test_the_artifacts_have_ansible_runners_layout_in_both_ways(tmp_path, monkey
     assert found["warm"]["result"]["outputs"]["y"] == "same"
 
 
-# The task's ancestors that run ansible_host.py (forks keep its command line): the task's
+# The task's ancestors that run steps/ansible/host.py (forks keep its command line): the task's
 # process, the playbook's, the worker, then the guard that runs it. The two outermost are
 # killed, by their ancestry rather than by a scan of every process (whose order depends on
 # how the machine numbered them).
@@ -98,7 +99,7 @@ chain=""
 p=$$
 while [ "$p" -gt 1 ]; do
   p=$(awk '{print $4}' "/proc/$p/stat")
-  if grep -q ansible_host.py "/proc/$p/cmdline" 2>/dev/null; then chain="$chain $p"; fi
+  if grep -q steps/ansible/host.py "/proc/$p/cmdline" 2>/dev/null; then chain="$chain $p"; fi
 done
 kill -9 $(echo $chain | awk '{print $NF, $(NF-1)}')
 """

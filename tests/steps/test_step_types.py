@@ -2,7 +2,7 @@
 
 import json
 
-from engine.loader import PROJECT_ROOT
+from engine.language.loader import PROJECT_ROOT
 from engine.steps import STEP_TYPES, with_step_types
 
 

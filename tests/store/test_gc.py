@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import api
-from engine.pause import PAUSE_WHILE_COLLECTING
+from engine.run.pause import PAUSE_WHILE_COLLECTING
 from engine.store import home, open_store
 from tests.conftest import REPO, runbook_process
 from tests.fakes import FakeClock

@@ -9,8 +9,8 @@ import tracemalloc
 import pytest
 
 from engine import api
-from engine.audit import check
 from engine.store import RunRecord, StateStore, StepRecord, open_store
+from engine.trust.audit import check
 from tests.helpers import append_step, book
 from tests.store.test_store import BACKENDS, store_location
 

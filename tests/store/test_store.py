@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.identity import origin
 from engine.store import (
     ApprovalAlreadyUsed,
     ApprovalRecord,
@@ -24,6 +23,7 @@ from engine.store import (
     open_store,
 )
 from engine.store.owner import this_process
+from engine.trust.identity import origin
 
 BACKENDS = ["sqlite", "postgres"]
 
