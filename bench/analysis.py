@@ -1,5 +1,5 @@
-"""The analysis check's overhead per query: one measurement of engine/views/analysis.py (render the
-query, ask Prometheus over HTTP, parse, evaluate the successCondition in the Jinja2 sandbox)
+"""The analysis check's overhead per query: one measurement of engine/steps/monitoring.py (render
+the query, ask Prometheus over HTTP, parse, evaluate the successCondition in the Jinja2 sandbox)
 against the bare HTTP request to Prometheus's /api/v1/query with the same PromQL (the
 baseline), on the sandbox's real Prometheus.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from engine import sandbox
 from engine.sandbox import prometheus
-from engine.views import analysis
+from engine.steps import monitoring as analysis
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/quikapp/api:staging-1.4.1"
 METRIC = {"name": "error-ratio",

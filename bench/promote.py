@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine import api, sandbox  # noqa: E402
+from engine.api.approvals import approve  # noqa: E402
 from engine.run.report import NullReporter  # noqa: E402
-from engine.trust.approvals import approve  # noqa: E402
 
 WAIT_TASK = "Wait until the rollout is complete and runs the expected image"
 WAYS = ("warm", "cli", "runner", "bash")

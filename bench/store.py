@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from engine.store import open_store  # noqa: E402
 from engine.store.chain import GENESIS, dumps, record_hash  # noqa: E402
-from engine.trust.identity import origin  # noqa: E402
+from engine.system.identity import origin  # noqa: E402
 
 HEADER = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: bench}\n"
 STEPS = 17  # with run-start, lock, run-status and unlock: 21 journal records a run

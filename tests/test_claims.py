@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.run.pause import PAUSE_BEFORE_CLAIM
+from engine.system.pause import PAUSE_BEFORE_CLAIM
 from tests.conftest import runbook_process
 from tests.helpers import append_step, book, lines
 from tests.store.test_store import store_location

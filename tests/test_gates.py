@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from engine import api
+from engine.api.approvals import approve
 from engine.errors import InvalidInput
-from engine.trust.approvals import approve
 from tests.fakes import FakeClock
 from tests.helpers import APPEND, lines
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from engine.store import RunRecord, open_store
-from engine.trust.identity import login_name
+from engine.system.identity import login_name
 
 PEOPLE = {"alice": {"roles": ["cab"]}, "bob": {"roles": ["cab"]}, "tester": {"roles": []}}
 

@@ -8,7 +8,7 @@ import sqlite3
 import psycopg
 import pytest
 
-from engine.trust.identity import login_name
+from engine.system.identity import login_name
 from tests.conftest import runbook_process
 from tests.helpers import append_step, book
 from tests.store.test_store import store_location

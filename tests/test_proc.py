@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from engine.run import proc
 from engine.store.owner import pid_alive
+from engine.system import proc
 from tests.conftest import HEADER, runbook_process
 from tests.test_resume_kill import wait_for
 

@@ -82,6 +82,8 @@ def test_every_step_type_in_the_schema_has_a_module():
     step = schema.schema("runbook")["$defs"]["step"]
     declared = {next(iter(alt["required"])) for alt in step["oneOf"]} - {"include"}
     assert declared == set(STEP_TYPES)
+    # What the language layer knows of step types (it imports no step module) is the same set.
+    assert set(schema.step_type_keys()) == set(STEP_TYPES)
 
 
 def test_schema_command_prints_valid_json(runbook_cli):

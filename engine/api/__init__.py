@@ -10,24 +10,24 @@ import secrets
 import sys
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import Drifted, InvalidInput, LockHeld, RunNotFound
-from engine.language import loader, references, schema
+from engine.language import loader, schema
 from engine.language import params as params_mod
 from engine.language.model import Inventory, Runbook, build_runbook
-from engine.language.plan import Plan
-from engine.language.plan import build as build_plan
-from engine.run import pause
+from engine.run import references
 from engine.run.execute import Executor, RunResult, prepare_ahead
+from engine.run.plan import Plan
+from engine.run.plan import build as build_plan
 from engine.run.report import NullReporter, Reporter
 from engine.status import RESUMABLE, RunStatus, StepStatus
+from engine.steps import monitoring as analysis
 from engine.store import (
-    ApprovalRecord,
     EventRecord,
     HistoryRecord,
     JournalRecord,
@@ -41,54 +41,25 @@ from engine.store import (
 )
 from engine.store.owner import interrupt, this_process
 from engine.store.sql import lock_envs
-from engine.trust import approval_info, gates, identity
+from engine.system import identity, pause
+from engine.trust import approval_info, gates
 from engine.trust.secrets import Redactor, environment_secrets
-from engine.views import analysis
 from engine.views import drift as drift_mod
+from engine.views.records import (
+    AbortResult,
+    ChangeRecord,
+    DeadEnd,
+    GcResult,
+    PlanReport,
+    RunDetail,
+)
 
 if TYPE_CHECKING:  # the commands that use them import them: a run needs none
-    from engine.store.retention import Collected
     from engine.trust.audit import HeadFile, Verdict
     from engine.trust.journal_head import Head
     from engine.views import board as board_mod
 
 ABORT_WAIT = 15.0  # seconds an abort waits for the process executing the run to stop
-
-
-@dataclass(frozen=True)
-class PlanReport:
-    plan: Plan
-    dry_run: RunResult
-    drift: tuple[drift_mod.Drift, ...] = ()  # of the environments it changes
-
-
-@dataclass(frozen=True)
-class RunDetail:
-    run: RunRecord
-    steps: dict[str, StepRecord]
-    approvals: list[ApprovalRecord]
-    events: list[EventRecord]
-    given: tuple[approval_info.Given, ...] = ()  # the approvals, with what each was for
-    waits: tuple[approval_info.Wait, ...] = ()  # what a waiting run waits for
-
-
-@dataclass(frozen=True)
-class GcResult:
-    collected: Collected
-    older_than: str  # as given, such as 90d
-    source: str  # --older-than, or the inventory whose retention it is
-    cutoff: str  # runs that ended before this moment
-    dry_run: bool
-
-
-@dataclass(frozen=True)
-class ChangeRecord:
-    """What the change record of a run is made of; ``plan`` is None when the runbook is
-    gone or changed (the journal still tells what ran)."""
-
-    detail: RunDetail
-    journal: list[JournalRecord]
-    plan: PlanReport | None
 
 
 def load_runbook(name_or_path: str) -> Runbook:
@@ -313,7 +284,7 @@ def _resume_claimed(store: StateStore, record: RunRecord, book: Runbook, inv: In
                     changed: list[str], resumer: str, reporter: Reporter,
                     clock: Clock) -> RunResult:
     # Whatever an earlier, killed attempt left alive must not go on beside this one.
-    from engine.run import proc
+    from engine.system import proc
 
     proc.end_processes_of(record.id)
     proc.remove_scratch_of(record.id)
@@ -511,13 +482,6 @@ def _recorded_kinds() -> list[str]:
     return kinds
 
 
-@dataclass(frozen=True)
-class AbortResult:
-    run: RunRecord
-    holder: str | None = None  # the process that was executing it, asked to stop
-    stopped: bool = True  # whether that process stopped within the time given
-
-
 def abort(*, run_id: str, by: str | None = None, clock: Clock | None = None,
           state: str | None = None, wait: float = ABORT_WAIT) -> AbortResult:
     """End a run for good. A process executing it is stopped (as by an interrupt) and waited
@@ -568,19 +532,10 @@ def _wait_for_release(store: StateStore, run_id: str, me: str, wait: float) -> b
     return True
 
 
-@dataclass(frozen=True)
-class DeadEnd:
-    """A failed run that resuming cannot make succeed: ``failed`` failed, and ``undone_by``
-    (its on_failure steps) undid its change."""
-
-    failed: str
-    undone_by: tuple[str, ...] = ()
-
-
 def cannot_succeed(*, run_id: str, state: str | None = None) -> DeadEnd | None:
     """Why resuming run ``run_id`` cannot make it succeed (it failed and was rolled back),
     or None."""
-    from engine.language import outlook
+    from engine.run import outlook
 
     with open_store(state, readonly=True) as store:
         record = get_run(store, run_id)

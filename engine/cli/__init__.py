@@ -23,8 +23,8 @@ from engine.errors import (
     InvalidInput,
     RunbookError,
 )
-from engine.run import interrupts
-from engine.trust.identity import shown
+from engine.system import interrupts
+from engine.system.identity import shown
 
 EPILOG = """exit codes: 0 done, 1 a step failed (drift: environments disagree), 2 invalid input
 or a drifted environment, 3 waiting for an approval, 4 blocked by a lock held by another run,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from engine.cli.parser import Parser, add_params, add_run_options, engine_flags
 from engine.errors import EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, InvalidInput, exit_code
 from engine.status import RunStatus
-from engine.trust.identity import shown
+from engine.system.identity import shown
 
 if TYPE_CHECKING:
     from engine.language.model import Runbook
@@ -276,7 +276,7 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_approve(args: argparse.Namespace, extra: list[str]) -> int:
     from dataclasses import asdict
 
-    from engine.trust import approvals as approvals_mod
+    from engine.api import approvals as approvals_mod
 
     if not args.gate and not args.step:
         raise InvalidInput("say what is approved: --step STEP [--item ITEM ...] or --gate NAME")
@@ -356,7 +356,7 @@ def cmd_board(args: argparse.Namespace, extra: list[str]) -> int:
     from engine.views import present_board
 
     if args.serve:
-        from engine.views import board_server
+        from engine.cli import board_server
 
         with board_server.server(port=args.port, inventory=args.inventory,
                                  refresh=args.refresh) as served:

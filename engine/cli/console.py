@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from engine.trust.identity import shown
+from engine.system.identity import shown
 
 SYMBOLS = {"ok": "✓", "done": "✓", "checked": "✓", "skipped": "-", "failed": "✗", "refused": "✗",
            "waiting": "⏸", "interrupted": "!", "would-run": "·"}

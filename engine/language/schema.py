@@ -30,14 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInput
 from engine.language.loader import Document
-from engine.steps import STEP_TYPES
 
 if TYPE_CHECKING:
     import jsonschema
     from jsonschema import Draft202012Validator
 
 SCHEMA_KINDS = ("runbook", "fragment", "inventory")
-STEP_TYPE_KEYS = tuple(STEP_TYPES)
 
 
 def schema_file(kind: str) -> Traversable:
@@ -64,6 +62,15 @@ def _validator(kind: str) -> Draft202012Validator:
     registry: Registry[Any] = Registry().with_resources(
         (str(r.contents["$id"]), r) for r in shipped)
     return Draft202012Validator(schema(kind), registry=registry)
+
+
+@cache
+def step_type_keys() -> tuple[str, ...]:
+    """The step types the shipped runbook schema knows, in its order: each is a property of
+    a step that refers to its own definition (``scripts/step-schemas.py`` writes them from
+    the step types' modules)."""
+    props = schema("runbook")["$defs"]["step"]["properties"]
+    return tuple(key for key, value in props.items() if value == {"$ref": f"#/$defs/{key}"})
 
 
 def validate(doc: Document, kind: str) -> None:
@@ -171,16 +178,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
         extra = sorted(k for k in instance if k not in allowed)
         if is_step:
             return (f"unknown step type or field {', '.join(map(repr, extra))}; "
-                    f"step types are: {', '.join(STEP_TYPE_KEYS)}")
+                    f"step types are: {', '.join(step_type_keys())}")
         return (f"unknown field {', '.join(map(repr, extra))}; "
                 f"expected one of: {', '.join(sorted(allowed))}")
     if error.validator == "oneOf" and _looks_like_step(error):
-        present = [k for k in STEP_TYPE_KEYS if isinstance(instance, dict) and k in instance]
+        present = [k for k in step_type_keys() if isinstance(instance, dict) and k in instance]
         if isinstance(instance, dict) and "include" in instance and present:
             return "a step either includes a fragment or has a step type, not both"
         if present:
             return f"a step has exactly one step type, this one has {', '.join(present)}"
-        return f"a step needs a step type, one of: {', '.join(STEP_TYPE_KEYS)}"
+        return f"a step needs a step type, one of: {', '.join(step_type_keys())}"
     if error.validator == "oneOf" and "seconds" in _props(error):
         return "wait needs either 'seconds', or 'until' with a 'timeout'"
     if error.validator == "required":

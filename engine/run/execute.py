@@ -19,14 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.clock import Clock, iso
-from engine.errors import (
-    InvalidInput,
-    StepFailed,
-    StepRefused,
-    StepRetryable,
-    WaitingForApproval,
-)
-from engine.language.evaluate import (
+from engine.errors import InvalidInput, StepFailed, StepRefused, StepRetryable, WaitingForApproval
+from engine.language.model import Outcome, Runbook, Step
+from engine.language.render import Deferred
+from engine.run.evaluate import (
     evaluate,
     note_step,
     pending,
@@ -35,15 +31,13 @@ from engine.language.evaluate import (
     remember_done,
     skip,
 )
-from engine.language.model import Outcome, Runbook, Step
-from engine.language.plan import Plan, bind, plan_hash
-from engine.language.render import Deferred
-from engine.run import interrupts
+from engine.run.plan import Plan, bind, plan_hash
 from engine.run.report import Reporter
 from engine.status import ENDED, STEP_DONE, RunStatus, StepStatus
 from engine.steps import STEP_TYPES, StepContext
 from engine.steps.base import APPROVALS, STORE, StepType
 from engine.store import ApprovalAlreadyUsed, StateStore, StepRecord
+from engine.system import interrupts
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "",
     of the people of its inventory; with ``clock``, verification windows wait on the
     sandbox's clock (engine/sandbox/clock.py), not on the wall clock."""
     from engine.language.loader import source_tree
-    from engine.trust import identity
+    from engine.system import identity
 
     if source_tree() is None:
         raise RunbookError("the sandbox runs from a checkout of runbook: it deploys the "

@@ -13,16 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from engine.steps import (
-    analysis,
-    approval,
-    assert_,
-    command,
-    notify,
-    record,
-    set_,
-    wait,
-)
+from engine.steps import analysis, approval, assert_, command, notify, record, set_, wait
 from engine.steps.ansible import step as ansible
 from engine.steps.base import StepContext, StepType
 

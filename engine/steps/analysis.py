@@ -3,7 +3,7 @@ templates (``monitoring.analyses``) against its Prometheus (``monitoring.prometh
 ``args`` (the environment, the image it runs) rendering the queries: the step fails when a
 metric fails (more failed measurements than its ``failureLimit``) or has no answer too many
 times in a row. Every value measured, with its time, is the step's result either way, so the
-change record shows what was seen. See engine/views/analysis.py.
+change record shows what was seen. See engine/steps/monitoring.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome
+from engine.steps import monitoring as analysis
 from engine.steps.base import StepType
-from engine.views import analysis
 
 if TYPE_CHECKING:
     from engine.steps.base import StepContext

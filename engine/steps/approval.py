@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInput, StepFailed, WaitingForApproval
 from engine.language.model import Outcome
-from engine.run import proc
 from engine.steps.base import APPROVALS, STORE, StepType
+from engine.system import proc
 from engine.trust import gates
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def _analysis(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any]) 
     """The environment's monitoring, measured by an analysis template against the
     inventory's Prometheus, of the image the environment runs (as ``running`` says). A plan
     measures nothing: the measurements take the template's count and intervals."""
-    from engine.views import analysis
+    from engine.steps import monitoring as analysis
 
     spec = item.spec["analysis"]
     env = str(spec["env"])

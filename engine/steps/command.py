@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome
-from engine.run import proc
 from engine.steps.base import StepType
+from engine.system import proc
 
 if TYPE_CHECKING:
     from engine.steps.base import StepContext

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome
-from engine.run import proc
 from engine.steps.base import StepType
 from engine.steps.command import argv_of
+from engine.system import proc
 
 if TYPE_CHECKING:
     from engine.steps.base import StepContext

@@ -29,10 +29,10 @@ from pathlib import Path
 
 from engine.clock import iso
 from engine.errors import InvalidInput
-from engine.run import interrupts, pause
 from engine.status import ENDED
 from engine.store import EventRecord, StateStore, home
 from engine.store.owner import is_alive, this_process
+from engine.system import interrupts, pause
 
 REMOVED = "artifacts-removed"  # the journal record of one run's folder removed
 REMOVING = ".removing"  # where folders go, renamed, before they are deleted

@@ -37,7 +37,7 @@ from engine.store.migrations import (
     check_version,
 )
 from engine.store.owner import is_alive
-from engine.trust.identity import origin
+from engine.system.identity import origin
 
 RUN_COLUMNS = ("id", "runbook", "path", "runbook_sha", "inventory", "inventory_sha", "params",
                "run_user", "started_at", "plan_hash", "status", "ended_at", "message",

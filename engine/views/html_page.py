@@ -9,7 +9,7 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
-from engine.trust.identity import shown
+from engine.system.identity import shown
 
 STYLE = """
 :root { color-scheme: light; --ok: #1a7f37; --bad: #b42318; --wait: #9a6700; --mute: #57606a;

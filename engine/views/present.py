@@ -9,15 +9,15 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from engine.api import DeadEnd, PlanReport, RunDetail
 from engine.language.model import Runbook
 from engine.run.execute import RunResult
 from engine.status import RunStatus, StepStatus
 from engine.steps import STEP_TYPES
 from engine.store import RunRecord
+from engine.system.identity import shown
 from engine.trust.approval_info import Given, Wait, given_to_plan
-from engine.trust.identity import shown
 from engine.views.drift import Drift
+from engine.views.records import DeadEnd, PlanReport, RunDetail
 
 
 def plan_dict(report: PlanReport) -> dict[str, Any]:

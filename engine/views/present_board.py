@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine.store import RunRecord
+from engine.system.identity import shown
 from engine.trust.approval_info import Wait
-from engine.trust.identity import shown
 from engine.views.board import Board, EnvRow, Waiting
 from engine.views.html_page import code, esc, page, table
 from engine.views.present import wait_commands

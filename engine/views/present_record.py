@@ -8,11 +8,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from engine.api import ChangeRecord
 from engine.store import ApprovalRecord
+from engine.system.identity import shown
 from engine.trust import signatures
-from engine.trust.identity import shown
 from engine.views.present import md_cell
+from engine.views.records import ChangeRecord
 
 
 def markdown(record: ChangeRecord, plan_text: str | None) -> str:

@@ -9,12 +9,12 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from engine.api import ChangeRecord, PlanReport
 from engine.store import StepRecord
 from engine.trust import signatures
 from engine.views.html_page import code, esc, page, pre, table
 from engine.views.present import _details, drift_lines, plan_dict, wait_commands
 from engine.views.present_record import _brief, _evidence
+from engine.views.records import ChangeRecord, PlanReport
 
 
 def record_html(record: ChangeRecord, plan_text: str | None) -> str:

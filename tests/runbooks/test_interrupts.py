@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from engine.run import proc as engine_proc
+from engine.system import proc as engine_proc
 from tests.conftest import runbook_process
 from tests.runbooks import test_hotfix, test_promote
 from tests.runbooks.killing import step_status, wait_until

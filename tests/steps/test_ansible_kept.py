@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from engine.run import proc
 from engine.steps.ansible import warm as ansible_warm
 from engine.store.owner import pid_alive
+from engine.system import proc
 from tests.conftest import runbook_process
 from tests.helpers import book
 from tests.test_identity import nothing_recorded

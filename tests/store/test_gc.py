@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from engine import api
-from engine.run.pause import PAUSE_WHILE_COLLECTING
 from engine.store import home, open_store
+from engine.system.pause import PAUSE_WHILE_COLLECTING
 from tests.conftest import REPO, runbook_process
 from tests.fakes import FakeClock
 from tests.helpers import book

@@ -23,7 +23,7 @@ from engine.store import (
     open_store,
 )
 from engine.store.owner import this_process
-from engine.trust.identity import origin
+from engine.system.identity import origin
 
 BACKENDS = ["sqlite", "postgres"]
 

@@ -149,7 +149,7 @@ def _aws_service(service: str) -> Callable[[], None]:
 
 
 # The engine's files this process loads by their paths, from the folder of this one.
-_FILES = {"apprise_send": ("apprise_send.py",), "guard": ("..", "..", "run", "guard.py")}
+_FILES = {"apprise_send": ("apprise_send.py",), "guard": ("..", "..", "system", "guard.py")}
 
 
 def _beside(name: str) -> ModuleType:

@@ -7,7 +7,7 @@ rendered. The playbook sees only the environment it needs (an allowlist, plus th
 step lists in ``env``). While it runs, everything ansible-runner writes (the command with its
 environment, events, stdout) lives in a private folder in memory; the copy kept under the
 run's folder has the run's secrets masked. The playbook's process tree runs under the guard
-(``engine/run/guard.py``): it ends with the engine, even when the engine is killed.
+(``engine/system/guard.py``): it ends with the engine, even when the engine is killed.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import yaml
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome, Step
-from engine.run import interrupts, proc
 from engine.steps.base import StepType
+from engine.system import interrupts, proc
 
 if TYPE_CHECKING:
     from engine.steps.ansible import warm as ansible_warm

@@ -47,12 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from engine.run import proc
+from engine.system import proc
 
 HOST = Path(__file__).resolve().with_name("host.py")
 # The files the host loads by their paths (it imports nothing of the engine).
 HOST_FILES = (HOST, HOST.with_name("apprise_send.py"),
-              HOST.parents[2] / "run" / "guard.py")
+              HOST.parents[2] / "system" / "guard.py")
 _HEADER = struct.Struct("!I")
 _EVENT_DATA = re.compile(r"\x1b\[K((?:[A-Za-z0-9+/=]+\x1b\[\d+D)+)\x1b\[K")
 _MOVE = re.compile(r"\x1b\[\d+D")
@@ -285,7 +285,11 @@ class Worker:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(OSError):
                     os.kill(self.process.pid, signal.SIGTERM)
-                self.process.wait()
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # a guard that does not end: its tree now
+                    proc.end_tree(self.process.pid)
+                    self.process.wait()
         self._log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 

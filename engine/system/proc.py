@@ -1,6 +1,6 @@
 """Run a child process from an argv list (never a shell string), streaming its output.
 
-Every child runs under ``engine/run/guard.py`` in a process group of its own, tagged with the
+Every child runs under ``engine/system/guard.py`` in a process group of its own, tagged with the
 run's id in its environment: when the engine dies (even by SIGKILL) the guard ends the whole
 group, and a resume ends whatever an earlier attempt of the run left alive, so no orphan
 goes on changing things while the run is resumed.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from engine.run import guard
+from engine.system import guard
 
 MAX_KEPT = 64 * 1024
 GUARD = Path(__file__).resolve().with_name("guard.py")

@@ -14,13 +14,13 @@ from engine import api
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import InvalidInput, RunNotFound
 from engine.language import params
-from engine.language.plan import Plan
-from engine.language.plan import build as build_plan
-from engine.run import pause
+from engine.run.plan import Plan
+from engine.run.plan import build as build_plan
 from engine.status import RESUMABLE
 from engine.steps import STEP_TYPES
 from engine.store import ApprovalRecord, PlanRecord, RunRecord, StateStore, open_store
-from engine.trust import gates, identity, signatures
+from engine.system import identity, pause
+from engine.trust import gates, signatures
 from engine.trust.signatures import Signers, Signing
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this clock a signer's clock may be

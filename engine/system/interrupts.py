@@ -101,6 +101,6 @@ def stopping() -> bool:
 
 def end_children() -> None:
     """SIGKILL every process this engine started (they carry its pid in their environment)."""
-    from engine.run import proc
+    from engine.system import proc
 
     proc.end_processes_of(None, engine_pid=os.getpid())

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidInput
-from engine.language.evaluate import (
+from engine.language.model import Check, Inventory, Runbook, Step
+from engine.language.render import Deferred, condition, render_text, render_value
+from engine.run.evaluate import (
     checked,
     evaluate,
     pending,
@@ -23,8 +25,6 @@ from engine.language.evaluate import (
     remember_done,
     skip,
 )
-from engine.language.model import Check, Inventory, Runbook, Step
-from engine.language.render import Deferred, condition, render_text, render_value
 from engine.steps import STEP_TYPES
 from engine.store import StepRecord
 from engine.trust.secrets import Redactor
