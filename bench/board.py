@@ -33,8 +33,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine import api, present_board  # noqa: E402
+from engine import api  # noqa: E402
 from engine.store import open_store  # noqa: E402
+from engine.views import present_board  # noqa: E402
 
 
 def median_ms(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from engine import api
+from engine.api.common import get_run
+from engine.api.runs import replan
 from engine.clock import Clock, SystemClock, iso
 from engine.errors import InvalidInput, RunNotFound
 from engine.language import params
+from engine.run.load import load_inventory, load_runbook, redactor_for
 from engine.run.plan import Plan
 from engine.run.plan import build as build_plan
 from engine.status import RESUMABLE
@@ -103,13 +105,13 @@ def _given(store: StateStore, *, by: str, run_id: str | None, plan_hash: str | N
                       role=str(found.spec.get("role") or ""), what=f"the {gate} gate",
                       needed=found.signed)
     assert run_id is not None
-    run = api.get_run(store, run_id)
+    run = get_run(store, run_id)
     if run.status not in RESUMABLE:
         raise InvalidInput(f"run {run_id} is {run.status}: nothing to approve")
     if by == run.user:
         raise InvalidInput(f"{by} started run {run_id} and cannot approve it: "
                            "another person must")
-    the_plan, _ = api.replan(store, run)
+    the_plan, _ = replan(store, run)
     approvals, needed, role = _for_run(the_plan, run, by, at, step, items, gate, note, ticket)
     keys = the_plan.inventory.keys
     signers = Signers(keys, run.user, tuple(keys.get(run.user, ())) + _keys_at_start(store, run))
@@ -219,11 +221,11 @@ def _plan_record(store: StateStore, prefix: str) -> PlanRecord:
 
 def _plan_of(record: PlanRecord) -> Plan:
     """The plan an approval is given to, rebuilt to find its gates."""
-    book = api.load_runbook(record.path or record.runbook)
-    inv = api.load_inventory(None, book)
+    book = load_runbook(record.path or record.runbook)
+    inv = load_inventory(None, book)
     if (book.sha256, inv.sha256) != (record.runbook_sha, record.inventory_sha):
         raise InvalidInput(f"plan {record.hash[:12]} was made from another version of the "
                            "runbook or inventory: make a new plan")
     values = params.coerce(book, record.params)
     info = {"id": "plan", "user": record.created_by, "started_at": record.created_at}
-    return build_plan(book, inv, values, info, {}, api.redactor_for(book, values, inv))
+    return build_plan(book, inv, values, info, {}, redactor_for(book, values, inv))

@@ -276,17 +276,17 @@ def cmd_status(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_approve(args: argparse.Namespace, extra: list[str]) -> int:
     from dataclasses import asdict
 
-    from engine.api import approvals as approvals_mod
+    from engine import api
 
     if not args.gate and not args.step:
         raise InvalidInput("say what is approved: --step STEP [--item ITEM ...] or --gate NAME")
     if args.payload:
-        sys.stdout.write(approvals_mod.payload(
+        sys.stdout.write(api.approval_payload(
             by=args.by, run_id=args.run_id, plan_hash=args.plan_hash, step=args.step,
             items=args.items, gate=args.gate, note=args.note, ticket=args.ticket,
             at=args.at).decode())
         return EXIT_OK
-    approvals = approvals_mod.approve(
+    approvals = api.approve(
         by=args.by, run_id=args.run_id, plan_hash=args.plan_hash, step=args.step,
         items=args.items, gate=args.gate, note=args.note, ticket=args.ticket,
         signing=_signing(args), at=args.at)

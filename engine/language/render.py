@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.exceptions import SecurityError
@@ -21,6 +21,9 @@ from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from engine.errors import InvalidInput
 from engine.language import patterns
+
+if TYPE_CHECKING:
+    from engine.language.model import Runbook
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 # A template's arithmetic may not build a string or list longer than MAX_SIZE, nor an integer
@@ -203,3 +206,24 @@ def syntax_check(source: str) -> None:
             _compile_template(source)
         return
     _compile_template(source)  # compiling also finds unknown filters and tests
+
+
+def check_templates(runbook: Runbook) -> None:
+    """Every template of the runbook's steps parses: InvalidInput naming the step's line."""
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, Mapping):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list | tuple):
+            return [s for v in value for s in strings(v)]
+        return []
+
+    for step in runbook.all_steps():
+        for text in strings([step.name, step.when, dict(step.spec), dict(step.args or {})]):
+            try:
+                syntax_check(text)
+            except TemplateError as exc:
+                raise InvalidInput(f"template error in {text!r}: {exc.message}",
+                                   file=step.file, line=step.line,
+                                   path=f"$.steps[{step.id}]") from exc

@@ -11,7 +11,6 @@ step runs. The store keeps an aborted or done run as it is, whatever this proces
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,7 +33,7 @@ from engine.run.evaluate import (
 from engine.run.plan import Plan, bind, plan_hash
 from engine.run.report import Reporter
 from engine.status import ENDED, STEP_DONE, RunStatus, StepStatus
-from engine.steps import STEP_TYPES, StepContext
+from engine.steps import STEP_TYPES, StepContext, finish_all
 from engine.steps.base import APPROVALS, STORE, StepType
 from engine.store import ApprovalAlreadyUsed, StateStore, StepRecord
 from engine.system import interrupts
@@ -130,9 +129,7 @@ class Executor:
 
     def _finish(self, status: str, message: str, waiting_for: str | None = None) -> RunResult:
         message = self.plan.redactor.text(message)
-        warm = sys.modules.get("engine.steps.ansible.warm")  # started by a playbook, if one ran
-        if warm is not None:
-            warm.close_all()
+        finish_all()  # what the step types started for the run (the warm Ansible worker)
         if self.store and not self.dry_run:
             # The run has stopped: a signal now changes nothing in how it ended.
             with interrupts.shielded(deliver=False):

@@ -21,7 +21,15 @@ _MODULES = (command, ansible, assert_, set_, wait, approval, record, notify, ana
 
 STEP_TYPES: dict[str, StepType] = {m.TYPE.key: m.TYPE for m in _MODULES}
 
-__all__ = ["STEP_TYPES", "StepContext", "StepType", "with_step_types"]
+__all__ = ["STEP_TYPES", "StepContext", "StepType", "finish_all", "with_step_types"]
+
+
+def finish_all(*, at_once: bool = False) -> None:
+    """End what each step type started for the run (its ``finish`` hook): as a run ends, and
+    ``at_once`` for a run refused before it executed."""
+    for step_type in STEP_TYPES.values():
+        if step_type.finish is not None:
+            step_type.finish(at_once)
 
 
 def with_step_types(runbook_schema: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,10 @@ class StepType:
     # run's steps still to do with the folder each is written in (the warm Ansible worker);
     # it never fails: what went wrong shows when a step of the type runs.
     prepare: Callable[[str, Sequence[tuple[Step, Path]]], None] | None = None
+    # What ends with the run: whatever the type started ahead or for it (the warm Ansible
+    # worker). ``at_once``: for a run refused before it executed, without waiting for a
+    # worker still loading to notice.
+    finish: Callable[[bool], None] | None = None
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from engine.clock import iso
 from engine.errors import InvalidInput
 from engine.language.model import Inventory, Outcome, Step
-from engine.steps.ansible import apprise_send
+from engine.steps.ansible import apprise_send, warm
 from engine.steps.base import StepType
 from engine.trust.secrets import MIN_SECRET_LENGTH
 
@@ -116,9 +116,8 @@ def _in_worker(name: str, *args: Any) -> Any:
     """``name`` run by the run's warm worker; None when the run has none (or its child ended
     without an answer: then here, as without one). TimeoutError when the call did not end in
     its time: what it did is not known."""
-    warm = sys.modules.get("engine.steps.ansible.warm")
-    worker = warm.current() if warm is not None else None
-    if worker is None or warm is None:
+    worker = warm.current()
+    if worker is None:
         return None
     try:
         return worker.call(name, args, step_id="", timeout=TIMEOUT + 10)
@@ -171,8 +170,7 @@ def prepare(run_id: str, steps: Sequence[tuple[Step, Path]]) -> None:
     """Load Apprise and its plugins (about a second) in the background while the steps before
     the run's first message run, which mostly wait on Ansible and the cluster; nothing when
     the run has a warm worker: it loads Apprise and delivers the messages."""
-    warm = sys.modules.get("engine.steps.ansible.warm")
-    if warm is not None and warm.current() is not None:
+    if warm.current() is not None:
         return
     if "apprise" not in sys.modules:
         threading.Thread(target=_load, name="load-apprise", daemon=True).start()

@@ -136,7 +136,7 @@ def test_status_and_export_of_one_run_read_it_through_indexes(tmp_path, monkeypa
         db: sqlite3.Connection = store._db  # type: ignore[attr-defined]
         db.set_trace_callback(asked.append)
         shown = api.status(run_id=run_id)  # opens its own store: nothing traced
-        detail = api._detail(store, store.get_run(run_id))  # what status and export read
+        detail = api.run_detail(store, store.get_run(run_id))  # what status and export read
         journal = store.journal(run_id)  # what export adds
         api.replan(store, detail.run)
         db.set_trace_callback(None)

@@ -433,5 +433,12 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
+def finish(at_once: bool) -> None:
+    """End the run's warm worker, if a playbook or a prepare started one."""
+    from engine.steps.ansible import warm as ansible_warm
+
+    ansible_warm.close_all(at_once=at_once)
+
+
 TYPE = StepType("ansible", run, describe, SCHEMA, outputs=True, preflight=preflight,
-                prepare=prepare)
+                prepare=prepare, finish=finish)
