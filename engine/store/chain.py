@@ -94,7 +94,7 @@ def check(records: Iterable[JournalRecord], anchor: Anchor | None = None) -> Ver
             anchored, after = _against(anchor, rec, verdict, anchored, after)
         if rec.seq != expected_seq:
             verdict.found(f"record {rec.seq}: expected record {expected_seq} here "
-                          f"({'missing' if rec.seq > expected_seq else 'out of order'})")
+                          f"({'missing or moved' if rec.seq > expected_seq else 'out of order'})")
         if rec.prev_hash != prev_hash:
             verdict.found(f"record {rec.seq}: does not follow the record before it "
                           "(removed, inserted or reordered records)")

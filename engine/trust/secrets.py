@@ -43,9 +43,12 @@ class Redactor:
             self._secrets = sorted({*self._secrets, secret}, key=len, reverse=True)
 
     def add_value(self, value: str) -> None:
-        """A secret value, also as it appears inside a URL."""
+        """A secret value, also as it appears inside a URL: quoted whole, quoted as a path
+        (``/`` kept, as the templates' ``urlencode`` does) and as a form value."""
         self.add(value)
-        self.add(urllib.parse.quote(value, safe=""))
+        for quoted in (urllib.parse.quote(value, safe=""), urllib.parse.quote(value),
+                       urllib.parse.quote_plus(value, safe="")):
+            self.add(quoted)
 
     def secret_env(self, name: str) -> str:
         """Template function: a secret from the environment, masked wherever it shows up."""
@@ -56,13 +59,33 @@ class Redactor:
         return value
 
     def text(self, text: str) -> str:
+        """``text`` with every part that any secret covers masked: secrets that overlap
+        (``abc123`` and ``123xyz`` in ``abc123xyz``) leave nothing of either."""
+        spans: list[tuple[int, int]] = []
         for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+            at = text.find(secret)
+            while at >= 0:
+                spans.append((at, at + len(secret)))
+                at = text.find(secret, at + 1)
+        if not spans:
+            return text
+        spans.sort()
+        out, shown = [], 0
+        start, end = spans[0]
+        for begin, finish in [*spans[1:], (len(text) + 1, len(text) + 1)]:
+            if begin <= end:
+                end = max(end, finish)
+                continue
+            out += [text[shown:start], MASK]
+            shown, (start, end) = end, (begin, finish)
+        return "".join(out) + text[shown:]
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.text(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # A secret param rendered whole keeps its type: a number is a secret too.
+            return MASK if self.text(str(value)) != str(value) else value
         if isinstance(value, Mapping):
             return {k: self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -168,10 +168,6 @@ def test_a_secret_read_while_rendering_is_masked_in_what_is_shown(monkeypatch):
     assert ev.shown == {"argv": ["curl", "https://u:***@example.test/", "***"]}
 
 
-@pytest.mark.xfail(strict=True, reason="Redactor.add_value masks a secret URL-quoted with "
-                   "quote(safe=''), but the templates' urlencode filter keeps '/': a secret "
-                   "with a '/' (any base64 one) put in a URL with '| urlencode' is shown "
-                   "(runbooks/db-rollback.yaml works around it with replace('/', '%2F'))")
 def test_a_secret_with_a_slash_urlencoded_in_a_template_is_masked(monkeypatch):
     monkeypatch.setenv("DEPLOY_KEY", "k3y/with+chars")
     fetch = step("fetch", {"argv": ["curl", "https://u:{{ secret_env('DEPLOY_KEY') | urlencode }}"
@@ -182,9 +178,6 @@ def test_a_secret_with_a_slash_urlencoded_in_a_template_is_masked(monkeypatch):
     assert ev.shown == {"argv": ["curl", "https://u:***@example.test/"]}
 
 
-@pytest.mark.xfail(strict=True, reason="Redactor.value masks only strings: a secret integer "
-                   "param rendered as a whole ('{{ params.pin }}' keeps its type) is shown, "
-                   "planned and stored as the number itself")
 def test_a_secret_integer_param_is_masked_in_what_is_shown():
     unlock = step("unlock", {"argv": ["unlock", "{{ params.pin }}"]})
     book = runbook(unlock)
