@@ -28,7 +28,7 @@ EXIT_CODES: Mapping[RunStatus, int] = {
     RunStatus.INTERRUPTED: EXIT_INTERRUPTED, RunStatus.RUNNING: EXIT_STEP_FAILED}
 
 
-def exit_code(status: str) -> int:
+def exit_code(status: RunStatus) -> int:
     """The exit code for a run that ended as ``status``."""
     return EXIT_CODES[RunStatus(status)]
 

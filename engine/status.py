@@ -36,6 +36,8 @@ class StepStatus(StrEnum):
     WAITING = "waiting"
     WOULD_RUN = "would-run"  # a dry run: it would change something
     CHECKED = "checked"  # a dry run ran its read-only part
+    # Only what a run reports, never recorded: done in an earlier attempt, not run again.
+    DONE = "done"
 
 
 # A step in these states is not run again by a resume (unless its inputs changed).

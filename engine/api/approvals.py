@@ -201,7 +201,7 @@ def _check_gate(the_plan: Plan, gate: str, by: str, ticket: str) -> gates.Item:
     if not found:
         raise InvalidInput(f"runbook {the_plan.runbook.name} has no {gate} gate "
                            "for these inputs")
-    why = gates.eligible(by, found[0], the_plan.inventory.data.get("people") or {})
+    why = gates.eligible(by, found[0], the_plan.inventory.people)
     if why:
         raise InvalidInput(why)
     if found[0].spec.get("required_ticket") and not ticket.strip():

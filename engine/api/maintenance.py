@@ -107,7 +107,7 @@ def gc(*, older_than: str | None = None, inventory: str | None = None, dry_run: 
 def _retention_of(inv: Inventory) -> tuple[timedelta, str, str]:
     from engine.store import retention
 
-    value = (inv.data.get("retention") or {}).get("artifacts")
+    value = inv.artifacts_retention
     if value is None or inv.path is None:
         where = f"inventory {inv.path}" if inv.path else "no inventory given"
         raise InvalidInput("runbook gc needs --older-than DURATION, or an inventory with "

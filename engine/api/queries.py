@@ -59,7 +59,7 @@ def drift(*, env: str | None = None, inventory: str | None = None,
     inv = load_inventory(inventory)
     if inv.path is None:
         raise InvalidInput("no inventory: give --inventory NAME or set RUNBOOK_INVENTORY")
-    environments = inv.data.get("environments") or {}
+    environments = inv.environments
     if env is not None and env not in environments:
         raise InvalidInput(f"unknown environment {env} (environments: "
                            f"{', '.join(environments)})", file=str(inv.path))
@@ -79,8 +79,8 @@ def board(*, inventory: str | None = None, cluster: bool = True, clock: Clock | 
     inv = load_inventory(inventory)
     if inv.path is None:
         raise InvalidInput("no inventory: give --inventory NAME or set RUNBOOK_INVENTORY")
-    environments = inv.data.get("environments") or {}
-    order = board_mod.graph_order(environments, inv.data.get("promotions") or {})
+    environments = inv.environments
+    order = board_mod.graph_order(environments, inv.promotions)
     with open_store(state, readonly=True) as store:
         last = store.last_changes(gates.CHANGE_KINDS)
         runs = store.board_runs()
@@ -111,7 +111,7 @@ def _check_history_filters(store: StateStore, env: str | None, kind: str | None)
     recorded = store.history(limit=1_000_000)
     if env:
         inv = load_inventory(None)
-        envs = dict.fromkeys([*(inv.data.get("environments") or {}),
+        envs = dict.fromkeys([*(inv.environments),
                               *(h.env for h in recorded)])
         if env not in envs:
             raise InvalidInput(f"unknown environment {env!r} (known: "
@@ -180,7 +180,7 @@ def run_detail(store: StateStore, record: RunRecord) -> RunDetail:
     people: Mapping[str, Any] = {}
     # An inventory that is gone leaves the approvals shown, without the people's roles.
     with contextlib.suppress(InvalidInput):
-        people = inventory_at(record.inventory).data.get("people") or {}
+        people = inventory_at(record.inventory).people
     unrecorded = store.unrecorded_approvals(approvals) if approvals else set()
     given = approval_info.given(approvals, items, people, unrecorded)
     if any((g.item or g.gate) and not g.text for g in given):

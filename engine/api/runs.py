@@ -268,7 +268,7 @@ def _execute(store: StateStore, record: RunRecord, the_plan: Plan,
 def _drift_reads(book: Runbook, inv: Inventory, the_plan: Plan) -> drift_mod.Reads | None:
     """The reads of the drift check of the environments a runbook changes, started; None
     when it checks none."""
-    environments = inv.data.get("environments") or {}
+    environments = inv.environments
     locked = lock_envs(the_plan.lock_env)
     envs = [e for e in environments if e in locked]
     if not book.check_drift or not envs:

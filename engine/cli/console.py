@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Any, TextIO
 
+from engine.status import RunStatus, StepStatus
 from engine.system.identity import shown
 
 SYMBOLS = {"ok": "✓", "done": "✓", "checked": "✓", "skipped": "-", "failed": "✗", "refused": "✗",
@@ -35,13 +36,13 @@ class PlainReporter:
     def step_output(self, step_id: str, line: str) -> None:
         self._line(f"    {line}")
 
-    def step_finished(self, step_id: str, name: str, status: str, message: str,
+    def step_finished(self, step_id: str, name: str, status: StepStatus, message: str,
                       seconds: float) -> None:
         took = f" in {seconds:.2f} s" if seconds else ""
         detail = f": {message}" if message else ""
         self._line(f"{SYMBOLS.get(status, '?')} {step_id} {status}{took}{detail}")
 
-    def run_finished(self, run_id: str, status: str, message: str) -> None:
+    def run_finished(self, run_id: str, status: RunStatus, message: str) -> None:
         detail = f": {message}" if message else ""
         self._line(f"run {run_id} {status}{detail}")
 
@@ -65,7 +66,7 @@ class RichReporter(PlainReporter):
         self._status = self.console.status(f"{step_id}: {name}{again}")
         self._status.start()
 
-    def step_finished(self, step_id: str, name: str, status: str, message: str,
+    def step_finished(self, step_id: str, name: str, status: StepStatus, message: str,
                       seconds: float) -> None:
         self._stop()
         style = {"failed": "red", "waiting": "yellow", "interrupted": "yellow"}.get(status, "green")
@@ -74,7 +75,7 @@ class RichReporter(PlainReporter):
         self.console.print(shown(f"{SYMBOLS.get(status, '?')} {step_id} {status}{took}{detail}",
                                  keep_newlines=True), style=style, markup=False)
 
-    def run_finished(self, run_id: str, status: str, message: str) -> None:
+    def run_finished(self, run_id: str, status: RunStatus, message: str) -> None:
         self._stop()
         super().run_finished(run_id, status, message)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from engine.errors import InvalidInput
 from engine.language import patterns
 from engine.language.loader import Document
+from engine.status import StepStatus
 
 SCHEMA_VERSION = 1
 # The keys every step may have; the one other key names its type (the schema allows one).
@@ -144,6 +145,49 @@ class Inventory:
     # Each person's public SSH keys (engine.trust.keys), from ``keys`` and ``keys_file``.
     keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
+    # What the schema has checked, by name: past the loader, nothing reads the raw mapping
+    # for these (an inventory without one is an empty one).
+    @property
+    def environments(self) -> Mapping[str, Mapping[str, Any]]:
+        """Each environment's settings (namespace, deployment, overlay, ...), in order."""
+        return self.data.get("environments") or {}
+
+    @property
+    def promotions(self) -> Mapping[str, Sequence[str]]:
+        """The environments each environment may be promoted to."""
+        return self.data.get("promotions") or {}
+
+    @property
+    def people(self) -> Mapping[str, Mapping[str, Any]]:
+        """Each known person: roles, keys."""
+        return self.data.get("people") or {}
+
+    @property
+    def notify(self) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+        """Each audience and the variables holding its URLs."""
+        return self.data.get("notify") or {}
+
+    @property
+    def checklists(self) -> Mapping[str, Any]:
+        """The checklists of the transitions between environments."""
+        return self.data.get("checklists") or {}
+
+    @property
+    def variables(self) -> Mapping[str, Any]:
+        """The inventory's ``vars``: what its runbooks' templates read as ``inventory.vars``."""
+        return self.data.get("vars") or {}
+
+    @property
+    def kubeconfig(self) -> str:
+        """The kubeconfig of its clusters ('' for the default)."""
+        return str(self.variables.get("kubeconfig") or "")
+
+    @property
+    def artifacts_retention(self) -> str | None:
+        """``retention.artifacts``: how long the artifacts of ended runs are kept."""
+        value = (self.data.get("retention") or {}).get("artifacts")
+        return None if value is None else str(value)
+
     def line_of(self, at: tuple[str | int, ...]) -> int | None:
         """The line of the value at ``at`` in the inventory's file, or of its nearest parent."""
         for end in range(len(at), -1, -1):
@@ -157,7 +201,7 @@ class Inventory:
 class Outcome:
     """What one attempt of a step did. Not a checkpoint: see store.StepRecord."""
 
-    status: str  # ok | skipped | failed | checked | would-run
+    status: StepStatus  # ok | skipped | failed | checked | would-run
     result: Mapping[str, Any] = field(default_factory=dict)
     message: str = ""
 

@@ -43,7 +43,7 @@ from engine.system import interrupts
 class StepReport:
     step_id: str
     name: str
-    status: str
+    status: StepStatus
     message: str = ""
     seconds: float = 0.0
     attempts: int = 0
@@ -100,22 +100,22 @@ class Executor:
             self._prepare()
             failed = self._steps(self.plan.runbook.steps, allow_done=True)
         except WaitingForApproval as wait:
-            return self._finish("waiting", f"waiting for approval of step {wait.step_id}: "
+            return self._finish(RunStatus.WAITING, f"waiting for approval of step {wait.step_id}: "
                                 f"{wait.prompt}", waiting_for=wait.step_id)
         except Aborted:
-            return self._finish("aborted", "the run was aborted")
+            return self._finish(RunStatus.ABORTED, "the run was aborted")
         except StepRefused as refused:
-            return self._finish("refused", str(refused))
+            return self._finish(RunStatus.REFUSED, str(refused))
         except KeyboardInterrupt:
             self._interrupted()
             if self._aborted():
-                return self._finish("aborted", "the run was aborted")
-            return self._finish("interrupted", "interrupted")
+                return self._finish(RunStatus.ABORTED, "the run was aborted")
+            return self._finish(RunStatus.INTERRUPTED, "interrupted")
         if failed:
-            return self._finish("failed", failed)
+            return self._finish(RunStatus.FAILED, failed)
         if self.dry_run and not self._bound:
             self._bind(None)
-        return self._finish("planned" if self.dry_run else "done", "")
+        return self._finish(RunStatus.PLANNED if self.dry_run else RunStatus.DONE, "")
 
     def _prepare(self) -> None:
         prepare_ahead(self.run_id, self.plan.runbook, self.checkpoints)
@@ -124,10 +124,10 @@ class Executor:
         """The step in flight when the interrupt came, if nothing recorded its end."""
         if self._current is not None:
             now = iso(self.clock.now())
-            self._save(replace(self._current, status="interrupted", ended_at=now))
+            self._save(replace(self._current, status=StepStatus.INTERRUPTED, ended_at=now))
             self._current = None
 
-    def _finish(self, status: str, message: str, waiting_for: str | None = None) -> RunResult:
+    def _finish(self, status: RunStatus, message: str, waiting_for: str | None = None) -> RunResult:
         message = self.plan.redactor.text(message)
         finish_all()  # what the step types started for the run (the warm Ansible worker)
         if self.store and not self.dry_run:
@@ -196,7 +196,8 @@ class Executor:
         kind = STEP_TYPES[step.type]
         if allow_done and ev.done and record is not None:
             remember_done(step, record, self.context)
-            self._report(StepReport(step.id, name, "done", "done in an earlier attempt of this run",
+            self._report(StepReport(step.id, name, StepStatus.DONE,
+                                    "done in an earlier attempt of this run",
                                     attempts=record.attempts, result=record.result))
             return ""
         if kind.gate:
@@ -213,7 +214,7 @@ class Executor:
         while True:
             attempts += 1
             tries += 1
-            base = StepRecord(self.run_id, step.id, "running", attempts, started, fp)
+            base = StepRecord(self.run_id, step.id, StepStatus.RUNNING, attempts, started, fp)
             self._current = base
             self._save(base)
             self.reporter.step_started(step.id, name, attempts)
@@ -237,22 +238,22 @@ class Executor:
                                               f"retrying in {delay:g} s")
                     self.clock.sleep(delay)
                     continue
-                return self._end(base, name, "failed", str(exc), result, t0)
+                return self._end(base, name, StepStatus.FAILED, str(exc), result, t0)
             except WaitingForApproval as exc:
-                self._end(base, name, "waiting", exc.prompt, exc.result, t0)
+                self._end(base, name, StepStatus.WAITING, exc.prompt, exc.result, t0)
                 raise
             except StepRefused as exc:
-                self._end(base, name, "refused", str(exc), {}, t0)
+                self._end(base, name, StepStatus.REFUSED, str(exc), {}, t0)
                 raise
             except KeyboardInterrupt:
-                self._end(base, name, "interrupted", "interrupted", {}, t0)
+                self._end(base, name, StepStatus.INTERRUPTED, "interrupted", {}, t0)
                 raise
             except Deferred as exc:
                 return self._deferred(step, exc.name)
             except InvalidInput as exc:
-                return self._end(base, name, "failed", exc.render(), {}, t0)
+                return self._end(base, name, StepStatus.FAILED, exc.render(), {}, t0)
             except Exception as exc:  # a bug in a step type must still leave a clean record
-                return self._end(base, name, "failed",
+                return self._end(base, name, StepStatus.FAILED,
                                  f"unexpected error: {type(exc).__name__}: {exc}", {}, t0)
             uses = outcome.result.get("plan_approvals_used") if kind.gate else None
             try:
@@ -267,7 +268,7 @@ class Executor:
                 remember(step, outcome.result, self.context)
             return ""
 
-    def _end(self, base: StepRecord, name: str, status: str, message: str,
+    def _end(self, base: StepRecord, name: str, status: StepStatus, message: str,
              result: Mapping[str, Any], t0: float,
              rendered: Mapping[str, Any] | None = None,
              uses: Sequence[Mapping[str, str]] = ()) -> str:
@@ -286,16 +287,16 @@ class Executor:
     def _skipped(self, step: Step) -> str:
         skip(step, self.context)
         now = iso(self.clock.now())
-        self._save(StepRecord(self.run_id, step.id, "skipped", 0, now, "", ended_at=now,
+        self._save(StepRecord(self.run_id, step.id, StepStatus.SKIPPED, 0, now, "", ended_at=now,
                               result={"skipped": True}))
-        self._report(StepReport(step.id, step.name, "skipped", "condition is false"))
+        self._report(StepReport(step.id, step.name, StepStatus.SKIPPED, "condition is false"))
         return ""
 
     def _deferred(self, step: Step, needs: str) -> str:
         if not self.dry_run:
             return self._failed_early(step, f"result {needs!r} is not available")
         pending(step, self.context)
-        self._report(StepReport(step.id, step.name, "would-run",
+        self._report(StepReport(step.id, step.name, StepStatus.WOULD_RUN,
                                 f"decided at run time (needs the result of {needs!r})",
                                 needs=needs))
         return ""
@@ -308,9 +309,9 @@ class Executor:
     def _failed_early(self, step: Step, message: str) -> str:
         self._current = None  # its end is this record: an interrupt now does not change it
         now = iso(self.clock.now())
-        self._save(StepRecord(self.run_id, step.id, "failed", 0, now, "", ended_at=now,
+        self._save(StepRecord(self.run_id, step.id, StepStatus.FAILED, 0, now, "", ended_at=now,
                               error=message))
-        self._report(StepReport(step.id, step.name, "failed", message))
+        self._report(StepReport(step.id, step.name, StepStatus.FAILED, message))
         return message
 
     def _report(self, report: StepReport) -> None:

@@ -128,4 +128,4 @@ def password_envs(data: Any) -> list[str]:
 
 
 def kubeconfig_of(inv: Inventory) -> str:
-    return str((inv.data.get("vars") or {}).get("kubeconfig") or "")
+    return inv.kubeconfig

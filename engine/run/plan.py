@@ -161,7 +161,7 @@ def _check_required_gates(runbook: Runbook, inventory: Inventory, lock_env: str 
 
     present = {str(i.spec.get("gate")) for p in planned if STEP_TYPES[p.step.type].gate
                for i in items_of(p.items) if i.kind == "approval"}
-    environments = inventory.data.get("environments") or {}
+    environments = inventory.environments
     for env in (lock_env or "").split(","):
         required = (environments.get(env.strip()) or {}).get("required_gates") or []
         missing = [g for g in required if g not in present]

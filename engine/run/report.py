@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from engine.status import RunStatus, StepStatus
+
 
 class Reporter(Protocol):
     def run_started(self, run_id: str, runbook: str, *, resumed: bool, dry_run: bool) -> None: ...
     def step_started(self, step_id: str, name: str, attempt: int) -> None: ...
     def step_output(self, step_id: str, line: str) -> None: ...
-    def step_finished(self, step_id: str, name: str, status: str, message: str,
+    def step_finished(self, step_id: str, name: str, status: StepStatus, message: str,
                       seconds: float) -> None: ...
-    def run_finished(self, run_id: str, status: str, message: str) -> None: ...
+    def run_finished(self, run_id: str, status: RunStatus, message: str) -> None: ...
 
 
 class NullReporter:
@@ -25,9 +27,9 @@ class NullReporter:
     def step_output(self, step_id: str, line: str) -> None:
         pass
 
-    def step_finished(self, step_id: str, name: str, status: str, message: str,
+    def step_finished(self, step_id: str, name: str, status: StepStatus, message: str,
                       seconds: float) -> None:
         pass
 
-    def run_finished(self, run_id: str, status: str, message: str) -> None:
+    def run_finished(self, run_id: str, status: RunStatus, message: str) -> None:
         pass

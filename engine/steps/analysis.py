@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome
+from engine.status import StepStatus
 from engine.steps import monitoring as analysis
 from engine.steps.base import StepType
 
@@ -30,7 +31,7 @@ def run(ctx: StepContext) -> Outcome:
                          "(monitoring.prometheus)")
     analysis.template(monitoring, name)  # an unknown template is refused, in a plan too
     if ctx.dry_run:
-        return Outcome("would-run", message=f"measures analysis {name} against "
+        return Outcome(StepStatus.WOULD_RUN, message=f"measures analysis {name} against "
                                             f"{monitoring['prometheus']}")
     found = analysis.analyse(monitoring, name, args, inventory, clock=ctx.clock)
     for metric in found.data["metrics"]:
@@ -40,7 +41,7 @@ def run(ctx: StepContext) -> Outcome:
     result = {"passed": found.passed, "summary": found.detail, **found.data}
     if not found.passed:
         raise StepFailed(found.detail, result)
-    return Outcome("ok", result, message=found.detail)
+    return Outcome(StepStatus.OK, result, message=found.detail)
 
 
 def describe(spec: Mapping[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInput, StepFailed, WaitingForApproval
 from engine.language.model import Outcome
+from engine.status import StepStatus
 from engine.steps.base import APPROVALS, STORE, StepType
 from engine.system import proc
 from engine.trust import gates
@@ -27,13 +28,13 @@ def run(ctx: StepContext) -> Outcome:
     mine = [a for a in ctx.approvals if a.step_id == ctx.step.id or not a.step_id]
     if not items:
         if ctx.dry_run:
-            return Outcome("would-run", message=f"waits for approval: {prompt}")
+            return Outcome(StepStatus.WOULD_RUN, message=f"waits for approval: {prompt}")
         first = next((a for a in mine if a.step_id == ctx.step.id and not a.item), None)
         if first is None:
             ignored = [a for a in ctx.unrecorded if a.step_id == ctx.step.id and not a.item]
             raise WaitingForApproval(ctx.step.id, "; ".join(
                 [prompt, *(gates.not_recorded(a) for a in ignored)]))
-        return Outcome("ok", {"by": first.by, "at": first.at, "note": first.note},
+        return Outcome(StepStatus.OK, {"by": first.by, "at": first.at, "note": first.note},
                        message=f"approved by {first.by}")
     evidence = [_evaluate(item, ctx, mine) for item in items]
     lines = [f"[{'✓' if e.satisfied else ' '}] {e.item.id}: {e.item.text} — {e.detail}"
@@ -42,7 +43,7 @@ def run(ctx: StepContext) -> Outcome:
               "by": sorted({a.by for a in mine})}
     if ctx.dry_run:
         done = sum(e.satisfied for e in evidence)
-        return Outcome("would-run", result, message=f"{prompt}: {done} of {len(items)} "
+        return Outcome(StepStatus.WOULD_RUN, result, message=f"{prompt}: {done} of {len(items)} "
                        "items satisfied now\n" + "\n".join(lines))
     for line in lines:
         ctx.emit(line)
@@ -60,7 +61,7 @@ def run(ctx: StepContext) -> Outcome:
         raise WaitingForApproval(
             ctx.step.id, f"{prompt}: {len(missing)} of {len(items)} items not satisfied "
             f"({', '.join(e.item.id for e in missing)})", result)
-    return Outcome("ok", result, message=f"{len(items)} items satisfied")
+    return Outcome(StepStatus.OK, result, message=f"{len(items)} items satisfied")
 
 
 def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates.Evidence:
@@ -103,7 +104,7 @@ def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates
     if "notified" in item.spec:
         records = ctx.store.steps(ctx.run_id).values() if ctx.store else ()
         return gates.notified(gates.Item(item.id, item.text, item.kind, item.spec["notified"]),
-                              [r.result for r in records if r.status == "ok"])
+                              [r.result for r in records if r.status == StepStatus.OK])
     if "analysis" in item.spec:
         return _analysis(item, ctx, inventory)
     return gates.probe(item, _run_command, _fetch)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed, StepRefused
 from engine.language.model import Outcome
+from engine.status import StepStatus
 from engine.steps.base import StepType
 
 if TYPE_CHECKING:
@@ -18,12 +19,13 @@ def run(ctx: StepContext) -> Outcome:
     if ctx.dry_run and not ctx.spec.get("refuse"):
         # It checks what earlier steps did, and a dry run did not do it. A refusing assert
         # checks a precondition: that one is evaluated in the plan too.
-        return Outcome("would-run", message="checks: " + "; ".join(map(str, ctx.spec["that"])))
+        return Outcome(StepStatus.WOULD_RUN,
+                       message="checks: " + "; ".join(map(str, ctx.spec["that"])))
     for cond in ctx.spec["that"]:
         if not ctx.condition(cond):
             message = str(ctx.spec.get("message") or f"assertion failed: {cond}")
             raise StepRefused(message) if ctx.spec.get("refuse") else StepFailed(message)
-    return Outcome("ok", {"passed": len(ctx.spec["that"])})
+    return Outcome(StepStatus.OK, {"passed": len(ctx.spec["that"])})
 
 
 def describe(spec: Mapping[str, Any]) -> list[str]:

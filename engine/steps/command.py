@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome
+from engine.status import StepStatus
 from engine.steps.base import StepType
 from engine.system import proc
 
@@ -24,7 +25,7 @@ def run(ctx: StepContext) -> Outcome:
     spec = ctx.spec
     argv = argv_of(spec["argv"])
     if ctx.dry_run and spec.get("check_mode") != "safe":
-        return Outcome("would-run", message=shlex.join(argv))
+        return Outcome(StepStatus.WOULD_RUN, message=shlex.join(argv))
     env_spec = spec.get("env") or {}
     if not isinstance(env_spec, Mapping):
         raise StepFailed(f"env must render to a mapping, got {type(env_spec).__name__}")
@@ -38,7 +39,7 @@ def run(ctx: StepContext) -> Outcome:
                                     f"in {_where(spec.get('cwd'))}"), result)
     if done.rc != 0:
         raise StepFailed(ctx.redact(failure(argv, spec.get("cwd"), done)), result)
-    status = "checked" if ctx.dry_run else "ok"
+    status = StepStatus.CHECKED if ctx.dry_run else StepStatus.OK
     return Outcome(status, result)
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from engine.clock import iso
 from engine.errors import InvalidInput
 from engine.language.model import Inventory, Outcome, Step
+from engine.status import StepStatus
 from engine.steps.ansible import apprise_send, warm
 from engine.steps.base import StepType
 from engine.trust.secrets import MIN_SECRET_LENGTH
@@ -48,7 +49,7 @@ def run(ctx: StepContext) -> Outcome:
     audiences = audiences_of(spec["to"])
     title, body = str(spec["title"]), str(spec["body"])
     if ctx.dry_run:
-        return Outcome("would-run", message=f"notifies {', '.join(audiences)}: {title}")
+        return Outcome(StepStatus.WOULD_RUN, message=f"notifies {', '.join(audiences)}: {title}")
     config = (ctx.variables.get("inventory") or {}).get("notify") or {}
     kind = str(spec.get("type", "info"))
     deliveries = _deliver([(audience, t) for audience in audiences
@@ -63,7 +64,7 @@ def run(ctx: StepContext) -> Outcome:
     if missed:
         message = "warning: not delivered to " + "; ".join(missed) + \
             (f"; {message}" if message else "")
-    return Outcome("ok", result, message=ctx.redact(message))
+    return Outcome(StepStatus.OK, result, message=ctx.redact(message))
 
 
 def _deliver(found: Sequence[tuple[str, Target | None]], title: str, body: str, kind: str,
@@ -145,7 +146,7 @@ def check(spec: Mapping[str, Any], inventory: Inventory) -> None:
     """Before a run is recorded: each audience it tells is in the inventory and each URL's
     variable is set and holds a URL Apprise knows, else InvalidInput naming the inventory's
     line."""
-    config = inventory.data.get("notify") or {}
+    config = inventory.notify
     where = str(inventory.path) if inventory.path else "the inventory"
     for audience in audiences_of(spec.get("to")):
         if audience not in config:

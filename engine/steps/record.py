@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.clock import iso
 from engine.language.model import Outcome
+from engine.status import StepStatus
 from engine.steps.base import STORE, StepType
 from engine.store import HistoryRecord
 
@@ -18,12 +19,12 @@ def run(ctx: StepContext) -> Outcome:
     spec = ctx.spec
     data = dict(spec.get("data") or {})
     if ctx.dry_run or ctx.store is None:
-        return Outcome("would-run", message=f"records a {spec['kind']} of {spec['env']}")
+        return Outcome(StepStatus.WOULD_RUN, message=f"records a {spec['kind']} of {spec['env']}")
     record = HistoryRecord(at=iso(ctx.clock.now()), run_id=ctx.run_id,
                            user=str(ctx.variables["run"]["user"]), kind=str(spec["kind"]),
                            env=str(spec["env"]), data=data)
     ctx.store.add_history(record)
-    return Outcome("ok", {"at": record.at, "kind": record.kind, "env": record.env, **data})
+    return Outcome(StepStatus.OK, {"at": record.at, "kind": record.kind, "env": record.env, **data})
 
 
 def describe(spec: Mapping[str, Any]) -> list[str]:

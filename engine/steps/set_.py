@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.language.model import Outcome
+from engine.status import StepStatus
 from engine.steps.base import StepType
 
 if TYPE_CHECKING:
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def run(ctx: StepContext) -> Outcome:
-    return Outcome("ok", dict(ctx.spec))
+    return Outcome(StepStatus.OK, dict(ctx.spec))
 
 
 def describe(spec: Mapping[str, Any]) -> list[str]:

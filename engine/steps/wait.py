@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome
+from engine.status import StepStatus
 from engine.steps.base import StepType
 from engine.steps.command import argv_of
 from engine.system import proc
@@ -21,10 +22,10 @@ def run(ctx: StepContext) -> Outcome:
     if ctx.dry_run:
         what = (f"{spec['seconds']} s" if "seconds" in spec
                 else f"until {spec['until']} (at most {spec['timeout']} s)")
-        return Outcome("would-run", message=f"waits {what}")
+        return Outcome(StepStatus.WOULD_RUN, message=f"waits {what}")
     if "seconds" in spec:
         ctx.clock.sleep(float(spec["seconds"]))
-        return Outcome("ok", {"waited": float(spec["seconds"])})
+        return Outcome(StepStatus.OK, {"waited": float(spec["seconds"])})
     start = ctx.clock.monotonic()
     interval = float(spec.get("interval", 2))
     polls = 0
@@ -37,7 +38,7 @@ def run(ctx: StepContext) -> Outcome:
             poll = {"rc": done.rc, "stdout": done.stdout, "stderr": done.stderr}
         if ctx.condition(spec["until"], {"poll": poll}):
             waited = round(ctx.clock.monotonic() - start, 3)
-            return Outcome("ok", {"polls": polls, "waited": waited, "poll": poll})
+            return Outcome(StepStatus.OK, {"polls": polls, "waited": waited, "poll": poll})
         if ctx.clock.monotonic() - start + interval > float(spec["timeout"]):
             raise StepFailed(f"still not {spec['until']} after {spec['timeout']} s "
                              f"({polls} polls)", {"polls": polls, "poll": poll})

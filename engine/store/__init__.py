@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from engine.status import RunStatus, StepStatus
+
 SCHEMA_VERSION = 1  # of the run and step records; the tables' version is STORE_VERSION
 
 
@@ -39,7 +41,7 @@ class RunRecord:
     user: str
     started_at: str
     plan_hash: str
-    status: str = "running"  # running | waiting | failed | refused | interrupted | done | aborted
+    status: RunStatus = RunStatus.RUNNING
     ended_at: str | None = None
     message: str = ""
     lock_env: str | None = None  # the environment this run holds the lock of
@@ -50,7 +52,7 @@ class RunRecord:
 class StepRecord:
     run_id: str
     step_id: str
-    status: str  # running | ok | skipped | failed | refused | interrupted | waiting
+    status: StepStatus  # as recorded: running, ok, skipped, failed, refused, ...
     attempts: int
     started_at: str
     fingerprint: str

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from engine.clock import iso
-from engine.status import RunStatus
+from engine.status import RunStatus, StepStatus
 from engine.store import (
     ApprovalAlreadyUsed,
     ApprovalRecord,
@@ -279,6 +279,7 @@ class SqlStore:
         for r in rows:
             data = dict(zip(STEP_COLUMNS, r, strict=True))
             data["result"] = json.loads(data["result"])
+            data["status"] = StepStatus(data["status"])
             out[data["run_id"]][data["step_id"]] = StepRecord(**data)
         return out
 
@@ -362,6 +363,7 @@ class SqlStore:
         for r in rows:
             data = dict(zip(STEP_COLUMNS, r, strict=True))
             data["result"] = json.loads(data["result"])
+            data["status"] = StepStatus(data["status"])
             out[data["step_id"]] = StepRecord(**data)
         return out
 
@@ -535,6 +537,7 @@ def _run(row: Sequence[Any]) -> RunRecord:
     data = dict(zip(RUN_COLUMNS, row, strict=True))
     data["params"] = json.loads(data["params"])
     data["user"] = data.pop("run_user")
+    data["status"] = RunStatus(data["status"])
     return RunRecord(**data)
 
 

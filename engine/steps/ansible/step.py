@@ -29,6 +29,7 @@ import yaml
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome, Step
+from engine.status import StepStatus
 from engine.steps.base import StepType
 from engine.system import interrupts, proc
 
@@ -74,7 +75,7 @@ def run(ctx: StepContext) -> Outcome:
     if not playbook.is_absolute():
         playbook = (ctx.runbook_dir / playbook).resolve()
     if ctx.dry_run and spec.get("check_mode") == "skip":
-        return Outcome("would-run", message=f"ansible-playbook {playbook.name}")
+        return Outcome(StepStatus.WOULD_RUN, message=f"ansible-playbook {playbook.name}")
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     failures: list[str] = []
@@ -141,7 +142,7 @@ def run(ctx: StepContext) -> Outcome:
                          "(declared in the step's outputs: set it with ansible.builtin.set_stats)",
                          result)
     summary = outputs.get("summary")
-    return Outcome("checked" if ctx.dry_run else "ok", result,
+    return Outcome(StepStatus.CHECKED if ctx.dry_run else StepStatus.OK, result,
                    message=summary if isinstance(summary, str) else "")
 
 
