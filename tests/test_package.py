@@ -183,6 +183,27 @@ def test_the_sandbox_says_it_needs_a_checkout(installed: Path, outside: Path) ->
     assert not (outside / "sandbox").exists()
 
 
+def test_a_production_install_carries_no_sandbox(installed: Path, outside: Path) -> None:
+    # moto's server (and the Flask and Werkzeug it serves with) come only with the extra.
+    python = installed.with_name("python")
+    found = subprocess.run([str(python), "-c", "import moto"], cwd=outside, text=True,
+                           capture_output=True, check=False)
+    assert found.returncode != 0 and "No module named 'moto'" in found.stderr
+
+
+def test_the_sandbox_says_how_to_get_its_extra(installed: Path, tmp_path: Path) -> None:
+    # The checkout's engine with the production install's packages: a checkout without the
+    # extra.
+    env = {**{k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
+           "PYTHONPATH": str(REPO)}
+    done = subprocess.run([str(installed.with_name("python")), "-m", "engine", "sandbox", "up",
+                           "--dir", str(tmp_path / "sandbox")], cwd=REPO, env=env, text=True,
+                          capture_output=True, check=False, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "uv sync --extra sandbox" in done.stderr and "runbook[sandbox]" in done.stderr
+    assert not (tmp_path / "sandbox").exists()
+
+
 @pytest.mark.parametrize("shipped", sorted(
     [*(REPO / "runbooks").glob("*.yaml"), *(REPO / "runbooks" / "fragments").glob("*.yaml"),
      *(REPO / "inventories").glob("*.yaml")]), ids=lambda p: p.name)

@@ -36,6 +36,19 @@ def status(where: Path) -> dict[str, Any] | None:
     return info
 
 
+def missing_extra() -> str | None:
+    """What to install when the sandbox's own dependencies (moto's server) are missing: a
+    production install does not carry them."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is not None \
+            and importlib.util.find_spec("flask") is not None:
+        return None
+    return ("the sandbox needs moto's server, which a production install leaves out: install "
+            "the extra with `uv sync --extra sandbox` in a checkout (or "
+            "`pip install 'runbook[sandbox]'`)")
+
+
 def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "",
        clock: bool = False) -> dict[str, Any]:
     """Start the sandbox; ``operator`` (default: the name this process claims) becomes one
@@ -47,6 +60,9 @@ def up(where: Path, *, rollout_delay: float = 1.0, operator: str = "",
     if source_tree() is None:
         raise RunbookError("the sandbox runs from a checkout of runbook: it deploys the "
                            "checkout's inventory and overlays, which an installed engine has not")
+    problem = missing_extra()
+    if problem:
+        raise RunbookError(problem)
     operator = identity.check_name(operator or identity.claimed(), "the sandbox operator")
     running = status(where)
     if running:
