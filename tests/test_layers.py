@@ -21,3 +21,15 @@ def test_run_results_carry_the_enum_and_json_the_text(write_runbook, runbook_cli
     assert data["status"] == "waiting" and result.code == errors.EXIT_WAITING
     status = runbook_cli("status", data["run_id"], "--output", "json").json()
     assert status["steps"][0]["status"] == StepStatus.WAITING
+
+
+def test_no_module_of_the_engine_imports_itself_through_others():
+    # Every import counts, those inside functions too (grimp reads the source, as
+    # import-linter does): a cycle is a pair of modules that cannot be read apart.
+    import grimp
+
+    graph = grimp.build_graph("engine")
+    cycles = [(a, b) for a in sorted(graph.modules)
+              for b in sorted(graph.find_modules_directly_imported_by(a))
+              if graph.find_shortest_chain(importer=b, imported=a) is not None]
+    assert cycles == []

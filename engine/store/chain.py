@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from engine.store import JournalRecord
+from engine.store.records import JournalRecord
 
 GENESIS = "0" * 64  # what the first record follows
 

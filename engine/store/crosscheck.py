@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.store import ApprovalRecord, JournalRecord
 from engine.store.chain import record_hash
+from engine.store.records import ApprovalRecord, JournalRecord
 
 Query = Callable[[str, Sequence[Any]], list[Any]]
 

@@ -14,17 +14,6 @@ from typing import Any
 
 from engine.clock import iso
 from engine.status import RunStatus, StepStatus
-from engine.store import (
-    ApprovalAlreadyUsed,
-    ApprovalRecord,
-    EventRecord,
-    HistoryRecord,
-    JournalRecord,
-    LockRecord,
-    PlanRecord,
-    RunRecord,
-    StepRecord,
-)
 from engine.store.chain import dumps, next_link, record_hash
 from engine.store.migrations import (
     MIGRATIONS,
@@ -37,6 +26,17 @@ from engine.store.migrations import (
     check_version,
 )
 from engine.store.owner import is_alive
+from engine.store.records import (
+    ApprovalAlreadyUsed,
+    ApprovalRecord,
+    EventRecord,
+    HistoryRecord,
+    JournalRecord,
+    LockRecord,
+    PlanRecord,
+    RunRecord,
+    StepRecord,
+)
 from engine.system.identity import origin
 
 RUN_COLUMNS = ("id", "runbook", "path", "runbook_sha", "inventory", "inventory_sha", "params",
