@@ -16,10 +16,10 @@ from engine.status import RESUMABLE, RunStatus
 from engine.store import (
     EventRecord,
     StateStore,
+    lock_envs,
     open_store,
 )
 from engine.store.owner import interrupt, this_process
-from engine.store.sql import lock_envs
 from engine.system import identity, pause
 from engine.views.records import (
     AbortResult,

@@ -32,10 +32,10 @@ from engine.store import (
     StateStore,
     StepRecord,
     home,
+    lock_envs,
     open_store,
 )
 from engine.store.owner import this_process
-from engine.store.sql import lock_envs
 from engine.system import identity, pause
 from engine.views import drift as drift_mod
 from engine.views.records import (

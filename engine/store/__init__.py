@@ -26,6 +26,7 @@ from engine.store.records import (
     RunRecord,
     StateStore,
     StepRecord,
+    lock_envs,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "StateStore",
     "StepRecord",
     "home",
+    "lock_envs",
     "migrate",
     "open_store",
     "state_location",

@@ -206,3 +206,8 @@ class StateStore(Protocol):
     def emptied(self) -> str:
         """Why this store, which should hold a journal, holds none; '' if nothing says so."""
     def close(self) -> None: ...
+
+
+def lock_envs(value: str | None) -> list[str]:
+    """A run's locks: one environment, or several separated by commas."""
+    return sorted({e.strip() for e in (value or "").split(",") if e.strip()})

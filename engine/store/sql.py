@@ -36,6 +36,7 @@ from engine.store.records import (
     PlanRecord,
     RunRecord,
     StepRecord,
+    lock_envs,
 )
 from engine.system.identity import origin
 
@@ -526,11 +527,6 @@ JOURNAL_SELECT = "SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journ
 def _journal_record(r: Sequence[Any]) -> JournalRecord:
     return JournalRecord(seq=r[0], at=r[1], run_id=r[2], kind=r[3], data=json.loads(r[4]),
                          prev_hash=r[5], hash=r[6])
-
-
-def lock_envs(value: str | None) -> list[str]:
-    """A run's locks: one environment, or several separated by commas."""
-    return sorted({e.strip() for e in (value or "").split(",") if e.strip()})
 
 
 def _run(row: Sequence[Any]) -> RunRecord:

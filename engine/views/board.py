@@ -14,8 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.status import RunStatus, StepStatus
-from engine.store import ApprovalRecord, LockRecord, RunRecord, StepRecord
-from engine.store.sql import lock_envs
+from engine.store import ApprovalRecord, LockRecord, RunRecord, StepRecord, lock_envs
 from engine.trust import approval_info
 from engine.trust.gates import parse_time
 from engine.views.drift import Drift
