@@ -5,12 +5,13 @@ and the journal entries. A pure function of what ``api.change_record`` returns."
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from engine.store import ApprovalRecord
 from engine.system.identity import shown
 from engine.trust import signatures
+from engine.trust.approval_info import Given
 from engine.views.present import md_cell
 from engine.views.records import ChangeRecord
 
@@ -33,13 +34,7 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
         out += ["| What | Item | By | Role | Ticket | When | Note |",
                 "|---|---|---|---|---|---|---|"]
         for g in detail.given:
-            if g.gate:
-                what = f"gate `{g.gate}`" + (f" (given to plan `{g.plan_hash[:12]}`)"
-                                             if g.plan_hash else "")
-            else:
-                what = f"step `{g.step_id}`" + (f" / `{g.item}`" if g.item else "")
-            if not g.recorded:
-                what += " — **not counted: no journal record**"
+            what = approved_what(g, lambda text: f"`{text}`", lambda text: f"**{text}**")
             out.append(f"| {md_cell(what)} | {md_cell(g.text) or '—'} | {md_cell(g.by)} "
                        f"| {md_cell(g.role) or '—'} | {md_cell(g.ticket) or '—'} | {g.at} "
                        f"| {md_cell(g.note) or '—'} |")
@@ -63,6 +58,21 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
         out.append(f"| {rec.seq} | {rec.at} | {rec.kind} {md_cell(_brief(rec.data))} "
                    f"| `{rec.hash[:16]}` |")
     return "\n".join(out) + "\n"
+
+
+def approved_what(given: Given, code: Callable[[str], str],
+                  strong: Callable[[str], str]) -> str:
+    """What an approval was given to, in the change record's words (``code`` and ``strong``
+    mark up a name and a warning, as markdown or HTML); not counted without its journal
+    record."""
+    if given.gate:
+        what = f"gate {code(given.gate)}" + (f" (given to plan {code(given.plan_hash[:12])})"
+                                             if given.plan_hash else "")
+    else:
+        what = f"step {code(given.step_id)}" + (f" / {code(given.item)}" if given.item else "")
+    if not given.recorded:
+        what += " — " + strong("not counted: no journal record")
+    return what
 
 
 def _signatures(approvals: Sequence[ApprovalRecord]) -> list[str]:

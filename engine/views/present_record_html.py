@@ -13,7 +13,7 @@ from engine.store import StepRecord
 from engine.trust import signatures
 from engine.views.html_page import code, esc, page, pre, table
 from engine.views.present import _details, drift_lines, plan_dict, wait_commands
-from engine.views.present_record import _brief, _evidence
+from engine.views.present_record import _brief, _evidence, approved_what
 from engine.views.records import ChangeRecord, PlanReport
 
 
@@ -62,13 +62,7 @@ def _approvals(record: ChangeRecord) -> str:
         return '<p class="mute">No approvals were recorded.</p>'
     rows = []
     for g in given:
-        if g.gate:
-            what = f"gate {code(g.gate)}" + (f" (given to plan {code(g.plan_hash[:12])})"
-                                             if g.plan_hash else "")
-        else:
-            what = f"step {code(g.step_id)}" + (f" / {code(g.item)}" if g.item else "")
-        if not g.recorded:
-            what += " — <strong>not counted: no journal record</strong>"
+        what = approved_what(g, code, lambda text: f"<strong>{esc(text)}</strong>")
         rows.append([what, esc(g.text or "—"), esc(g.by), esc(g.role or "—"),
                      esc(g.ticket or "—"), esc(g.at), esc(g.note or "—")])
     return table(["What", "Item", "By", "Role", "Ticket", "When", "Note"], rows,
