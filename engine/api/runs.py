@@ -56,18 +56,28 @@ def plan(*, runbook: str | Runbook, params: Mapping[str, Any], inventory: str | 
     unless ``accept_drift``. ``runbook`` is a name, a path, or what ``load_runbook`` loaded
     (the CLI has loaded it to read its params: loading it again would check it twice)."""
     clock = clock or SystemClock()
-    book, inv, values, redactor = prepare(runbook, params, inventory)
-    run_id = "plan-" + new_run_id(clock)
-    name, where = acting(user)
-    info = {"id": run_id, "user": identity.check_name(name, where),
-            "started_at": iso(clock.now())}
-    the_plan = build_plan(book, inv, values, info, {}, redactor)
+    book, inv, the_plan, info = _planned(runbook, params, inventory, user, clock, dry_run=True)
     reads = _drift_reads(book, inv, the_plan)
     try:
         return _dry_run(book, inv, the_plan, info, reads, state, reporter, clock, accept_drift)
     finally:
         if reads is not None:
             reads.close()
+
+
+def _planned(runbook: str | Runbook, params: Mapping[str, Any], inventory: str | None,
+             user: str | None, clock: Clock, *, dry_run: bool
+             ) -> tuple[Runbook, Inventory, Plan, dict[str, str]]:
+    """What a plan and a run start from: the runbook and inventory loaded, the params
+    checked, who acts (anyone known may plan; a run's starter as the inventory allows), the
+    id, and the plan built."""
+    book, inv, values, redactor = prepare(runbook, params, inventory)
+    name, where = acting(user)
+    who = identity.check_name(name, where) if dry_run \
+        else identity.check_starter(name, inv.data, where)
+    info = {"id": ("plan-" if dry_run else "") + new_run_id(clock), "user": who,
+            "started_at": iso(clock.now())}
+    return book, inv, build_plan(book, inv, values, info, {}, redactor), info
 
 
 def _dry_run(book: Runbook, inv: Inventory, the_plan: Plan, info: Mapping[str, str],
@@ -101,13 +111,8 @@ def run(*, runbook: str | Runbook, params: Mapping[str, Any], inventory: str | N
     ``runbook`` as for ``plan``."""
     clock = clock or SystemClock()
     reporter = reporter or NullReporter()
-    book, inv, values, redactor = prepare(runbook, params, inventory)
-    name, where = acting(user)
-    user = identity.check_starter(name, inv.data, where)
-    run_id = new_run_id(clock)
-    started = iso(clock.now())
-    the_plan = build_plan(book, inv, values,
-                          {"id": run_id, "user": user, "started_at": started}, {}, redactor)
+    book, inv, the_plan, info = _planned(runbook, params, inventory, user, clock, dry_run=False)
+    run_id, user, started = info["id"], info["user"], info["started_at"]
     # The drift check's kubectl reads the cluster while the run's own work goes on: what it
     # starts ahead (the warm worker), checking the plan, opening the store.
     reads = _drift_reads(book, inv, the_plan)
