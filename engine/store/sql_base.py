@@ -1,0 +1,190 @@
+"""What the SQL of both state stores stands on: the backend's hooks (connection,
+transaction, batches), the tables' version and migration, and the journal: its append, hash
+chained in the transaction of the write it records, and its reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from engine.clock import iso
+from engine.store.chain import dumps, next_link, record_hash
+from engine.store.migrations import (
+    MIGRATIONS,
+    SIGNATURE_COLUMNS,
+    SIGNED_FROM,
+    SQLITE,
+    STORE_VERSION,
+    VERSION_TABLE,
+    Dialect,
+    check_version,
+)
+from engine.store.records import (
+    ApprovalRecord,
+    JournalRecord,
+)
+from engine.system.identity import origin
+
+APPROVAL_COLUMNS = ("run_id", "step_id", "by_name", "at", "note", "item", "ticket",
+                    "plan_hash", *SIGNATURE_COLUMNS)
+JOURNAL_SELECT = "SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal"
+
+
+class SqlBase:
+    """The connection's side of a store: the backends' hooks, the tables' version and
+    migration, the journal's append and reads. Subclasses set up ``_db``."""
+
+    placeholder = "?"
+    for_update = ""  # row locking where the database has it (SQLite locks the whole file)
+    dialect: Dialect = SQLITE
+    migrated_from = STORE_VERSION  # the store's version when this engine opened it
+    _signed: bool | None = None  # whether its approvals table has signatures (read once)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- backend hooks ---------------------------------------------------------------------
+    def _tx(self, *, synced: bool = True) -> AbstractContextManager[Any]:
+        """One transaction; ``synced=False`` commits without waiting for the disk: what it
+        wrote survives the process being killed, not the machine losing power (and the
+        next synced commit makes it durable with its own)."""
+        raise NotImplementedError
+
+    def _serialize_journal(self) -> None:
+        """Called inside a transaction before appending to the journal."""
+
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def _insert_ignore(self, table: str, columns: Sequence[str], values: Sequence[Any],
+                       conflict: str) -> int:
+        """INSERT … ON CONFLICT DO NOTHING; the number of rows inserted."""
+        cols = ", ".join(columns)
+        marks = ", ".join(self.placeholder for _ in columns)
+        cur = self._execute(f"INSERT INTO {table} ({cols}) VALUES ({marks}) "
+                            f"ON CONFLICT ({conflict}) DO NOTHING", values)
+        return int(cur.rowcount)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _lock_schema(self) -> None:
+        """Called inside the migration's transaction: no other engine migrates meanwhile."""
+
+    # -- schema version --------------------------------------------------------------------
+    def version(self) -> int:
+        """The store's schema version: 0 for an empty database."""
+        if self._has_table("store_version"):
+            row = self._one("SELECT MAX(version) FROM store_version")
+            if row[0] is not None:
+                return int(row[0])
+        # The tables of version 1 without a version table: made before versions were kept.
+        return 1 if self._has_table("journal") else 0
+
+    def _migrate(self, where: str) -> None:
+        """Bring the store to this engine's version, in one transaction (see migrations)."""
+        found = self.version()
+        check_version(found, readonly=False, where=where)
+        self.migrated_from = found
+        if found == STORE_VERSION:
+            return
+        with self._tx():
+            self._lock_schema()
+            found = self.version()  # another engine may have migrated it meanwhile
+            check_version(found, readonly=False, where=where)
+            self.migrated_from = found
+            if found == STORE_VERSION:
+                return
+            at = iso(datetime.now(UTC))
+            self._execute(VERSION_TABLE)
+            if found:
+                self._insert_ignore("store_version", ("version", "applied_at"), (found, ""),
+                                    "version")
+            for version in range(found + 1, STORE_VERSION + 1):
+                for statement in MIGRATIONS[version - 1](self.dialect):
+                    self._execute(statement)
+                self._execute("INSERT INTO store_version (version, applied_at) VALUES (?, ?)",
+                              (version, at))
+            if found:  # an upgrade, not a new store: the journal says who did it and when
+                self._append(at, "", "store-migrate", {"from": found, "to": STORE_VERSION})
+
+    def _approval_select(self, prefix: str = "") -> str:
+        """The approvals table's columns as APPROVAL_COLUMNS orders them; a store read
+        before its migration to SIGNED_FROM (read-only) has no signatures: empty ones."""
+        if self._signed is None:
+            self._signed = self.version() >= SIGNED_FROM
+        signed = self._signed
+        return ", ".join(f"{prefix}{c}" if signed or c not in SIGNATURE_COLUMNS
+                         else f"'' AS {c}" for c in APPROVAL_COLUMNS)
+
+    def _q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._execute(sql, params).fetchall())
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._execute(sql, params).fetchone()
+
+    # -- journal ---------------------------------------------------------------------------
+    def _append(self, at: str, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        # Whoever runs this process, besides the name it claims: a borrowed name is traceable.
+        data = {**data, **origin()}
+        self._serialize_journal()
+        seq, prev = next_link(self._one("SELECT seq, hash FROM journal "
+                                        "ORDER BY seq DESC LIMIT 1"))
+        digest = record_hash(prev, seq, at, run_id, kind, data)
+        self._execute("INSERT INTO journal (seq, at, run_id, kind, data, prev_hash, hash) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (seq, at, run_id, kind, dumps(data), prev, digest))
+
+    def journal(self, run_id: str | None = None) -> list[JournalRecord]:
+        # Two queries, not one with "? IS NULL OR run_id = ?": that form cannot use an index.
+        rows = (self._all(f"{JOURNAL_SELECT} ORDER BY seq") if run_id is None else
+                self._all(f"{JOURNAL_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,)))
+        return [_journal_record(r) for r in rows]
+
+    def scan_journal(self, batch: int = 1000) -> Iterator[JournalRecord]:
+        for rows in self._batches(f"{JOURNAL_SELECT} ORDER BY seq", batch):
+            for row in rows:
+                yield _journal_record(row)
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """One read transaction: what is read inside it is the store at one moment."""
+        raise NotImplementedError
+
+    def cross_check(self) -> Iterator[str]:
+        from engine.store import crosscheck
+
+        runs = int(self._one("SELECT COUNT(*) FROM runs")[0])
+        return crosscheck.cross_check(self._all, runs)
+
+    def unrecorded_approvals(self, approvals: Sequence[ApprovalRecord]) -> set[ApprovalRecord]:
+        from engine.store import crosscheck
+
+        return crosscheck.unrecorded(self._all, approvals)
+
+    def emptied(self) -> str:
+        """Why this store, which should hold a journal, holds none; '' if nothing says so."""
+        return ""
+
+    def _batches(self, sql: str, size: int) -> Iterator[list[Any]]:
+        """The rows of one query, ``size`` at a time, never all of them at once."""
+        raise NotImplementedError
+
+
+def _journal_record(r: Sequence[Any]) -> JournalRecord:
+    return JournalRecord(seq=r[0], at=r[1], run_id=r[2], kind=r[3], data=json.loads(r[4]),
+                         prev_hash=r[5], hash=r[6])
