@@ -12,8 +12,8 @@ kubernetes client read the same settings as before (``endpoint_url`` and ``regio
 AWS_* environment; ``kubeconfig`` and ``context``, else K8S_AUTH_KUBECONFIG and
 K8S_AUTH_CONTEXT, else KUBECONFIG).
 
-Action plugins load this file with ``load()`` below: Ansible does not put a playbook's
-folders on the import path of the process it runs plugins in.
+The plugins import it as ``ansible_collections.runbook.platform.plugins.module_utils.
+runbook_action``: Ansible's collection loader finds it wherever the collection is installed.
 """
 
 from __future__ import annotations

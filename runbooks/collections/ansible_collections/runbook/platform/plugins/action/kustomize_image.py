@@ -10,27 +10,13 @@ Returns file, image, previous, and the file's diff when it changes.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import yaml
-
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+)
 
 
 class _IndentedLists(yaml.SafeDumper):
@@ -54,7 +40,7 @@ def _reference(name, tag, digest):
     return (name or "") + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
-class ActionModule(shared.RunbookAction):
+class ActionModule(RunbookAction):
     SPEC = {"path": {"type": "path", "required": True},
             "name": {"type": "str", "required": True},
             "new_name": {"type": "str"},
@@ -73,7 +59,7 @@ class ActionModule(shared.RunbookAction):
                      ("kustomization.yaml", "kustomization.yml", "Kustomization")
                      if os.path.isfile(os.path.join(p["path"], f))), None)
         if file is None:
-            raise shared.Failed(f"no kustomization in {p['path']}")
+            raise Failed(f"no kustomization in {p['path']}")
         with open(file) as fh:
             before = fh.read()
         data = yaml.safe_load(before) or {}

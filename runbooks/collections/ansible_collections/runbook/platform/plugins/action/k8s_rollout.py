@@ -13,24 +13,12 @@ ReplicaSet to go back to); an undo's diff shows the image before and after.
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import sys
-from pathlib import Path
 
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+    kube_api,
+)
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
@@ -98,7 +86,7 @@ def undo(kube, p, check_mode):
     cur = next((r for r in revs if r["current"]), None)
     target = next((r for r in revs if r["hash"] == p["to_hash"]), None)
     if target is None:
-        raise shared.Failed(f"no ReplicaSet of {p['deployment']} with template hash "
+        raise Failed(f"no ReplicaSet of {p['deployment']} with template hash "
                             f"{p['to_hash']}")
     if cur and cur["hash"] == target["hash"]:
         return {"changed": False, "revision": current, "image": target["image"]}
@@ -116,7 +104,7 @@ def undo(kube, p, check_mode):
                      "before_header": where, "after_header": where}}
 
 
-class ActionModule(shared.RunbookAction):
+class ActionModule(RunbookAction):
     SPEC = {"action": {"type": "str", "choices": ["history", "undo"], "required": True},
             "kubeconfig": {"type": "path"}, "context": {"type": "str"},
             "namespace": {"type": "str", "required": True},
@@ -128,7 +116,7 @@ class ActionModule(shared.RunbookAction):
     RULES = {"required_if": [("action", "undo", ["to_hash"])]}
 
     def act(self, p, check_mode):
-        kube = shared.kube_api(p["kubeconfig"], p["context"])
+        kube = kube_api(p["kubeconfig"], p["context"])
         if p["action"] == "history":
             return history(kube, p)
         return undo(kube, p, check_mode)

@@ -8,25 +8,12 @@ summary.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    RunbookAction,
+    aws,
+)
 
 
 def _human(seconds):
@@ -37,7 +24,7 @@ def _human(seconds):
     return " ".join([*parts, f"{hours} h {mins:02d} min"])
 
 
-class ActionModule(shared.RunbookAction):
+class ActionModule(RunbookAction):
     SPEC = {"instance": {"type": "str", "required": True},
             "snapshot_id": {"type": "str"},
             "latest": {"type": "bool", "default": False},
@@ -46,7 +33,7 @@ class ActionModule(shared.RunbookAction):
     def act(self, p, check_mode):
         from botocore.exceptions import ClientError
 
-        rds = shared.aws("rds", p["region"], p["endpoint_url"])
+        rds = aws("rds", p["region"], p["endpoint_url"])
         problem = None
         snapshot = None
         if p["snapshot_id"]:

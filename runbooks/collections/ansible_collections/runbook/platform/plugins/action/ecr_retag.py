@@ -8,25 +8,13 @@ tag's diff when it is new.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+    aws,
+)
 
 MEDIA_TYPES = [
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -42,7 +30,7 @@ def _image(ecr, repository, tag):
     return got["images"][0] if got.get("images") else None
 
 
-class ActionModule(shared.RunbookAction):
+class ActionModule(RunbookAction):
     SPEC = {"repository": {"type": "str", "required": True},
             "source_tag": {"type": "str", "required": True},
             "target_tag": {"type": "str", "required": True},
@@ -51,15 +39,15 @@ class ActionModule(shared.RunbookAction):
             "endpoint_url": {"type": "str"}}
 
     def act(self, p, check_mode):
-        ecr = shared.aws("ecr", p["region"], p["endpoint_url"])
+        ecr = aws("ecr", p["region"], p["endpoint_url"])
         repo, source_tag, target_tag = p["repository"], p["source_tag"], p["target_tag"]
         source = _image(ecr, repo, source_tag)
         if source is None:
-            raise shared.Failed(f"image {repo}:{source_tag} not found in ECR")
+            raise Failed(f"image {repo}:{source_tag} not found in ECR")
         digest = source["imageId"]["imageDigest"]
         expected = p["expect_digest"]
         if expected and digest != expected:  # the tag moved since the approval: deploy nothing
-            raise shared.Failed(f"image {repo}:{source_tag} is now {digest}, not the approved "
+            raise Failed(f"image {repo}:{source_tag} is now {digest}, not the approved "
                                 f"{expected}: refusing to deploy it", digest=digest,
                                 expected_digest=expected)
         manifest = json.loads(source["imageManifest"])
@@ -73,7 +61,7 @@ class ActionModule(shared.RunbookAction):
         target = _image(ecr, repo, target_tag)
         if target is not None:
             if target["imageId"]["imageDigest"] != digest:
-                raise shared.Failed(f"tag {repo}:{target_tag} already points to "
+                raise Failed(f"tag {repo}:{target_tag} already points to "
                                     f"{target['imageId']['imageDigest']}, not {digest}: "
                                     "tags are immutable, refusing to move it", **result)
             return {"changed": False, "copied": False, **result}
@@ -84,7 +72,7 @@ class ActionModule(shared.RunbookAction):
                 kwargs["imageManifestMediaType"] = source["imageManifestMediaType"]
             put = ecr.put_image(**kwargs)
             if put["image"]["imageId"]["imageDigest"] != digest:
-                raise shared.Failed("ECR stored the copy under another digest", **result)
+                raise Failed("ECR stored the copy under another digest", **result)
         where = f"{repo}:{target_tag}"
         return {"changed": True, "copied": not check_mode, **result,
                 "diff": {"before": f"{where}: no such tag\n",

@@ -16,32 +16,19 @@ checks (a list of {name, url, status}); image (the image the deployment must kee
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import yaml
-
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+    kube_api,
+)
 
 CLOCK_EXTENSION = "runbook.sandbox/clock"
 
@@ -136,7 +123,7 @@ def _sample(kube, p, baseline):
     return problems
 
 
-class ActionModule(shared.RunbookAction):
+class ActionModule(RunbookAction):
     SPEC = {"kubeconfig": {"type": "path"}, "context": {"type": "str"},
             "namespace": {"type": "str", "required": True},
             "deployment": {"type": "str", "required": True},
@@ -146,7 +133,7 @@ class ActionModule(shared.RunbookAction):
             "image": {"type": "str"}}
 
     def act(self, p, check_mode):
-        kube = shared.kube_api(p["kubeconfig"], p["context"])
+        kube = kube_api(p["kubeconfig"], p["context"])
         baseline = {}
         clock = _clock(p["kubeconfig"] or os.environ.get("K8S_AUTH_KUBECONFIG"),
                        p["context"] or os.environ.get("K8S_AUTH_CONTEXT"))
@@ -157,7 +144,7 @@ class ActionModule(shared.RunbookAction):
             problems = _sample(kube, p, baseline)
             elapsed = round(clock.now() - start, 1)
             if problems:
-                raise shared.Failed(f"verification failed after {elapsed} s: "
+                raise Failed(f"verification failed after {elapsed} s: "
                                     + "; ".join(problems), samples=samples, problems=problems)
             if check_mode or elapsed + p["interval"] > p["seconds"]:
                 break

@@ -22,27 +22,15 @@ available.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import time
-from pathlib import Path
 
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+    kube_api,
+)
 
 # What a server that cannot watch answers a watch request with.
 NO_WATCH = frozenset({400, 403, 404, 405, 406, 501})
@@ -134,7 +122,7 @@ def rollout(dep):
             "generation": meta.get("generation"), "observed": status.get("observedGeneration")}
 
 
-class ActionModule(shared.RunbookAction):
+class ActionModule(RunbookAction):
     SPEC = {"kubeconfig": {"type": "path"}, "context": {"type": "str"},
             "namespace": {"type": "str", "required": True},
             "name": {"type": "str", "required": True},
@@ -145,11 +133,11 @@ class ActionModule(shared.RunbookAction):
     RULES = {"required_by": {"image": ["container"]}}
 
     def act(self, p, check_mode):
-        kube = shared.kube_api(p["kubeconfig"], p["context"])
+        kube = kube_api(p["kubeconfig"], p["context"])
         dep = _get(kube, p["namespace"], p["name"])
         if dep is None:
             if p["container"] is not None:
-                raise shared.Failed(f"deployment {p['name']} not found in namespace "
+                raise Failed(f"deployment {p['name']} not found in namespace "
                                     f"{p['namespace']}", resources=[], complete=False,
                                     rollout={})
             return {"resources": [], "complete": False, "rollout": {}}
@@ -161,7 +149,7 @@ class ActionModule(shared.RunbookAction):
         result = {"resources": [dep], "complete": done, "rollout": rollout(dep),
                   "wait_method": method}
         if not done:
-            raise shared.Failed(f"the rollout of {p['name']} did not complete within "
+            raise Failed(f"the rollout of {p['name']} did not complete within "
                                 f"{p['wait_timeout']} s: {_progress(result['rollout'])}",
                                 **result)
         return _running(result, p)
@@ -174,11 +162,11 @@ def _running(result, p):
     seen = result["rollout"]
     running = seen["images"].get(p["container"])
     if running is None:
-        raise shared.Failed(f"deployment {p['name']} has no container {p['container']} "
+        raise Failed(f"deployment {p['name']} has no container {p['container']} "
                             f"(containers: {', '.join(seen['images'])})", **result)
     expected = p["image"]
     if expected is not None and (running != expected or not result["complete"]):
-        raise shared.Failed(f"{p['name']} runs {running}, expected {expected}"
+        raise Failed(f"{p['name']} runs {running}, expected {expected}"
                             + ("" if result["complete"] else f" ({_progress(seen)})"),
                             **result)
     repository, tag = split_image(running)
