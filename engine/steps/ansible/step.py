@@ -29,6 +29,7 @@ import yaml
 
 from engine.errors import StepFailed
 from engine.language.model import Outcome, Step
+from engine.steps.ansible import clients as playbook_clients
 from engine.steps.ansible import policy
 from engine.steps.base import StepType
 from engine.system import interrupts, proc
@@ -224,15 +225,6 @@ def _worker(run_id: str, clients: Iterable[str] | None = None) -> ansible_warm.W
     return ansible_warm.worker_for(run_id, base, os.getcwd(), clients)
 
 
-# Words in a playbook that say its tasks use a client library the warm worker can load ahead:
-# the collections' modules and the project's action plugins (k8s_*, verify_window; ecr_*,
-# rds_*). A hint only: a wrong guess costs time, never a result.
-_CLIENT_WORDS = {"kubernetes": re.compile(r"\b(kubernetes\.core\.|k8s_\w+:|verify_window:)"),
-                 "aws": re.compile(r"\bamazon\.aws\."),
-                 "ecr": re.compile(r"\b(amazon\.aws\.ecr\w*:|ecr_\w+:)"),
-                 "rds": re.compile(r"\b(amazon\.aws\.rds\w*:|rds_\w+:)")}
-
-
 def prepare(run_id: str, steps: Sequence[tuple[Step, Path]]) -> None:
     """Start the run's warm worker now, so it loads while the steps before its first
     playbook run, with the client libraries the run's playbooks use."""
@@ -259,11 +251,10 @@ def clients_used(steps: Sequence[tuple[Step, Path]]) -> list[str] | None:
         if "{" in playbook:
             return None
         try:
-            text = (folder / playbook).read_text(errors="replace")
-        except OSError:
+            used = playbook_clients.of_playbook((folder / playbook).read_text(errors="replace"))
+        except (OSError, yaml.YAMLError):
             return None
-        found += [name for name, words in _CLIENT_WORDS.items()
-                  if name not in found and words.search(text)]
+        found += [name for name in used if name not in found]
     return found
 
 
