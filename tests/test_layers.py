@@ -2,6 +2,7 @@
 (Which part may import which is import-linter's contract in pyproject.toml, run by CI.)"""
 
 import json
+
 from engine import errors
 from engine.status import RunStatus, StepStatus
 from tests.conftest import HEADER

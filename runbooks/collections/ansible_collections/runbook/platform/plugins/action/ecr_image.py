@@ -7,6 +7,8 @@ found=false, not a failure). Returns repository, tag, found, digest.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
     Failed,
     RunbookAction,
@@ -15,13 +17,15 @@ from ansible_collections.runbook.platform.plugins.module_utils.runbook_action im
 
 
 class ActionModule(RunbookAction):
-    SPEC = {"repository": {"type": "str", "required": True},
-            "tag": {"type": "str", "required": True},
-            "region": {"type": "str"},
-            "endpoint_url": {"type": "str"},
-            "missing_ok": {"type": "bool", "default": False}}
+    SPEC: ClassVar[dict[str, Any]] = {
+        "repository": {"type": "str", "required": True},
+        "tag": {"type": "str", "required": True},
+        "region": {"type": "str"},
+        "endpoint_url": {"type": "str"},
+        "missing_ok": {"type": "bool", "default": False},
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         from botocore.exceptions import ClientError
 
         ecr = aws("ecr", p["region"], p["endpoint_url"])

@@ -9,6 +9,7 @@ tag's diff when it is new.
 from __future__ import annotations
 
 import json
+from typing import Any, ClassVar
 
 from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
     Failed,
@@ -24,21 +25,24 @@ MEDIA_TYPES = [
 ]
 
 
-def _image(ecr, repository, tag):
+def _image(ecr: Any, repository: str, tag: str) -> dict[str, Any] | None:
     got = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}],
                               acceptedMediaTypes=MEDIA_TYPES)
-    return got["images"][0] if got.get("images") else None
+    image: dict[str, Any] | None = got["images"][0] if got.get("images") else None
+    return image
 
 
 class ActionModule(RunbookAction):
-    SPEC = {"repository": {"type": "str", "required": True},
-            "source_tag": {"type": "str", "required": True},
-            "target_tag": {"type": "str", "required": True},
-            "expect_digest": {"type": "str"},
-            "region": {"type": "str"},
-            "endpoint_url": {"type": "str"}}
+    SPEC: ClassVar[dict[str, Any]] = {
+        "repository": {"type": "str", "required": True},
+        "source_tag": {"type": "str", "required": True},
+        "target_tag": {"type": "str", "required": True},
+        "expect_digest": {"type": "str"},
+        "region": {"type": "str"},
+        "endpoint_url": {"type": "str"},
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         ecr = aws("ecr", p["region"], p["endpoint_url"])
         repo, source_tag, target_tag = p["repository"], p["source_tag"], p["target_tag"]
         source = _image(ecr, repo, source_tag)
@@ -48,8 +52,8 @@ class ActionModule(RunbookAction):
         expected = p["expect_digest"]
         if expected and digest != expected:  # the tag moved since the approval: deploy nothing
             raise Failed(f"image {repo}:{source_tag} is now {digest}, not the approved "
-                                f"{expected}: refusing to deploy it", digest=digest,
-                                expected_digest=expected)
+                         f"{expected}: refusing to deploy it", digest=digest,
+                         expected_digest=expected)
         manifest = json.loads(source["imageManifest"])
         layers = manifest.get("layers", [])
         sizes = {"layers": len(layers),
@@ -62,8 +66,8 @@ class ActionModule(RunbookAction):
         if target is not None:
             if target["imageId"]["imageDigest"] != digest:
                 raise Failed(f"tag {repo}:{target_tag} already points to "
-                                    f"{target['imageId']['imageDigest']}, not {digest}: "
-                                    "tags are immutable, refusing to move it", **result)
+                             f"{target['imageId']['imageDigest']}, not {digest}: "
+                             "tags are immutable, refusing to move it", **result)
             return {"changed": False, "copied": False, **result}
         if not check_mode:
             kwargs = {"repositoryName": repo, "imageManifest": source["imageManifest"],

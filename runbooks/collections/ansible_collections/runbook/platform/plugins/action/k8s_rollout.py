@@ -13,9 +13,11 @@ ReplicaSet to go back to); an undo's diff shows the image before and after.
 from __future__ import annotations
 
 import datetime
+from typing import Any, ClassVar
 
 from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
     Failed,
+    Kube,
     RunbookAction,
     kube_api,
 )
@@ -24,7 +26,7 @@ REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
 
 
-def _revisions(kube, p):
+def _revisions(kube: Kube, p: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     dep = kube.deployment(p["namespace"], p["deployment"])
     uid = dep["metadata"].get("uid")
     mine = [rs for rs in kube.replica_sets(p["namespace"])
@@ -40,18 +42,18 @@ def _revisions(kube, p):
                     "created": _time(meta.get("creationTimestamp")),
                     "current": rev == current, "name": meta["name"]})
     out.sort(key=lambda r: r["revision"], reverse=True)
-    return dep, current, out
+    return current, out
 
 
-def _time(stamp):
+def _time(stamp: str | None) -> str:
     """An API timestamp (``2024-05-01T10:00:00Z``) as ISO 8601 with its offset."""
     if not stamp:
         return ""
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).isoformat()
 
 
-def history(kube, p):
-    _, current, revs = _revisions(kube, p)
+def history(kube: Kube, p: dict[str, Any]) -> dict[str, Any]:
+    current, revs = _revisions(kube, p)
     wanted = p["to_revision"]
     cur = next((r for r in revs if r["current"]), None)
     if p["choose"] == "running":
@@ -81,13 +83,13 @@ def history(kube, p):
             "problem": problem, "summary": summary}
 
 
-def undo(kube, p, check_mode):
-    dep, current, revs = _revisions(kube, p)
+def undo(kube: Kube, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    current, revs = _revisions(kube, p)
     cur = next((r for r in revs if r["current"]), None)
     target = next((r for r in revs if r["hash"] == p["to_hash"]), None)
     if target is None:
         raise Failed(f"no ReplicaSet of {p['deployment']} with template hash "
-                            f"{p['to_hash']}")
+                     f"{p['to_hash']}")
     if cur and cur["hash"] == target["hash"]:
         return {"changed": False, "revision": current, "image": target["image"]}
     template = kube.replica_set(p["namespace"], target["name"])["spec"]["template"]
@@ -105,17 +107,21 @@ def undo(kube, p, check_mode):
 
 
 class ActionModule(RunbookAction):
-    SPEC = {"action": {"type": "str", "choices": ["history", "undo"], "required": True},
-            "kubeconfig": {"type": "path"}, "context": {"type": "str"},
-            "namespace": {"type": "str", "required": True},
-            "deployment": {"type": "str", "required": True},
-            "to_revision": {"type": "int", "default": 0},
-            "to_hash": {"type": "str"},
-            "choose": {"type": "str", "choices": ["previous", "running"],
-                       "default": "previous"}}
-    RULES = {"required_if": [("action", "undo", ["to_hash"])]}
+    SPEC: ClassVar[dict[str, Any]] = {
+        "action": {"type": "str", "choices": ["history", "undo"], "required": True},
+        "kubeconfig": {"type": "path"},
+        "context": {"type": "str"},
+        "namespace": {"type": "str", "required": True},
+        "deployment": {"type": "str", "required": True},
+        "to_revision": {"type": "int", "default": 0},
+        "to_hash": {"type": "str"},
+        "choose": {"type": "str", "choices": ["previous", "running"], "default": "previous"},
+    }
+    RULES: ClassVar[dict[str, Any]] = {
+        "required_if": [("action", "undo", ["to_hash"])],
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         kube = kube_api(p["kubeconfig"], p["context"])
         if p["action"] == "history":
             return history(kube, p)

@@ -17,9 +17,11 @@ unchanged).
 from __future__ import annotations
 
 import subprocess
+from typing import Any, ClassVar
 
 from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
     Failed,
+    Kube,
     RunbookAction,
     kube_api,
     part,
@@ -30,7 +32,7 @@ RENDER_TIMEOUT = 120
 VOLATILE = ("resourceVersion", "generation", "managedFields")
 
 
-def render(path):
+def render(path: str) -> list[dict[str, Any]]:
     import yaml
 
     try:
@@ -48,11 +50,11 @@ class Resources:
     """Where each kind of an API version lives (its plural and whether it is namespaced),
     from the API's discovery documents, read once per version."""
 
-    def __init__(self, kube):
+    def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self.known = {}
+        self.known: dict[str, tuple[str, dict[str, Any]]] = {}
 
-    def path(self, doc, namespace):
+    def path(self, doc: dict[str, Any], namespace: str | None) -> tuple[str, bool]:
         version, kind = doc.get("apiVersion", ""), doc.get("kind", "")
         if version not in self.known:
             base = f"/api/{version}" if "/" not in version else f"/apis/{version}"
@@ -68,15 +70,16 @@ class Resources:
             if not ns:
                 raise Failed(f"{kind} {doc['metadata'].get('name')} needs a namespace")
             where = f"{base}/namespaces/{part(ns)}"
-        return f"{where}/{resource['name']}", resource.get("namespaced")
+        return f"{where}/{resource['name']}", bool(resource.get("namespaced"))
 
 
-def plain(obj):
+def plain(obj: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in VOLATILE}
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 
-def apply_one(kube, resources, doc, namespace, check_mode):
+def apply_one(kube: Kube, resources: Resources, doc: dict[str, Any], namespace: str | None,
+              check_mode: bool) -> tuple[dict[str, Any], bool]:
     from ansible.module_utils.common.dict_transformations import dict_merge
     from ansible_collections.kubernetes.core.plugins.module_utils.apply import (
         annotate,
@@ -114,15 +117,19 @@ def apply_one(kube, resources, doc, namespace, check_mode):
 
 
 class ActionModule(RunbookAction):
-    SPEC = {"path": {"type": "path", "required": True},
-            "kubeconfig": {"type": "path"}, "context": {"type": "str"},
-            "namespace": {"type": "str"}}
+    SPEC: ClassVar[dict[str, Any]] = {
+        "path": {"type": "path", "required": True},
+        "kubeconfig": {"type": "path"},
+        "context": {"type": "str"},
+        "namespace": {"type": "str"},
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         docs = render(p["path"])
         kube = kube_api(p["kubeconfig"], p["context"])
         resources = Resources(kube)
-        objects, changed = [], False
+        objects: list[dict[str, Any]] = []
+        changed = False
         for doc in docs:
             seen, did = apply_one(kube, resources, doc, p["namespace"], check_mode)
             objects.append(seen)

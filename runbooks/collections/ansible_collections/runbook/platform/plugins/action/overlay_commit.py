@@ -11,6 +11,7 @@ folder), committed.
 from __future__ import annotations
 
 import subprocess
+from typing import Any, ClassVar
 
 from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
     Failed,
@@ -18,18 +19,20 @@ from ansible_collections.runbook.platform.plugins.module_utils.runbook_action im
 )
 
 
-def _git(path, *args):
+def _git(path: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True,
                           check=False)
 
 
 class ActionModule(RunbookAction):
-    SPEC = {"path": {"type": "path", "required": True},
-            "message": {"type": "str", "required": True},
-            "user": {"type": "str", "default": "runbook"},
-            "email": {"type": "str", "default": "runbook@localhost"}}
+    SPEC: ClassVar[dict[str, Any]] = {
+        "path": {"type": "path", "required": True},
+        "message": {"type": "str", "required": True},
+        "user": {"type": "str", "default": "runbook"},
+        "email": {"type": "str", "default": "runbook@localhost"},
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         if _git(p["path"], "rev-parse", "--is-inside-work-tree").returncode != 0:
             return {"in_git": False, "files": [], "committed": False}
         status = _git(p["path"], "status", "--porcelain", "--", ".")
@@ -46,5 +49,5 @@ class ActionModule(RunbookAction):
                     "commit", "-q", "-m", p["message"], "--", ".")
         if done.returncode != 0:
             raise Failed(f"git commit in {p['path']} failed: "
-                                f"{(done.stderr or done.stdout).strip()}", **result)
+                         f"{(done.stderr or done.stdout).strip()}", **result)
         return result

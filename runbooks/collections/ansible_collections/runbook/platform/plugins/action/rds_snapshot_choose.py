@@ -8,7 +8,8 @@ summary.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
     RunbookAction,
@@ -16,7 +17,7 @@ from ansible_collections.runbook.platform.plugins.module_utils.runbook_action im
 )
 
 
-def _human(seconds):
+def _human(seconds: float) -> str:
     minutes = int(seconds // 60)
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
@@ -25,12 +26,15 @@ def _human(seconds):
 
 
 class ActionModule(RunbookAction):
-    SPEC = {"instance": {"type": "str", "required": True},
-            "snapshot_id": {"type": "str"},
-            "latest": {"type": "bool", "default": False},
-            "region": {"type": "str"}, "endpoint_url": {"type": "str"}}
+    SPEC: ClassVar[dict[str, Any]] = {
+        "instance": {"type": "str", "required": True},
+        "snapshot_id": {"type": "str"},
+        "latest": {"type": "bool", "default": False},
+        "region": {"type": "str"},
+        "endpoint_url": {"type": "str"},
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         from botocore.exceptions import ClientError
 
         rds = aws("rds", p["region"], p["endpoint_url"])
@@ -55,9 +59,10 @@ class ActionModule(RunbookAction):
             else:
                 problem = f"{p['instance']} has no available snapshot"
         if problem or snapshot is None:
-            return {"problem": problem, "snapshot": None, "window_seconds": None, "summary": problem}
+            return {"problem": problem, "snapshot": None, "window_seconds": None,
+                    "summary": problem}
         created = snapshot["SnapshotCreateTime"]
-        window = (datetime.now(timezone.utc) - created).total_seconds()
+        window = (datetime.now(UTC) - created).total_seconds()
         chosen = {"id": snapshot["DBSnapshotIdentifier"],
                   "instance": snapshot["DBInstanceIdentifier"],
                   "created": created.isoformat(), "engine": snapshot.get("Engine"),

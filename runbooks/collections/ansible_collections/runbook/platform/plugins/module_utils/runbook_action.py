@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-from typing import Any
+from typing import Any, ClassVar
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
@@ -53,8 +53,8 @@ class RunbookAction(ActionBase):
 
     _supports_check_mode = True
     _requires_connection = False  # everything happens here, on the controller
-    SPEC: dict[str, Any] = {}
-    RULES: dict[str, Any] = {}
+    SPEC: ClassVar[dict[str, Any]] = {}
+    RULES: ClassVar[dict[str, Any]] = {}
 
     def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)

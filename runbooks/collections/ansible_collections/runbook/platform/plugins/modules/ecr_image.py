@@ -1,6 +1,5 @@
-"""Documentation of runbook.platform.ecr_image, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/ecr_image.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.ecr_image. The task runs as the action plugin of
+the same name (plugins/action/ecr_image.py) on the controller: this module never runs."""
 
 from __future__ import annotations
 
@@ -51,4 +50,4 @@ digest:
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.ecr_image runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")

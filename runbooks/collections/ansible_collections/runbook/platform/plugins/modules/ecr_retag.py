@@ -1,6 +1,5 @@
-"""Documentation of runbook.platform.ecr_retag, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/ecr_retag.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.ecr_retag. The task runs as the action plugin of
+the same name (plugins/action/ecr_retag.py) on the controller: this module never runs."""
 
 from __future__ import annotations
 
@@ -49,12 +48,18 @@ digest: {description: The digest both tags point to., returned: success, type: s
 repository: {description: The repository., returned: success, type: str}
 source_tag: {description: The tag copied from., returned: success, type: str}
 target_tag: {description: The tag copied to., returned: success, type: str}
-copied: {description: Whether a manifest was copied (never in check mode)., returned: success, type: bool}
+copied:
+  description: Whether a manifest was copied (never in check mode).
+  returned: success
+  type: bool
 layers: {description: The number of the image's layers., returned: success, type: int}
-image_bytes: {description: What pulling and pushing the image would have moved., returned: success, type: int}
+image_bytes:
+  description: What pulling and pushing the image would have moved.
+  returned: success
+  type: int
 manifest_bytes: {description: What the copy moved., returned: success, type: int}
 """
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.ecr_retag runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")

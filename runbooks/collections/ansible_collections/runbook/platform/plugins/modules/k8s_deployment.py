@@ -1,6 +1,5 @@
-"""Documentation of runbook.platform.k8s_deployment, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/k8s_deployment.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.k8s_deployment. The task runs as the action plugin of
+the same name (plugins/action/k8s_deployment.py) on the controller: this module never runs."""
 
 from __future__ import annotations
 
@@ -73,14 +72,21 @@ rollout:
     updated, available, generation, observed).
   returned: always
   type: dict
-wait_method: {description: How the wait was done (watch or poll)., returned: with O(wait), type: str}
+wait_method:
+  description: How the wait was done (watch or poll).
+  returned: with O(wait)
+  type: str
 image: {description: The image O(container) runs., returned: with O(container), type: str}
 repository: {description: That image's name., returned: with O(container), type: str}
-tag: {description: That image's tag, V('') when it has none., returned: with O(container), type: str}
+tag:
+  description: That image's tag
+  V('') when it has none.: None
+  returned: with O(container)
+  type: str
 revision: {description: The deployment's revision., returned: with O(container), type: str}
 replicas: {description: Its available replicas., returned: with O(container), type: int}
 """
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.k8s_deployment runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")

@@ -1,6 +1,5 @@
-"""Documentation of runbook.platform.k8s_rollout, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/k8s_rollout.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.k8s_rollout. The task runs as the action plugin of
+the same name (plugins/action/k8s_rollout.py) on the controller: this module never runs."""
 
 from __future__ import annotations
 
@@ -71,14 +70,25 @@ target:
     null when there is a problem.
   returned: history
   type: dict
-problem: {description: Why there is no target; null when there is one., returned: history, type: str}
-revisions: {description: Every revision, newest first., returned: history, type: list, elements: dict}
+problem:
+  description: Why there is no target; null when there is one.
+  returned: history
+  type: str
+revisions:
+  description: Every revision
+  newest first.: None
+  returned: history
+  type: list
+  elements: dict
 summary: {description: The history as text, and the choice., returned: history, type: str}
-from_revision: {description: The revision before the undo., returned: undo that changed it, type: int}
+from_revision:
+  description: The revision before the undo.
+  returned: undo that changed it
+  type: int
 to_image: {description: The image after the undo., returned: undo that changed it, type: str}
 to_hash: {description: The template hash after the undo., returned: undo that changed it, type: str}
 """
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.k8s_rollout runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")

@@ -1,6 +1,5 @@
-"""Documentation of runbook.platform.kustomize_apply, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/kustomize_apply.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.kustomize_apply. The task runs as the action plugin of
+the same name (plugins/action/kustomize_apply.py) on the controller: this module never runs."""
 
 from __future__ import annotations
 
@@ -48,4 +47,4 @@ objects:
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.kustomize_apply runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")

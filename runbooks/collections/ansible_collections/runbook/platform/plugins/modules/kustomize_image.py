@@ -1,6 +1,5 @@
-"""Documentation of runbook.platform.kustomize_image, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/kustomize_image.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.kustomize_image. The task runs as the action plugin of
+the same name (plugins/action/kustomize_image.py) on the controller: this module never runs."""
 
 from __future__ import annotations
 
@@ -49,9 +48,12 @@ EXAMPLES = r"""
 RETURN = r"""
 file: {description: The kustomization file., returned: success, type: str}
 image: {description: The reference the overlay renders now., returned: success, type: str}
-previous: {description: The reference it rendered before; null when it set none., returned: success, type: str}
+previous:
+  description: The reference it rendered before; null when it set none.
+  returned: success
+  type: str
 """
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.kustomize_image runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")

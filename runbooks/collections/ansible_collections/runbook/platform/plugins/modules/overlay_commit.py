@@ -1,6 +1,5 @@
-"""Documentation of runbook.platform.overlay_commit, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/overlay_commit.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.overlay_commit. The task runs as the action plugin of
+the same name (plugins/action/overlay_commit.py) on the controller: this module never runs."""
 
 from __future__ import annotations
 
@@ -45,10 +44,17 @@ EXAMPLES = r"""
 
 RETURN = r"""
 in_git: {description: Whether the folder is in a git work tree., returned: always, type: bool}
-files: {description: The folder's C(git status --porcelain) lines., returned: always, type: list, elements: str}
-committed: {description: Whether a commit was made (never in check mode)., returned: always, type: bool}
+files:
+  description: The folder's C(git status --porcelain) lines.
+  returned: always
+  type: list
+  elements: str
+committed:
+  description: Whether a commit was made (never in check mode).
+  returned: always
+  type: bool
 """
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.overlay_commit runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")

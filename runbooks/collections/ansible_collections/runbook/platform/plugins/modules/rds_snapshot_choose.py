@@ -1,6 +1,6 @@
-"""Documentation of runbook.platform.rds_snapshot_choose, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/rds_snapshot_choose.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.rds_snapshot_choose. The task runs as the action
+plugin of the same name (plugins/action/rds_snapshot_choose.py) on the controller: this
+module never runs."""
 
 from __future__ import annotations
 
@@ -38,7 +38,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-snapshot: {description: The snapshot chosen (id, instance, created, engine, type); null with a problem., returned: always, type: dict}
+snapshot:
+  description: The snapshot chosen (id
+  instance: None
+  created: None
+  engine: None
+  type); null with a problem.: None
+  returned: always
+  type: dict
 problem: {description: Why none was chosen; null when one was., returned: always, type: str}
 window_seconds: {description: Seconds since the snapshot was taken., returned: always, type: int}
 summary: {description: The choice and its data-loss window, as text., returned: always, type: str}
@@ -46,4 +53,4 @@ summary: {description: The choice and its data-loss window, as text., returned: 
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.rds_snapshot_choose runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")

@@ -1,6 +1,5 @@
-"""Documentation of runbook.platform.verify_window, for ansible-doc. The task runs as the action
-plugin of the same name (plugins/action/verify_window.py), on the controller: this module never
-runs."""
+"""ansible-doc's page for runbook.platform.verify_window. The task runs as the action plugin of
+the same name (plugins/action/verify_window.py) on the controller: this module never runs."""
 
 from __future__ import annotations
 
@@ -64,4 +63,4 @@ problems: {description: What the failing sample saw., returned: failure, type: l
 
 
 if __name__ == "__main__":
-    raise SystemExit("runbook.platform.verify_window runs as an action plugin, not as a module")
+    raise SystemExit("the action plugin of the same name runs this task, never this module")
