@@ -2,7 +2,7 @@
 
 Secrets are replaced by ``***`` wherever they appear in a string before it leaves the engine.
 They are the values of secret params, of ``secret_env()`` lookups, and of the environment
-variables whose names say they hold one (``*SECRET*``, ``*PASSWORD*``, ``*TOKEN*``, ...) or
+variables whose names say they hold one (``*SECRET*``, ``*PASS*``, ``*TOKEN*``, ...) or
 that the inventory names as a ``password_env``.
 """
 
@@ -17,18 +17,24 @@ from typing import Any
 from engine.errors import InvalidInput
 
 MASK = "***"
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|CREDENTIAL|API_KEY",
-                         re.IGNORECASE)
+# A variable whose name says it holds a secret: everywhere in the engine (masking, and the
+# settings a kept Ansible worker may hold). PASS covers PASSWORD, PASSWD and PASSPHRASE.
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|PRIVATE_KEY|CREDENTIAL|API_KEY", re.IGNORECASE)
 # Shorter values, and words like these, would mask ordinary text without hiding anything.
 MIN_SECRET_LENGTH = 6
 NOT_SECRETS = frozenset({"true", "false", "yes", "no", "none", "null"})
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether the variable ``name`` holds a secret, by its name."""
+    return SECRET_NAME.search(name) is not None
 
 
 def environment_secrets(environ: Mapping[str, str], names: Iterable[str] = ()) -> list[str]:
     """The values of ``environ`` that are secrets by their variable's name (or listed)."""
     listed = set(names)
     return [value for name, value in environ.items()
-            if (name in listed or SECRET_NAME.search(name))
+            if (name in listed or is_secret_name(name))
             and len(value) >= MIN_SECRET_LENGTH and value.lower() not in NOT_SECRETS]
 
 

@@ -22,7 +22,8 @@ from engine.sandbox.kube import Cluster
 from engine.sandbox.kube_http import KubeServer
 
 REPO = Path(__file__).resolve().parents[2]
-PLUGINS = REPO / "runbooks" / "playbooks" / "action_plugins"
+COLLECTIONS = REPO / "runbooks" / "collections"
+PF = "runbook.platform."  # the collection the plugins are in
 ANSIBLE = str(Path(sys.executable).parent / "ansible-playbook")
 IMAGE = "registry.example/app"
 
@@ -39,7 +40,7 @@ def report(folder: Path, *tasks: dict[str, Any], check: bool = False) -> dict[st
     book = folder / "play.yml"
     book.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
                                      "tasks": list(tasks)}]))
-    env = {**os.environ, "ANSIBLE_ACTION_PLUGINS": str(PLUGINS),
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
            "ANSIBLE_SHOW_CUSTOM_STATS": "true",
            "ANSIBLE_HOME": str(folder / ".ansible"),
@@ -115,7 +116,7 @@ def kube(tmp_path: Path) -> Iterator[Kube]:
 
 def test_rollout_history_in_check_mode_reads_it(kube: Kube, tmp_path: Path) -> None:
     kube.set_image("2")
-    [history] = play(tmp_path, {"k8s_rollout": kube.args(action="history", deployment="api")},
+    [history] = play(tmp_path, {PF + "k8s_rollout": kube.args(action="history", deployment="api")},
                      check=True)
     assert not history["changed"]
     assert [r["image"] for r in history["revisions"]] == [f"{IMAGE}:2", f"{IMAGE}:1"]
@@ -127,7 +128,7 @@ def test_rollout_undo_in_check_mode_changes_nothing_and_shows_the_diff(
     kube.set_image("2")
     old = next(rs for rs in kube.apps.list_namespaced_replica_set("app").items
                if rs.spec.template.spec.containers[0].image == f"{IMAGE}:1")
-    [undo] = play(tmp_path, {"k8s_rollout": kube.args(
+    [undo] = play(tmp_path, {PF + "k8s_rollout": kube.args(
         action="undo", deployment="api", to_hash=old.metadata.labels["pod-template-hash"])},
         check=True)
     assert undo["changed"] and undo["to_image"] == f"{IMAGE}:1"
@@ -139,29 +140,29 @@ def test_rollout_undo_does_it_without_check_mode(kube: Kube, tmp_path: Path) -> 
     kube.set_image("2")
     old = next(rs for rs in kube.apps.list_namespaced_replica_set("app").items
                if rs.spec.template.spec.containers[0].image == f"{IMAGE}:1")
-    [undo] = play(tmp_path, {"k8s_rollout": kube.args(
+    [undo] = play(tmp_path, {PF + "k8s_rollout": kube.args(
         action="undo", deployment="api", to_hash=old.metadata.labels["pod-template-hash"])})
     assert undo["changed"]
     assert kube.image() == f"{IMAGE}:1"
 
 
 def test_verify_window_in_check_mode_takes_one_sample(kube: Kube, tmp_path: Path) -> None:
-    [window] = play(tmp_path, {"verify_window": kube.args(deployment="api", seconds=3600,
+    [window] = play(tmp_path, {PF + "verify_window": kube.args(deployment="api", seconds=3600,
                                                           image=f"{IMAGE}:1")}, check=True)
     assert not window["changed"] and window["samples"] == 1, window
     assert window["summary"].startswith("healthy for")
 
 
 def test_verify_window_fails_on_another_image(kube: Kube, tmp_path: Path) -> None:
-    [window] = play(tmp_path, {"verify_window": kube.args(deployment="api", seconds=1,
+    [window] = play(tmp_path, {PF + "verify_window": kube.args(deployment="api", seconds=1,
                                                           image=f"{IMAGE}:9")}, check=True)
     assert window["failed"]
     assert f"runs {IMAGE}:1, not {IMAGE}:9" in window["msg"]
 
 
 def test_reading_a_deployment_in_check_mode(kube: Kube, tmp_path: Path) -> None:
-    found, missing = play(tmp_path, {"k8s_deployment": kube.args(name="api")},
-                          {"k8s_deployment": kube.args(name="nothing")}, check=True)
+    found, missing = play(tmp_path, {PF + "k8s_deployment": kube.args(name="api")},
+                          {PF + "k8s_deployment": kube.args(name="nothing")}, check=True)
     assert not found["changed"] and found["complete"]
     assert found["resources"][0]["spec"]["template"]["spec"]["containers"][0]["image"] \
         == f"{IMAGE}:1"
@@ -171,7 +172,7 @@ def test_reading_a_deployment_in_check_mode(kube: Kube, tmp_path: Path) -> None:
 def _wait_in_background(kube: Kube, folder: Path) -> tuple[threading.Thread, list[Any]]:
     results: list[Any] = []
     thread = threading.Thread(target=lambda: results.extend(play(folder, {
-        "k8s_deployment": kube.args(name="api", wait=True, wait_timeout=600)})))
+        PF + "k8s_deployment": kube.args(name="api", wait=True, wait_timeout=600)})))
     thread.start()
     return thread, results
 
@@ -206,13 +207,13 @@ def test_a_read_with_a_container_says_what_it_runs_and_passes_it_on(
         kube: Kube, tmp_path: Path) -> None:
     """``pass_on`` gives the step the same outputs a set_stats task after it would."""
     args = kube.args(name="api", container="api")
-    done = report(tmp_path, {"k8s_deployment": {**args, "pass_on": ["image", "tag"]}},
+    done = report(tmp_path, {PF + "k8s_deployment": {**args, "pass_on": ["image", "tag"]}},
                   check=True)
     [found] = [t["hosts"]["localhost"] for t in done["plays"][0]["tasks"]]
     assert (found["image"], found["repository"], found["tag"], found["revision"]) \
         == (f"{IMAGE}:1", IMAGE, "1", "1"), found
     (tmp_path / "set").mkdir()
-    with_task = report(tmp_path / "set", {"k8s_deployment": args, "register": "found"},
+    with_task = report(tmp_path / "set", {PF + "k8s_deployment": args, "register": "found"},
                        {"ansible.builtin.set_stats": {"per_host": False, "data": {
                            "image": "{{ found.image }}", "tag": "{{ found.tag }}"}}})
     assert done["global_custom_stats"] == with_task["global_custom_stats"] \
@@ -220,7 +221,7 @@ def test_a_read_with_a_container_says_what_it_runs_and_passes_it_on(
 
 
 def test_pass_on_names_only_results_the_plugin_has(kube: Kube, tmp_path: Path) -> None:
-    done = report(tmp_path, {"k8s_deployment": kube.args(name="api", pass_on=["digest"])})
+    done = report(tmp_path, {PF + "k8s_deployment": kube.args(name="api", pass_on=["digest"])})
     [result] = [t["hosts"]["localhost"] for t in done["plays"][0]["tasks"]]
     assert result["failed"]
     assert result["msg"].startswith("pass_on: k8s_deployment has no result named digest "
@@ -231,10 +232,10 @@ def test_pass_on_names_only_results_the_plugin_has(kube: Kube, tmp_path: Path) -
 def test_a_read_with_a_container_fails_without_the_deployment_or_the_container(
         kube: Kube, tmp_path: Path) -> None:
     missing, other, wrong = play(
-        tmp_path, {"k8s_deployment": kube.args(name="nothing", container="api"),
+        tmp_path, {PF + "k8s_deployment": kube.args(name="nothing", container="api"),
                    "ignore_errors": True},
-        {"k8s_deployment": kube.args(name="api", container="sidecar"), "ignore_errors": True},
-        {"k8s_deployment": kube.args(name="api", container="api", image=f"{IMAGE}:9"),
+        {PF + "k8s_deployment": kube.args(name="api", container="sidecar"), "ignore_errors": True},
+        {PF + "k8s_deployment": kube.args(name="api", container="api", image=f"{IMAGE}:9"),
          "ignore_errors": True})
     assert missing["failed"] and missing["msg"] == "deployment nothing not found in namespace app"
     assert other["failed"] and other["msg"] == "deployment api has no container sidecar " \
@@ -253,7 +254,7 @@ def test_a_read_with_a_container_splits_the_image_it_runs(
         kube: Kube, tmp_path: Path, running: str, repository: str, tag: str) -> None:
     kube.apps.patch_namespaced_deployment("api", "app", {"spec": {"template": {"spec": {
         "containers": [{"name": "api", "image": running}]}}}})
-    [found] = play(tmp_path, {"k8s_deployment": kube.args(name="api", container="api")})
+    [found] = play(tmp_path, {PF + "k8s_deployment": kube.args(name="api", container="api")})
     assert (found["image"], found["repository"], found["tag"]) == (running, repository, tag)
 
 
@@ -262,9 +263,9 @@ def test_an_empty_container_name_is_a_container_the_deployment_lacks(
     """An inventory's ``container: ""`` is checked as any other name, not taken for none:
     the image is checked, and a missing deployment fails."""
     wrong, missing = play(
-        tmp_path, {"k8s_deployment": kube.args(name="api", container="", image=f"{IMAGE}:9"),
+        tmp_path, {PF + "k8s_deployment": kube.args(name="api", container="", image=f"{IMAGE}:9"),
                    "ignore_errors": True},
-        {"k8s_deployment": kube.args(name="nothing", container=""), "ignore_errors": True})
+        {PF + "k8s_deployment": kube.args(name="nothing", container=""), "ignore_errors": True})
     assert wrong["failed"] and wrong["msg"] == "deployment api has no container  " \
         "(containers: api)", wrong
     assert missing["failed"] and missing["msg"] == "deployment nothing not found in " \
@@ -275,8 +276,8 @@ def test_the_rollout_wait_checks_the_image_it_ends_with(kube: Kube, tmp_path: Pa
     kube.set_image("2")
     results: list[Any] = []
     thread = threading.Thread(target=lambda: results.extend(play(tmp_path, {
-        "k8s_deployment": kube.args(name="api", wait=True, wait_timeout=600, container="api",
-                                    image=f"{IMAGE}:3")})))
+        PF + "k8s_deployment": kube.args(name="api", wait=True, wait_timeout=600,
+                                                     container="api", image=f"{IMAGE}:3")})))
     thread.start()
     kube.wait_for_watches(1)
     kube.complete()
@@ -289,7 +290,7 @@ def test_the_rollout_wait_checks_the_image_it_ends_with(kube: Kube, tmp_path: Pa
 def test_a_rollout_that_does_not_complete_in_time_says_how_far_it_got(
         kube: Kube, tmp_path: Path) -> None:
     kube.set_image("2")  # the emulator's rollout never completes in this test
-    [waited] = play(tmp_path, {"k8s_deployment": kube.args(
+    [waited] = play(tmp_path, {PF + "k8s_deployment": kube.args(
         name="api", wait=True, wait_timeout=1, container="api", image=f"{IMAGE}:2")})
     assert waited["failed"] and not waited["complete"]
     assert waited["msg"] == "the rollout of api did not complete within 1 s: " \
@@ -304,7 +305,7 @@ KUSTOMIZATION = "resources:\n- ../base\nimages:\n- name: app\n  newName: reg/app
 def test_kustomize_image_in_check_mode_changes_nothing_and_shows_the_diff(
         tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text(KUSTOMIZATION)
-    [edit] = play(tmp_path, {"kustomize_image": {"path": str(tmp_path), "name": "app",
+    [edit] = play(tmp_path, {PF + "kustomize_image": {"path": str(tmp_path), "name": "app",
                                                  "image": "reg/app:2"}}, check=True)
     assert edit["changed"] and edit["image"] == "reg/app:2" and edit["previous"] == "reg/app:1"
     assert "newTag: '1'" in edit["diff"]["before"] and "newTag: '2'" in edit["diff"]["after"]
@@ -313,7 +314,7 @@ def test_kustomize_image_in_check_mode_changes_nothing_and_shows_the_diff(
 
 def test_kustomize_image_writes_the_overlay(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text(KUSTOMIZATION)
-    first, again = play(tmp_path, *[{"kustomize_image": {
+    first, again = play(tmp_path, *[{PF + "kustomize_image": {
         "path": str(tmp_path), "name": "app", "new_name": "reg/app", "new_tag": "2"}}] * 2)
     assert first["changed"] and not again["changed"]
     images = yaml.safe_load((tmp_path / "kustomization.yaml").read_text())["images"]
@@ -342,7 +343,7 @@ def _overlay(folder: Path, tag: str) -> Path:
 
 def test_kustomize_apply_creates_patches_and_leaves_alone(kube: Kube, tmp_path: Path) -> None:
     overlay = _overlay(tmp_path, "2")
-    task = {"kustomize_apply": kube.args(path=str(overlay))}
+    task = {PF + "kustomize_apply": kube.args(path=str(overlay))}
     [first] = play(tmp_path, task)
     assert first["changed"]
     assert [(o["kind"], o["action"]) for o in first["objects"]] == [
@@ -362,7 +363,7 @@ def test_kustomize_apply_creates_patches_and_leaves_alone(kube: Kube, tmp_path: 
 
 def test_kustomize_apply_in_check_mode_changes_nothing(kube: Kube, tmp_path: Path) -> None:
     overlay = _overlay(tmp_path, "2")
-    [checked] = play(tmp_path, {"kustomize_apply": kube.args(path=str(overlay))}, check=True)
+    [checked] = play(tmp_path, {PF + "kustomize_apply": kube.args(path=str(overlay))}, check=True)
     assert checked["changed"]
     assert [o["action"] for o in checked["objects"]] == ["created", "patched"]
     assert kube.image() == f"{IMAGE}:1"
@@ -372,7 +373,7 @@ def test_kustomize_apply_in_check_mode_changes_nothing(kube: Kube, tmp_path: Pat
 def test_kustomize_apply_says_why_the_overlay_does_not_render(kube: Kube,
                                                               tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text("resources:\n- missing.yaml\n")
-    [failed] = play(tmp_path, {"kustomize_apply": kube.args(path=str(tmp_path))})
+    [failed] = play(tmp_path, {PF + "kustomize_apply": kube.args(path=str(tmp_path))})
     assert failed["failed"]
     assert failed["msg"].startswith(f"kubectl kustomize {tmp_path} failed: ")
     assert "missing.yaml" in failed["msg"]
@@ -392,7 +393,7 @@ def test_overlay_commit_in_check_mode_commits_nothing_and_shows_what(tmp_path: P
     _git(tmp_path, "add", ".")
     _git(tmp_path, "-c", "user.name=a", "-c", "user.email=a@localhost", "commit", "-qm", "a")
     (overlay / "kustomization.yaml").write_text(KUSTOMIZATION + "namespace: app\n")
-    task = {"overlay_commit": {"path": str(overlay), "message": "Promote app"}}
+    task = {PF + "overlay_commit": {"path": str(overlay), "message": "Promote app"}}
     [checked] = play(tmp_path, task, check=True)
     assert checked["changed"] and not checked["committed"]
     assert "kustomization.yaml" in checked["diff"]["prepared"]
@@ -405,7 +406,7 @@ def test_overlay_commit_in_check_mode_commits_nothing_and_shows_what(tmp_path: P
 
 
 def test_overlay_commit_outside_git_does_nothing(tmp_path: Path) -> None:
-    [result] = play(tmp_path, {"overlay_commit": {"path": str(tmp_path), "message": "m"}})
+    [result] = play(tmp_path, {PF + "overlay_commit": {"path": str(tmp_path), "message": "m"}})
     assert not result["changed"] and not result["in_git"]
 
 
@@ -413,7 +414,7 @@ def test_overlay_commit_outside_git_does_nothing(tmp_path: Path) -> None:
 
 def test_ecr_retag_in_check_mode_copies_nothing_and_shows_the_diff(
         sandbox: dict[str, str], tmp_path: Path) -> None:
-    [copied] = play(tmp_path, {"ecr_retag": {"repository": "quikapp/api",
+    [copied] = play(tmp_path, {PF + "ecr_retag": {"repository": "quikapp/api",
                                              "source_tag": "1.4.2", "target_tag": "fresh-1"}},
                     check=True)
     assert copied["changed"] and not copied["copied"]
@@ -428,36 +429,36 @@ def test_ecr_retag_in_check_mode_copies_nothing_and_shows_the_diff(
 def test_ecr_image_and_snapshot_choice_in_check_mode(
         in_shared_sandbox: dict[str, str], tmp_path: Path) -> None:
     image, missing, snapshot = play(
-        tmp_path, {"ecr_image": {"repository": "quikapp/api", "tag": "1.4.2"}},
-        {"ecr_image": {"repository": "quikapp/api", "tag": "9.9.9", "missing_ok": True}},
-        {"rds_snapshot_choose": {"instance": "quikapp-live", "latest": True}}, check=True)
+        tmp_path, {PF + "ecr_image": {"repository": "quikapp/api", "tag": "1.4.2"}},
+        {PF + "ecr_image": {"repository": "quikapp/api", "tag": "9.9.9", "missing_ok": True}},
+        {PF + "rds_snapshot_choose": {"instance": "quikapp-live", "latest": True}}, check=True)
     assert image["found"] and image["digest"].startswith("sha256:") and not image["changed"]
     assert not missing["found"] and not missing.get("failed")
     assert snapshot["snapshot"]["id"] == "quikapp-live-nightly" and snapshot["problem"] is None
 
 
 BAD_ARGUMENTS = [
-    ({"ecr_image": {"repository": "r"}}, "missing required arguments: tag"),
-    ({"ecr_retag": {"repository": "r", "source_tag": "a", "target_tag": "b", "tags": "c"}},
+    ({PF + "ecr_image": {"repository": "r"}}, "missing required arguments: tag"),
+    ({PF + "ecr_retag": {"repository": "r", "source_tag": "a", "target_tag": "b", "tags": "c"}},
      "Unsupported parameters for (ecr_retag) module: tags"),
-    ({"k8s_rollout": {"action": "undo", "namespace": "n", "deployment": "d"}},
+    ({PF + "k8s_rollout": {"action": "undo", "namespace": "n", "deployment": "d"}},
      "action is undo but all of the following are missing: to_hash"),
-    ({"k8s_rollout": {"action": "redo", "namespace": "n", "deployment": "d"}},
+    ({PF + "k8s_rollout": {"action": "redo", "namespace": "n", "deployment": "d"}},
      "value of action must be one of: history, undo, got: redo"),
-    ({"kustomize_image": {"path": ".", "name": "app", "image": "a:1", "new_tag": "2"}},
+    ({PF + "kustomize_image": {"path": ".", "name": "app", "image": "a:1", "new_tag": "2"}},
      "parameters are mutually exclusive: image|new_tag"),
-    ({"rds_snapshot_choose": {"instance": "i", "latest": "maybe"}},
+    ({PF + "rds_snapshot_choose": {"instance": "i", "latest": "maybe"}},
      "argument 'latest' is of type"),
-    ({"verify_window": {"namespace": "n", "deployment": "d", "seconds": "soon"}},
+    ({PF + "verify_window": {"namespace": "n", "deployment": "d", "seconds": "soon"}},
      "argument 'seconds' is of type"),
-    ({"k8s_deployment": {"namespace": "n", "name": "d", "wait_timeout": "long"}},
+    ({PF + "k8s_deployment": {"namespace": "n", "name": "d", "wait_timeout": "long"}},
      "argument 'wait_timeout' is of type"),
-    ({"k8s_deployment": {"namespace": "n", "name": "d", "image": "a:1"}},
+    ({PF + "k8s_deployment": {"namespace": "n", "name": "d", "image": "a:1"}},
      "missing parameter(s) required by 'image': container"),
-    ({"ecr_image": {"repository": "r", "tag": "t", "pass_on": {"digest": "d"}}},
+    ({PF + "ecr_image": {"repository": "r", "tag": "t", "pass_on": {"digest": "d"}}},
      "argument 'pass_on' is of type"),
-    ({"overlay_commit": {"path": "."}}, "missing required arguments: message"),
-    ({"kustomize_apply": {"namespace": "n"}}, "missing required arguments: path"),
+    ({PF + "overlay_commit": {"path": "."}}, "missing required arguments: message"),
+    ({PF + "kustomize_apply": {"namespace": "n"}}, "missing required arguments: path"),
 ]
 
 

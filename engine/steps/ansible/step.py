@@ -30,6 +30,8 @@ import yaml
 from engine.errors import StepFailed
 from engine.language.model import Outcome, Step
 from engine.status import StepStatus
+from engine.steps.ansible import clients as playbook_clients
+from engine.steps.ansible import policy
 from engine.steps.base import StepType
 from engine.system import interrupts, proc
 
@@ -40,16 +42,6 @@ if TYPE_CHECKING:
 MAX_MESSAGE = 400
 _TASK_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed",
                 "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable"}
-# What a playbook may see of the engine's environment, besides the names its step lists.
-ALLOWED_ENV = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
-    "KUBECONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-    "VIRTUAL_ENV",
-})
-ALLOWED_PREFIXES = ("LC_", "AWS_", "K8S_AUTH_", "ANSIBLE_")
-
-
 MODES = ("warm", "runner")
 _STATS = ("skipped", "ok", "dark", "failures", "ignored", "rescued", "processed", "changed")
 
@@ -161,7 +153,7 @@ def _through_runner(ctx: StepContext, scratch: Path, args: list[str], named: lis
             # With a launcher as its binary, ansible-runner passes the command line on only
             # here (its own inventory and extra vars arguments are not used).
             cmdline=shlex.join(args),
-            envvars={**_SETTINGS, **home_env(scratch)},
+            envvars={**policy.settings(os.environ), **policy.home_env(scratch)},
             project_dir=os.getcwd(),
             binary=_launcher(ctx.workdir),
             event_handler=on_event,
@@ -170,7 +162,7 @@ def _through_runner(ctx: StepContext, scratch: Path, args: list[str], named: lis
             suppress_env_files=True,
             timeout=ctx.spec.get("timeout"),
         )
-        runner.config.env = playbook_env(runner.config.env, os.environ, named,
+        runner.config.env = policy.playbook_env(runner.config.env, os.environ, named,
                                          {**proc.tags(ctx.run_id), "PATH": _path(),
                                           proc.STEP_TAG: ctx.step.id})
         runner.run()
@@ -192,8 +184,7 @@ def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: lis
     artifacts = scratch / "artifacts" / ident
     artifacts.mkdir(parents=True)
     (artifacts / "fact_cache").mkdir()
-    env = {**worker.env, **playbook_env({}, {}, named, {}),
-           **{name: os.environ[name] for name in named if name in os.environ},
+    env = {**worker.env, **{name: os.environ[name] for name in named if name in os.environ},
            proc.STEP_TAG: ctx.step.id, "AWX_ISOLATED_DATA_DIR": str(artifacts),
            # Module payloads (with their arguments) in the step's own folder, removed with it
            # (or by a resume), never in a kept worker's home, kept after an interrupt.
@@ -230,18 +221,9 @@ def _through_worker(ctx: StepContext, scratch: Path, args: list[str], named: lis
 def _worker(run_id: str, clients: Iterable[str] | None = None) -> ansible_warm.Worker:
     from engine.steps.ansible import warm as ansible_warm
 
-    base = playbook_env({**os.environ, **_SETTINGS, **_callback_env()}, os.environ, [],
-                        {**proc.tags(run_id), "PATH": _path()})
+    base = policy.playbook_env({**os.environ, **policy.settings(os.environ), **_callback_env()},
+                               os.environ, [], {**proc.tags(run_id), "PATH": _path()})
     return ansible_warm.worker_for(run_id, base, os.getcwd(), clients)
-
-
-# Words in a playbook that say its tasks use a client library the warm worker can load ahead:
-# the collections' modules and the project's action plugins (k8s_*, verify_window; ecr_*,
-# rds_*). A hint only: a wrong guess costs time, never a result.
-_CLIENT_WORDS = {"kubernetes": re.compile(r"\b(kubernetes\.core\.|k8s_\w+:|verify_window:)"),
-                 "aws": re.compile(r"\bamazon\.aws\."),
-                 "ecr": re.compile(r"\b(amazon\.aws\.ecr\w*:|ecr_\w+:)"),
-                 "rds": re.compile(r"\b(amazon\.aws\.rds\w*:|rds_\w+:)")}
 
 
 def prepare(run_id: str, steps: Sequence[tuple[Step, Path]]) -> None:
@@ -270,11 +252,10 @@ def clients_used(steps: Sequence[tuple[Step, Path]]) -> list[str] | None:
         if "{" in playbook:
             return None
         try:
-            text = (folder / playbook).read_text(errors="replace")
-        except OSError:
+            used = playbook_clients.of_playbook((folder / playbook).read_text(errors="replace"))
+        except (OSError, yaml.YAMLError):
             return None
-        found += [name for name, words in _CLIENT_WORDS.items()
-                  if name not in found and words.search(text)]
+        found += [name for name in used if name not in found]
     return found
 
 
@@ -314,20 +295,6 @@ def unsafe_yaml(extravars: Mapping[str, Any]) -> str:
     body = yaml.dump(plain_keys, Dumper=_UnsafeDumper, sort_keys=True, allow_unicode=True)
     # Keys are variable names: Ansible wants them as plain strings, not unsafe ones.
     return re.sub(r'^!unsafe "([A-Za-z_][A-Za-z0-9_]*)":', r"\1:", body, flags=re.MULTILINE)
-
-
-def playbook_env(prepared: Mapping[str, str], outer: Mapping[str, str],
-                 named: Iterable[str], extra: Mapping[str, str]) -> dict[str, str]:
-    """ansible-runner's environment without what the engine's own environment holds beyond
-    the allowlist and the names the step lists: only what ansible-runner itself set is kept."""
-    keep = set(named)
-
-    def allowed(name: str) -> bool:
-        return name in ALLOWED_ENV or name in keep or name.startswith(ALLOWED_PREFIXES)
-
-    env = {k: v for k, v in prepared.items()
-           if allowed(k) or k not in outer or outer[k] != v}
-    return {**env, **extra}
 
 
 def keep_masked(source: Path, dest: Path, redact: Callable[[str], str]) -> None:
@@ -376,22 +343,6 @@ def _path() -> str:
     here = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     return path if here in path.split(os.pathsep) else here + os.pathsep + path
-
-
-_SETTINGS = {
-    "ANSIBLE_NOCOLOR": "1",
-    "ANSIBLE_HOST_KEY_CHECKING": "False",
-    "ANSIBLE_RETRY_FILES_ENABLED": "False",
-    "ANSIBLE_DEPRECATION_WARNINGS": "False",
-}
-
-
-def home_env(folder: Path) -> dict[str, str]:
-    """Where Ansible keeps its files (module payloads, with their arguments): ``folder``, in
-    memory, removed with it."""
-    home = folder / ".ansible"
-    return {"ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
-            "ANSIBLE_REMOTE_TEMP": str(home / "remote-tmp")}
 
 
 def describe(spec: Mapping[str, Any]) -> list[str]:

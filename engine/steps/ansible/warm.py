@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from engine.steps.ansible import policy
 from engine.system import proc
 
 HOST = Path(__file__).resolve().with_name("host.py")
@@ -60,18 +61,6 @@ _START_TIMEOUT = 120.0
 _AFTER_TIMEOUT = 30.0  # how long a playbook ended at its timeout has to be reported ended
 KEEP_WARM = "RUNBOOK_KEEP_WARM"
 _KEEP_WARM_DEFAULT = 900.0
-# What a kept worker's own environment holds: what ansible-core reads as it loads (its
-# settings, locale, where its home is), never a run's credentials, tags or arguments.
-_AGENT_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
-                        "VIRTUAL_ENV", "AWS_DATA_PATH"})
-_AGENT_ENV_PREFIXES = ("LC_", "ANSIBLE_")
-_OWN_HOME = frozenset({"ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP"})
-# Settings that hold a secret themselves (ANSIBLE_NET_PASSWORD, say) go to each child only.
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL")
-# ansible-core's own settings named so hold a path or a yes/no, read as it loads
-# (ANSIBLE_VAULT_PASSWORD_FILE, ANSIBLE_BECOME_ASK_PASS, ANSIBLE_GALAXY_TOKEN_PATH): the
-# worker's, as any setting it reads then.
-_NOT_SECRET = re.compile(r"(_FILE|_PATH|ASK_PASS|ASK_VAULT_PASS)$")
 
 
 class WorkerDied(Exception):
@@ -422,11 +411,10 @@ def worker_for(run_id: str, env: Mapping[str, str], cwd: str,
         worker.close()
     for other in [k for k in _pool.workers if k[0] != run_id or k == key]:
         _pool.workers.pop(other).close()  # one run's worker at a time
-    from engine.steps.ansible.step import home_env
-
     if place is not None:
         try:
-            worker = _kept(run_id, place, env, cwd, clients, home_env(place.with_suffix("")))
+            worker = _kept(run_id, place, env, cwd, clients,
+                           policy.home_env(place.with_suffix("")))
         except OSError as exc:
             raise WorkerDied(f"the worker kept at {place} could not start: "
                              f"{exc.strerror or exc}") from exc
@@ -434,7 +422,7 @@ def worker_for(run_id: str, env: Mapping[str, str], cwd: str,
         folder = Path(tempfile.mkdtemp(prefix=proc.scratch_prefix(run_id) + "ansible-",
                                        dir=proc.scratch_root()))
         try:
-            worker = Worker(run_id, {**env, **home_env(folder)}, cwd, folder, clients)
+            worker = Worker(run_id, {**env, **policy.home_env(folder)}, cwd, folder, clients)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -457,16 +445,9 @@ def _kept_place(env: Mapping[str, str], cwd: str) -> Path | None:
                            [_stamp(_origin(name)) for name in ("ansible", "ansible_runner",
                                                                "kubernetes", "boto3",
                                                                "botocore", "apprise")],
-                           sorted(_kept_env(env).items()), _config_files(env, cwd)])
+                           sorted(policy.worker_env(env).items()), _config_files(env, cwd)])
     place = folder / (hashlib.sha256(material.encode()).hexdigest()[:24] + ".sock")
     return place if len(str(place)) < 100 else None  # a socket's path is short
-
-
-def _kept_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in env.items()
-            if (name in _AGENT_ENV or name.startswith(_AGENT_ENV_PREFIXES))
-            and name not in _OWN_HOME
-            and (not _SECRET_NAME.search(name) or _NOT_SECRET.search(name))}
 
 
 def _origin(package: str) -> str:
@@ -494,7 +475,7 @@ def _kept(run_id: str, place: Path, env: Mapping[str, str], cwd: str,
         found = _connect(place)
         if found is not None:
             return Agent(run_id, {**env, **home}, *found, log, process)
-        process = _start_kept(place, {**_kept_env(env), **home}, cwd, clients, log)
+        process = _start_kept(place, {**policy.worker_env(env), **home}, cwd, clients, log)
         if process.returncode is not None:  # another worker listened there first
             process = None
     raise WorkerDied(f"the worker at {place} does not answer: {_tail_of(log)}")

@@ -8,25 +8,14 @@ tag's diff when it is new.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
+from typing import Any, ClassVar
 
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+    aws,
+)
 
 MEDIA_TYPES = [
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -36,32 +25,35 @@ MEDIA_TYPES = [
 ]
 
 
-def _image(ecr, repository, tag):
+def _image(ecr: Any, repository: str, tag: str) -> dict[str, Any] | None:
     got = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}],
                               acceptedMediaTypes=MEDIA_TYPES)
-    return got["images"][0] if got.get("images") else None
+    image: dict[str, Any] | None = got["images"][0] if got.get("images") else None
+    return image
 
 
-class ActionModule(shared.RunbookAction):
-    SPEC = {"repository": {"type": "str", "required": True},
-            "source_tag": {"type": "str", "required": True},
-            "target_tag": {"type": "str", "required": True},
-            "expect_digest": {"type": "str"},
-            "region": {"type": "str"},
-            "endpoint_url": {"type": "str"}}
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "repository": {"type": "str", "required": True},
+        "source_tag": {"type": "str", "required": True},
+        "target_tag": {"type": "str", "required": True},
+        "expect_digest": {"type": "str"},
+        "region": {"type": "str"},
+        "endpoint_url": {"type": "str"},
+    }
 
-    def act(self, p, check_mode):
-        ecr = shared.aws("ecr", p["region"], p["endpoint_url"])
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        ecr = aws("ecr", p["region"], p["endpoint_url"])
         repo, source_tag, target_tag = p["repository"], p["source_tag"], p["target_tag"]
         source = _image(ecr, repo, source_tag)
         if source is None:
-            raise shared.Failed(f"image {repo}:{source_tag} not found in ECR")
+            raise Failed(f"image {repo}:{source_tag} not found in ECR")
         digest = source["imageId"]["imageDigest"]
         expected = p["expect_digest"]
         if expected and digest != expected:  # the tag moved since the approval: deploy nothing
-            raise shared.Failed(f"image {repo}:{source_tag} is now {digest}, not the approved "
-                                f"{expected}: refusing to deploy it", digest=digest,
-                                expected_digest=expected)
+            raise Failed(f"image {repo}:{source_tag} is now {digest}, not the approved "
+                         f"{expected}: refusing to deploy it", digest=digest,
+                         expected_digest=expected)
         manifest = json.loads(source["imageManifest"])
         layers = manifest.get("layers", [])
         sizes = {"layers": len(layers),
@@ -73,9 +65,9 @@ class ActionModule(shared.RunbookAction):
         target = _image(ecr, repo, target_tag)
         if target is not None:
             if target["imageId"]["imageDigest"] != digest:
-                raise shared.Failed(f"tag {repo}:{target_tag} already points to "
-                                    f"{target['imageId']['imageDigest']}, not {digest}: "
-                                    "tags are immutable, refusing to move it", **result)
+                raise Failed(f"tag {repo}:{target_tag} already points to "
+                             f"{target['imageId']['imageDigest']}, not {digest}: "
+                             "tags are immutable, refusing to move it", **result)
             return {"changed": False, "copied": False, **result}
         if not check_mode:
             kwargs = {"repositoryName": repo, "imageManifest": source["imageManifest"],
@@ -84,7 +76,7 @@ class ActionModule(shared.RunbookAction):
                 kwargs["imageManifestMediaType"] = source["imageManifestMediaType"]
             put = ecr.put_image(**kwargs)
             if put["image"]["imageId"]["imageDigest"] != digest:
-                raise shared.Failed("ECR stored the copy under another digest", **result)
+                raise Failed("ECR stored the copy under another digest", **result)
         where = f"{repo}:{target_tag}"
         return {"changed": True, "copied": not check_mode, **result,
                 "diff": {"before": f"{where}: no such tag\n",

@@ -13,30 +13,20 @@ ReplicaSet to go back to); an undo's diff shows the image before and after.
 from __future__ import annotations
 
 import datetime
-import importlib.util
-import sys
-from pathlib import Path
+from typing import Any, ClassVar
 
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    Kube,
+    RunbookAction,
+    kube_api,
+)
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
 
 
-def _revisions(kube, p):
+def _revisions(kube: Kube, p: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     dep = kube.deployment(p["namespace"], p["deployment"])
     uid = dep["metadata"].get("uid")
     mine = [rs for rs in kube.replica_sets(p["namespace"])
@@ -52,18 +42,18 @@ def _revisions(kube, p):
                     "created": _time(meta.get("creationTimestamp")),
                     "current": rev == current, "name": meta["name"]})
     out.sort(key=lambda r: r["revision"], reverse=True)
-    return dep, current, out
+    return current, out
 
 
-def _time(stamp):
+def _time(stamp: str | None) -> str:
     """An API timestamp (``2024-05-01T10:00:00Z``) as ISO 8601 with its offset."""
     if not stamp:
         return ""
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).isoformat()
 
 
-def history(kube, p):
-    _, current, revs = _revisions(kube, p)
+def history(kube: Kube, p: dict[str, Any]) -> dict[str, Any]:
+    current, revs = _revisions(kube, p)
     wanted = p["to_revision"]
     cur = next((r for r in revs if r["current"]), None)
     if p["choose"] == "running":
@@ -93,13 +83,13 @@ def history(kube, p):
             "problem": problem, "summary": summary}
 
 
-def undo(kube, p, check_mode):
-    dep, current, revs = _revisions(kube, p)
+def undo(kube: Kube, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    current, revs = _revisions(kube, p)
     cur = next((r for r in revs if r["current"]), None)
     target = next((r for r in revs if r["hash"] == p["to_hash"]), None)
     if target is None:
-        raise shared.Failed(f"no ReplicaSet of {p['deployment']} with template hash "
-                            f"{p['to_hash']}")
+        raise Failed(f"no ReplicaSet of {p['deployment']} with template hash "
+                     f"{p['to_hash']}")
     if cur and cur["hash"] == target["hash"]:
         return {"changed": False, "revision": current, "image": target["image"]}
     template = kube.replica_set(p["namespace"], target["name"])["spec"]["template"]
@@ -116,19 +106,23 @@ def undo(kube, p, check_mode):
                      "before_header": where, "after_header": where}}
 
 
-class ActionModule(shared.RunbookAction):
-    SPEC = {"action": {"type": "str", "choices": ["history", "undo"], "required": True},
-            "kubeconfig": {"type": "path"}, "context": {"type": "str"},
-            "namespace": {"type": "str", "required": True},
-            "deployment": {"type": "str", "required": True},
-            "to_revision": {"type": "int", "default": 0},
-            "to_hash": {"type": "str"},
-            "choose": {"type": "str", "choices": ["previous", "running"],
-                       "default": "previous"}}
-    RULES = {"required_if": [("action", "undo", ["to_hash"])]}
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "action": {"type": "str", "choices": ["history", "undo"], "required": True},
+        "kubeconfig": {"type": "path"},
+        "context": {"type": "str"},
+        "namespace": {"type": "str", "required": True},
+        "deployment": {"type": "str", "required": True},
+        "to_revision": {"type": "int", "default": 0},
+        "to_hash": {"type": "str"},
+        "choose": {"type": "str", "choices": ["previous", "running"], "default": "previous"},
+    }
+    RULES: ClassVar[dict[str, Any]] = {
+        "required_if": [("action", "undo", ["to_hash"])],
+    }
 
-    def act(self, p, check_mode):
-        kube = shared.kube_api(p["kubeconfig"], p["context"])
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        kube = kube_api(p["kubeconfig"], p["context"])
         if p["action"] == "history":
             return history(kube, p)
         return undo(kube, p, check_mode)

@@ -12,8 +12,8 @@ kubernetes client read the same settings as before (``endpoint_url`` and ``regio
 AWS_* environment; ``kubeconfig`` and ``context``, else K8S_AUTH_KUBECONFIG and
 K8S_AUTH_CONTEXT, else KUBECONFIG).
 
-Action plugins load this file with ``load()`` below: Ansible does not put a playbook's
-folders on the import path of the process it runs plugins in.
+The plugins import it as ``ansible_collections.runbook.platform.plugins.module_utils.
+runbook_action``: Ansible's collection loader finds it wherever the collection is installed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
-from typing import Any
+from typing import Any, ClassVar
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
@@ -53,8 +53,8 @@ class RunbookAction(ActionBase):
 
     _supports_check_mode = True
     _requires_connection = False  # everything happens here, on the controller
-    SPEC: dict[str, Any] = {}
-    RULES: dict[str, Any] = {}
+    SPEC: ClassVar[dict[str, Any]] = {}
+    RULES: ClassVar[dict[str, Any]] = {}
 
     def run(self, tmp: Any = None, task_vars: Any = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)

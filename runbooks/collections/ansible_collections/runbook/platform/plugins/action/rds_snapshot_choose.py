@@ -8,28 +8,16 @@ summary.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    RunbookAction,
+    aws,
+)
 
 
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
-
-
-def _human(seconds):
+def _human(seconds: float) -> str:
     minutes = int(seconds // 60)
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
@@ -37,16 +25,19 @@ def _human(seconds):
     return " ".join([*parts, f"{hours} h {mins:02d} min"])
 
 
-class ActionModule(shared.RunbookAction):
-    SPEC = {"instance": {"type": "str", "required": True},
-            "snapshot_id": {"type": "str"},
-            "latest": {"type": "bool", "default": False},
-            "region": {"type": "str"}, "endpoint_url": {"type": "str"}}
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "instance": {"type": "str", "required": True},
+        "snapshot_id": {"type": "str"},
+        "latest": {"type": "bool", "default": False},
+        "region": {"type": "str"},
+        "endpoint_url": {"type": "str"},
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         from botocore.exceptions import ClientError
 
-        rds = shared.aws("rds", p["region"], p["endpoint_url"])
+        rds = aws("rds", p["region"], p["endpoint_url"])
         problem = None
         snapshot = None
         if p["snapshot_id"]:
@@ -68,9 +59,10 @@ class ActionModule(shared.RunbookAction):
             else:
                 problem = f"{p['instance']} has no available snapshot"
         if problem or snapshot is None:
-            return {"problem": problem, "snapshot": None, "window_seconds": None, "summary": problem}
+            return {"problem": problem, "snapshot": None, "window_seconds": None,
+                    "summary": problem}
         created = snapshot["SnapshotCreateTime"]
-        window = (datetime.now(timezone.utc) - created).total_seconds()
+        window = (datetime.now(UTC) - created).total_seconds()
         chosen = {"id": snapshot["DBSnapshotIdentifier"],
                   "instance": snapshot["DBInstanceIdentifier"],
                   "created": created.isoformat(), "engine": snapshot.get("Engine"),

@@ -22,54 +22,47 @@ available.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    Kube,
+    RunbookAction,
+    kube_api,
+)
 
 # What a server that cannot watch answers a watch request with.
 NO_WATCH = frozenset({400, 403, 404, 405, 406, 501})
 
 
-def complete(dep):
+def complete(dep: dict[str, Any]) -> bool:
     spec, status = dep.get("spec") or {}, dep.get("status") or {}
     want = spec.get("replicas", 1)
-    return (status.get("observedGeneration") == dep["metadata"].get("generation")
+    return bool(status.get("observedGeneration") == dep["metadata"].get("generation")
             and (status.get("replicas") or 0) == want
             and (status.get("updatedReplicas") or 0) == want
             and (status.get("availableReplicas") or 0) == want
             and not status.get("unavailableReplicas"))
 
 
-def _get(kube, ns, name):
+def _get(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        return kube.deployment(ns, name)
+        found: dict[str, Any] = kube.deployment(ns, name)
+        return found
     except ApiException as err:
         if err.status == 404:
             return None
         raise
 
 
-def _changes(kube, ns, name, version, seconds):
+def _changes(kube: Kube, ns: str, name: str, version: str,
+             seconds: float) -> Iterator[dict[str, Any]]:
     """The deployment each time it changes after ``version``, for about ``seconds``; ends
     early when the watch does (the server's timeout, an expired version)."""
     from kubernetes.watch.watch import iter_resp_lines
@@ -89,7 +82,8 @@ def _changes(kube, ns, name, version, seconds):
         resp.release_conn()
 
 
-def wait(kube, ns, name, dep, timeout, sleep):
+def wait(kube: Kube, ns: str, name: str, dep: dict[str, Any], timeout: float,
+         sleep: float) -> tuple[dict[str, Any], bool, str]:
     """(the deployment as last seen, whether its rollout completed, how it was waited for)"""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -121,7 +115,7 @@ def wait(kube, ns, name, dep, timeout, sleep):
     return dep, complete(dep), method
 
 
-def rollout(dep):
+def rollout(dep: dict[str, Any]) -> dict[str, Any]:
     """What playbooks check of a deployment: the whole object is large (managed fields,
     conditions), and ansible-core copies what it templates."""
     spec, status = dep.get("spec") or {}, dep.get("status") or {}
@@ -134,65 +128,71 @@ def rollout(dep):
             "generation": meta.get("generation"), "observed": status.get("observedGeneration")}
 
 
-class ActionModule(shared.RunbookAction):
-    SPEC = {"kubeconfig": {"type": "path"}, "context": {"type": "str"},
-            "namespace": {"type": "str", "required": True},
-            "name": {"type": "str", "required": True},
-            "wait": {"type": "bool", "default": False},
-            "wait_timeout": {"type": "int", "default": 120},
-            "wait_sleep": {"type": "float", "default": 1},
-            "container": {"type": "str"}, "image": {"type": "str"}}
-    RULES = {"required_by": {"image": ["container"]}}
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "kubeconfig": {"type": "path"},
+        "context": {"type": "str"},
+        "namespace": {"type": "str", "required": True},
+        "name": {"type": "str", "required": True},
+        "wait": {"type": "bool", "default": False},
+        "wait_timeout": {"type": "int", "default": 120},
+        "wait_sleep": {"type": "float", "default": 1},
+        "container": {"type": "str"},
+        "image": {"type": "str"},
+    }
+    RULES: ClassVar[dict[str, Any]] = {
+        "required_by": {"image": ["container"]},
+    }
 
-    def act(self, p, check_mode):
-        kube = shared.kube_api(p["kubeconfig"], p["context"])
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        kube = kube_api(p["kubeconfig"], p["context"])
         dep = _get(kube, p["namespace"], p["name"])
         if dep is None:
             if p["container"] is not None:
-                raise shared.Failed(f"deployment {p['name']} not found in namespace "
-                                    f"{p['namespace']}", resources=[], complete=False,
-                                    rollout={})
+                raise Failed(f"deployment {p['name']} not found in namespace "
+                             f"{p['namespace']}", resources=[], complete=False,
+                             rollout={})
             return {"resources": [], "complete": False, "rollout": {}}
         if not p["wait"]:
             return _running({"resources": [dep], "complete": complete(dep),
                              "rollout": rollout(dep)}, p)
         dep, done, method = wait(kube, p["namespace"], p["name"], dep, p["wait_timeout"],
                                  p["wait_sleep"])
-        result = {"resources": [dep], "complete": done, "rollout": rollout(dep),
-                  "wait_method": method}
+        result: dict[str, Any] = {"resources": [dep], "complete": done, "rollout": rollout(dep),
+                                  "wait_method": method}
         if not done:
-            raise shared.Failed(f"the rollout of {p['name']} did not complete within "
-                                f"{p['wait_timeout']} s: {_progress(result['rollout'])}",
-                                **result)
+            raise Failed(f"the rollout of {p['name']} did not complete within "
+                         f"{p['wait_timeout']} s: {_progress(result['rollout'])}",
+                         **result)
         return _running(result, p)
 
 
-def _running(result, p):
+def _running(result: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     """The result with what ``container`` runs, checked against ``image``."""
     if p["container"] is None:
         return result
     seen = result["rollout"]
     running = seen["images"].get(p["container"])
     if running is None:
-        raise shared.Failed(f"deployment {p['name']} has no container {p['container']} "
-                            f"(containers: {', '.join(seen['images'])})", **result)
+        raise Failed(f"deployment {p['name']} has no container {p['container']} "
+                     f"(containers: {', '.join(seen['images'])})", **result)
     expected = p["image"]
     if expected is not None and (running != expected or not result["complete"]):
-        raise shared.Failed(f"{p['name']} runs {running}, expected {expected}"
-                            + ("" if result["complete"] else f" ({_progress(seen)})"),
-                            **result)
+        raise Failed(f"{p['name']} runs {running}, expected {expected}"
+                     + ("" if result["complete"] else f" ({_progress(seen)})"),
+                     **result)
     repository, tag = split_image(running)
     return {**result, "image": running, "repository": repository, "tag": tag,
             "revision": seen["revision"], "replicas": seen["available"]}
 
 
-def _progress(seen):
+def _progress(seen: dict[str, Any]) -> str:
     """How far a rollout got, from ``rollout``'s figures."""
     return (f"{seen['available'] or 0}/{seen['replicas']} replicas available, "
             f"{seen['updated'] or 0} updated")
 
 
-def split_image(image):
+def split_image(image: str) -> tuple[str, str]:
     """(repository, tag) of an image reference ``name[:tag][@digest]``: the tag is '' when it
     has none (a colon before the last slash is a registry's port, not a tag)."""
     name = image.partition("@")[0]

@@ -10,44 +10,34 @@ folder), committed.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
-from pathlib import Path
+from typing import Any, ClassVar
+
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+)
 
 
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
-
-
-def _git(path, *args):
+def _git(path: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True,
                           check=False)
 
 
-class ActionModule(shared.RunbookAction):
-    SPEC = {"path": {"type": "path", "required": True},
-            "message": {"type": "str", "required": True},
-            "user": {"type": "str", "default": "runbook"},
-            "email": {"type": "str", "default": "runbook@localhost"}}
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "path": {"type": "path", "required": True},
+        "message": {"type": "str", "required": True},
+        "user": {"type": "str", "default": "runbook"},
+        "email": {"type": "str", "default": "runbook@localhost"},
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         if _git(p["path"], "rev-parse", "--is-inside-work-tree").returncode != 0:
             return {"in_git": False, "files": [], "committed": False}
         status = _git(p["path"], "status", "--porcelain", "--", ".")
         if status.returncode != 0:
-            raise shared.Failed(f"git status in {p['path']} failed: {status.stderr.strip()}")
+            raise Failed(f"git status in {p['path']} failed: {status.stderr.strip()}")
         files = status.stdout.splitlines()
         if not files:
             return {"in_git": True, "files": [], "committed": False}
@@ -58,6 +48,6 @@ class ActionModule(shared.RunbookAction):
         done = _git(p["path"], "-c", f"user.name={p['user']}", "-c", f"user.email={p['email']}",
                     "commit", "-q", "-m", p["message"], "--", ".")
         if done.returncode != 0:
-            raise shared.Failed(f"git commit in {p['path']} failed: "
-                                f"{(done.stderr or done.stdout).strip()}", **result)
+            raise Failed(f"git commit in {p['path']} failed: "
+                         f"{(done.stderr or done.stdout).strip()}", **result)
         return result

@@ -10,37 +10,24 @@ Returns file, image, previous, and the file's diff when it changes.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
+from typing import Any, ClassVar
 
 import yaml
-
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+)
 
 
 class _IndentedLists(yaml.SafeDumper):
     """Write lists indented under their key, as kustomization files usually are."""
 
-    def increase_indent(self, flow=False, indentless=False):
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         return super().increase_indent(flow, False)
 
 
-def split(image):
+def split(image: str) -> tuple[str, str | None, str | None]:
     """NAME[:TAG][@DIGEST] → (name, tag, digest); a ':' before the last '/' is a port."""
     rest, _, digest = image.partition("@")
     slash = rest.rfind("/")
@@ -50,21 +37,25 @@ def split(image):
     return rest, None, digest or None
 
 
-def _reference(name, tag, digest):
+def _reference(name: str | None, tag: str | None, digest: str | None) -> str:
     return (name or "") + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
 
 
-class ActionModule(shared.RunbookAction):
-    SPEC = {"path": {"type": "path", "required": True},
-            "name": {"type": "str", "required": True},
-            "new_name": {"type": "str"},
-            "new_tag": {"type": "str"},
-            "image": {"type": "str"}}
-    RULES = {"required_one_of": [["image", "new_tag"]],
-             "mutually_exclusive": [["image", "new_tag"], ["image", "new_name"]],
-             "required_together": [["new_name", "new_tag"]]}
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "path": {"type": "path", "required": True},
+        "name": {"type": "str", "required": True},
+        "new_name": {"type": "str"},
+        "new_tag": {"type": "str"},
+        "image": {"type": "str"},
+    }
+    RULES: ClassVar[dict[str, Any]] = {
+        "required_one_of": [["image", "new_tag"]],
+        "mutually_exclusive": [["image", "new_tag"], ["image", "new_name"]],
+        "required_together": [["new_name", "new_tag"]],
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         if p["image"]:
             new_name, new_tag, digest = split(p["image"])
         else:
@@ -73,7 +64,7 @@ class ActionModule(shared.RunbookAction):
                      ("kustomization.yaml", "kustomization.yml", "Kustomization")
                      if os.path.isfile(os.path.join(p["path"], f))), None)
         if file is None:
-            raise shared.Failed(f"no kustomization in {p['path']}")
+            raise Failed(f"no kustomization in {p['path']}")
         with open(file) as fh:
             before = fh.read()
         data = yaml.safe_load(before) or {}
@@ -84,7 +75,7 @@ class ActionModule(shared.RunbookAction):
             images.append(entry)
         old = (entry.get("newName"), entry.get("newTag"), entry.get("digest"))
         new = (new_name, new_tag, digest)
-        for key, value in zip(("newName", "newTag", "digest"), new):
+        for key, value in zip(("newName", "newTag", "digest"), new, strict=True):
             if value is None:
                 entry.pop(key, None)  # a tag left from before would render another image
             else:

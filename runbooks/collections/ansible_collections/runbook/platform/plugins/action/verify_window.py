@@ -16,32 +16,21 @@ checks (a list of {name, url, status}); image (the image the deployment must kee
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
+from typing import Any, ClassVar
 
 import yaml
-
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    Kube,
+    RunbookAction,
+    kube_api,
+)
 
 CLOCK_EXTENSION = "runbook.sandbox/clock"
 
@@ -52,33 +41,33 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 class _WallClock:
     label = ""
 
-    def now(self):
+    def now(self) -> float:
         return time.monotonic()
 
-    def sleep(self, seconds):
+    def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
 
 class _SandboxClock:
     label = " on the sandbox's clock"
 
-    def __init__(self, url):
+    def __init__(self, url: str) -> None:
         self.url = url
 
-    def _call(self, method, path=""):
+    def _call(self, method: str, path: str = "") -> float:
         request = urllib.request.Request(self.url + path, method=method)
         # No timeout: a held clock keeps the window waiting as long as it is held.
-        with urllib.request.urlopen(request) as resp:  # noqa: S310
-            return json.load(resp)["now"]
+        with urllib.request.urlopen(request) as resp:
+            return float(json.load(resp)["now"])
 
-    def now(self):
+    def now(self) -> float:
         return self._call("GET")
 
-    def sleep(self, seconds):
+    def sleep(self, seconds: float) -> None:
         self._call("POST", f"/sleep?seconds={seconds}")
 
 
-def _clock(kubeconfig, context):
+def _clock(kubeconfig: str | None, context: str | None) -> _WallClock | _SandboxClock:
     """The clock the kubeconfig's cluster names, else the wall clock."""
     path = kubeconfig or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] \
         or os.path.expanduser("~/.kube/config")
@@ -98,11 +87,11 @@ def _clock(kubeconfig, context):
     return _SandboxClock(str(url))
 
 
-def _sample(kube, p, baseline):
+def _sample(kube: Kube, p: dict[str, Any], baseline: dict[str, int]) -> list[str]:
     dep = kube.deployment(p["namespace"], p["deployment"])
     spec, st = dep["spec"], dep.get("status") or {}
     want = spec.get("replicas") or 0
-    problems = []
+    problems: list[str] = []
     running = spec["template"]["spec"]["containers"][0].get("image")
     if p["image"] and running != p["image"]:
         problems.append(f"runs {running}, not {p['image']}")
@@ -114,7 +103,7 @@ def _sample(kube, p, baseline):
         problems.append(f"{available}/{want} replicas available")
     labels = (spec.get("selector") or {}).get("matchLabels") or {}
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
-    restarts = {}
+    restarts: dict[str, int] = {}
     for pod in kube.pods(p["namespace"], selector):
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             restarts[f"{pod['metadata']['name']}/{cs['name']}"] = cs.get("restartCount") or 0
@@ -124,8 +113,8 @@ def _sample(kube, p, baseline):
     for check in p["checks"]:
         expected = int(check.get("status", 200))
         try:
-            with urllib.request.urlopen(check["url"], timeout=5) as resp:  # noqa: S310
-                got = resp.status
+            with urllib.request.urlopen(check["url"], timeout=5) as resp:
+                got: int | str = resp.status
         except urllib.error.HTTPError as err:
             got = err.code
         except OSError as err:
@@ -136,18 +125,21 @@ def _sample(kube, p, baseline):
     return problems
 
 
-class ActionModule(shared.RunbookAction):
-    SPEC = {"kubeconfig": {"type": "path"}, "context": {"type": "str"},
-            "namespace": {"type": "str", "required": True},
-            "deployment": {"type": "str", "required": True},
-            "seconds": {"type": "float", "required": True},
-            "interval": {"type": "float", "default": 5},
-            "checks": {"type": "list", "elements": "dict", "default": []},
-            "image": {"type": "str"}}
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "kubeconfig": {"type": "path"},
+        "context": {"type": "str"},
+        "namespace": {"type": "str", "required": True},
+        "deployment": {"type": "str", "required": True},
+        "seconds": {"type": "float", "required": True},
+        "interval": {"type": "float", "default": 5},
+        "checks": {"type": "list", "elements": "dict", "default": []},
+        "image": {"type": "str"},
+    }
 
-    def act(self, p, check_mode):
-        kube = shared.kube_api(p["kubeconfig"], p["context"])
-        baseline = {}
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+        kube = kube_api(p["kubeconfig"], p["context"])
+        baseline: dict[str, int] = {}
         clock = _clock(p["kubeconfig"] or os.environ.get("K8S_AUTH_KUBECONFIG"),
                        p["context"] or os.environ.get("K8S_AUTH_CONTEXT"))
         start = clock.now()
@@ -157,8 +149,8 @@ class ActionModule(shared.RunbookAction):
             problems = _sample(kube, p, baseline)
             elapsed = round(clock.now() - start, 1)
             if problems:
-                raise shared.Failed(f"verification failed after {elapsed} s: "
-                                    + "; ".join(problems), samples=samples, problems=problems)
+                raise Failed(f"verification failed after {elapsed} s: "
+                             + "; ".join(problems), samples=samples, problems=problems)
             if check_mode or elapsed + p["interval"] > p["seconds"]:
                 break
             clock.sleep(p["interval"])

@@ -16,42 +16,33 @@ unchanged).
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
-from pathlib import Path
+from typing import Any, ClassVar
 
-
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-shared = _shared()
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    Kube,
+    RunbookAction,
+    kube_api,
+    part,
+)
 
 RENDER_TIMEOUT = 120
 # Fields the server changes on every write: not a change the apply made.
 VOLATILE = ("resourceVersion", "generation", "managedFields")
 
 
-def render(path):
+def render(path: str) -> list[dict[str, Any]]:
     import yaml
 
     try:
         done = subprocess.run(["kubectl", "kustomize", path], capture_output=True, text=True,
                               timeout=RENDER_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as err:
-        raise shared.Failed(f"kubectl kustomize {path}: {err}") from None
+        raise Failed(f"kubectl kustomize {path}: {err}") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise shared.Failed(f"kubectl kustomize {path} failed: {last}")
+        raise Failed(f"kubectl kustomize {path} failed: {last}")
     return [doc for doc in yaml.safe_load_all(done.stdout) if isinstance(doc, dict)]
 
 
@@ -59,11 +50,11 @@ class Resources:
     """Where each kind of an API version lives (its plural and whether it is namespaced),
     from the API's discovery documents, read once per version."""
 
-    def __init__(self, kube):
+    def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self.known = {}
+        self.known: dict[str, tuple[str, dict[str, Any]]] = {}
 
-    def path(self, doc, namespace):
+    def path(self, doc: dict[str, Any], namespace: str | None) -> tuple[str, bool]:
         version, kind = doc.get("apiVersion", ""), doc.get("kind", "")
         if version not in self.known:
             base = f"/api/{version}" if "/" not in version else f"/apis/{version}"
@@ -71,23 +62,24 @@ class Resources:
             self.known[version] = (base, {r["kind"]: r for r in found if "/" not in r["name"]})
         base, kinds = self.known[version]
         if kind not in kinds:
-            raise shared.Failed(f"the API has no kind {kind} in {version}")
+            raise Failed(f"the API has no kind {kind} in {version}")
         resource = kinds[kind]
         where = base
         if resource.get("namespaced"):
             ns = doc.get("metadata", {}).get("namespace") or namespace
             if not ns:
-                raise shared.Failed(f"{kind} {doc['metadata'].get('name')} needs a namespace")
-            where = f"{base}/namespaces/{shared.part(ns)}"
-        return f"{where}/{resource['name']}", resource.get("namespaced")
+                raise Failed(f"{kind} {doc['metadata'].get('name')} needs a namespace")
+            where = f"{base}/namespaces/{part(ns)}"
+        return f"{where}/{resource['name']}", bool(resource.get("namespaced"))
 
 
-def plain(obj):
+def plain(obj: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in VOLATILE}
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 
-def apply_one(kube, resources, doc, namespace, check_mode):
+def apply_one(kube: Kube, resources: Resources, doc: dict[str, Any], namespace: str | None,
+              check_mode: bool) -> tuple[dict[str, Any], bool]:
     from ansible.module_utils.common.dict_transformations import dict_merge
     from ansible_collections.kubernetes.core.plugins.module_utils.apply import (
         annotate,
@@ -98,11 +90,11 @@ def apply_one(kube, resources, doc, namespace, check_mode):
     collection, namespaced = resources.path(doc, namespace)
     name = doc.get("metadata", {}).get("name")
     if not name:
-        raise shared.Failed(f"a {doc.get('kind')} without a name")
+        raise Failed(f"a {doc.get('kind')} without a name")
     seen = {"kind": doc.get("kind"), "name": name,
             "namespace": (doc["metadata"].get("namespace") or namespace) if namespaced else None}
     try:
-        actual = kube.json("GET", f"{collection}/{shared.part(name)}")
+        actual = kube.json("GET", f"{collection}/{part(name)}")
     except ApiException as err:
         if err.status != 404:
             raise
@@ -118,22 +110,26 @@ def apply_one(kube, resources, doc, namespace, check_mode):
     if check_mode:
         changed = plain(dict_merge(actual, patch)) != plain(actual)
     else:
-        result = kube.json("PATCH", f"{collection}/{shared.part(name)}", body=patch,
+        result = kube.json("PATCH", f"{collection}/{part(name)}", body=patch,
                            content_type="application/merge-patch+json")
         changed = plain(result) != plain(actual)
     return {**seen, "action": "patched" if changed else "unchanged"}, changed
 
 
-class ActionModule(shared.RunbookAction):
-    SPEC = {"path": {"type": "path", "required": True},
-            "kubeconfig": {"type": "path"}, "context": {"type": "str"},
-            "namespace": {"type": "str"}}
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "path": {"type": "path", "required": True},
+        "kubeconfig": {"type": "path"},
+        "context": {"type": "str"},
+        "namespace": {"type": "str"},
+    }
 
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         docs = render(p["path"])
-        kube = shared.kube_api(p["kubeconfig"], p["context"])
+        kube = kube_api(p["kubeconfig"], p["context"])
         resources = Resources(kube)
-        objects, changed = [], False
+        objects: list[dict[str, Any]] = []
+        changed = False
         for doc in docs:
             seen, did = apply_one(kube, resources, doc, p["namespace"], check_mode)
             objects.append(seen)

@@ -7,37 +7,28 @@ found=false, not a failure). Returns repository, tag, found, digest.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from typing import Any, ClassVar
+
+from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
+    Failed,
+    RunbookAction,
+    aws,
+)
 
 
-def _shared():
-    """module_utils/runbook_action.py, loaded once per process for every plugin."""
-    name = "runbook_playbooks_action"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "module_utils" / "runbook_action.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+class ActionModule(RunbookAction):
+    SPEC: ClassVar[dict[str, Any]] = {
+        "repository": {"type": "str", "required": True},
+        "tag": {"type": "str", "required": True},
+        "region": {"type": "str"},
+        "endpoint_url": {"type": "str"},
+        "missing_ok": {"type": "bool", "default": False},
+    }
 
-
-shared = _shared()
-
-
-class ActionModule(shared.RunbookAction):
-    SPEC = {"repository": {"type": "str", "required": True},
-            "tag": {"type": "str", "required": True},
-            "region": {"type": "str"},
-            "endpoint_url": {"type": "str"},
-            "missing_ok": {"type": "bool", "default": False}}
-
-    def act(self, p, check_mode):
+    def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         from botocore.exceptions import ClientError
 
-        ecr = shared.aws("ecr", p["region"], p["endpoint_url"])
+        ecr = aws("ecr", p["region"], p["endpoint_url"])
         try:
             found = ecr.describe_images(repositoryName=p["repository"],
                                         imageIds=[{"imageTag": p["tag"]}])["imageDetails"]
@@ -49,6 +40,6 @@ class ActionModule(shared.RunbookAction):
         if not found and p["missing_ok"]:
             return {"repository": p["repository"], "tag": p["tag"], "found": False, "digest": ""}
         if not found:
-            raise shared.Failed(f"image {p['repository']}:{p['tag']} not found in ECR")
+            raise Failed(f"image {p['repository']}:{p['tag']} not found in ECR")
         return {"repository": p["repository"], "tag": p["tag"], "found": True,
                 "digest": found[0]["imageDigest"]}
