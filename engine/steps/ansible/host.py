@@ -22,7 +22,9 @@ the child's stdout and stderr, and optionally the read end of a lifeline pipe wh
 the engine holds while the playbook runs: when it closes (the engine ended, even by SIGKILL,
 or stopped the step) the child ends its whole tree. This process answers with JSON lines
 ``{"ready": PID}`` first, then ``{"started": PID}`` and ``{"ended": PID, "rc": RC}``. Run as
-``python -I host.py ...``; it imports nothing of the engine but ``guard.py`` beside it.
+``python -I host.py ...``; it imports nothing of the engine but the files it loads by their
+paths: ``host_ansible.py`` (what it loads of Ansible, what a child resets), ``apprise_send.py``
+and ``guard.py``.
 """
 
 from __future__ import annotations
@@ -31,125 +33,27 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
 import struct
 import sys
-import tempfile
 import threading
 import time
 import traceback
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 _HEADER = struct.Struct("!I")
 _MAX_REQUEST = 16 * 1024 * 1024
 _REQUEST_TIMEOUT = 10.0  # seconds a kept worker waits for the rest of a request
-_found: dict[str, list[Any] | None] = {"callbacks": None}
-
-
-def _warm() -> None:
-    """What every ``ansible-playbook`` loads before its first task, loaded once."""
-    import ansible.cli.playbook  # constants, config, the CLI and what it imports
-    import ansible.executor.playbook_executor
-    import ansible.executor.process.worker
-    import ansible.executor.task_queue_manager
-    import ansible.playbook
-    import ansible.template  # noqa: F401
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.plugins import loader
-
-    loader.init_plugin_loader([])
-    # What a playbook run loads with every plugin's documented options (parsing that YAML is
-    # most of its start-up): connection, shell and become plugins, callbacks, vars plugins.
-    for plugin_loader in (loader.connection_loader, loader.shell_loader, loader.become_loader,
-                          loader.callback_loader, loader.vars_loader):
-        list(plugin_loader.all(class_only=True))
-    for plugin_loader, name in ((loader.strategy_loader, "linear"),
-                                (loader.action_loader, "normal"),
-                                (loader.action_loader, "set_stats"),
-                                (loader.action_loader, "command")):
-        plugin_loader.get(name, class_only=True)
-    # The inventory plugins and their documented options, read by every inventory parse.
-    InventoryManager(loader=DataLoader(), sources=["localhost,"])
-    # Jinja2's filters and tests (the first use of any wraps every builtin one) and ansible's
-    # lexer: each task's process would otherwise make them for its first templated argument.
-    # A playbook with filter or test plugins of its own adds their folder, which starts the
-    # wrapping again in its process.
-    from ansible.template import Templar, trust_as_template
-
-    loader.filter_loader.get("default")
-    loader.test_loader.get("failed")
-    Templar(loader=DataLoader(), variables={"x": 1}).template(
-        trust_as_template("{{ x | default(0, true) is number }}"))
-
-
-class _Clients(threading.Thread):
-    """Loads the AWS and Kubernetes clients for tasks that run in Ansible's own processes
-    (action plugins), which a task would otherwise import in its own short-lived process each
-    time: ``which`` in order (kubernetes; aws; ecr, rds: boto3 with that service's models).
-
-    One part at a time, each under ``lock``: the worker forks a playbook between two parts
-    (``paused``), never while one is half imported (the child would inherit a held import
-    lock), and the loading goes on while the playbook runs."""
-
-    def __init__(self, which: list[str]) -> None:
-        super().__init__(daemon=True)
-        self.parts = [part for name in which if name in _CLIENT_PARTS
-                      for part in _CLIENT_PARTS[name]()]
-        self.lock = threading.Lock()
-        self.wanted = threading.Event()  # the worker waits to fork
-
-    def run(self) -> None:
-        for part in self.parts:
-            while self.wanted.is_set():  # let a fork go first
-                time.sleep(0.001)
-            with self.lock, contextlib.suppress(ImportError):
-                part()
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        self.wanted.set()
-        try:
-            with self.lock:
-                yield
-        finally:
-            self.wanted.clear()
-
-
-def _kubernetes() -> None:
-    import kubernetes.client.exceptions
-    import kubernetes.config
-    import kubernetes.watch.watch  # noqa: F401
-
-
-def _aws_session() -> Any:
-    # The service models and endpoint rules are read once into the data loader; a playbook's
-    # process gets a session of its own that shares only this loader (``_fresh_aws``).
-    if not _found.get("aws_session"):
-        import boto3
-
-        session = boto3.session.Session()
-        _found["aws_session"] = [session]
-        _found["aws_loader"] = [session._session.get_component("data_loader")]
-    return _found["aws_session"][0]  # type: ignore[index]
-
-
-def _aws_service(service: str) -> Callable[[], None]:
-    def load() -> None:
-        # Made to load its models, never used: no credentials are looked up or sent.
-        _aws_session().client(service, region_name="us-east-1", aws_access_key_id="unused",
-                              aws_secret_access_key="unused")  # noqa: S106
-    return load
+_found: dict[str, list[Any] | None] = {}
 
 
 # The engine's files this process loads by their paths, from the folder of this one.
-_FILES = {"apprise_send": ("apprise_send.py",), "guard": ("..", "..", "system", "guard.py")}
+_FILES = {"apprise_send": ("apprise_send.py",), "ansible": ("host_ansible.py",),
+          "guard": ("..", "..", "system", "guard.py")}
 
 
 def _beside(name: str) -> ModuleType:
@@ -181,82 +85,21 @@ def _apprise_parts() -> tuple[Callable[[], None], ...]:
     return (*map(part, names), part(None))
 
 
-_CLIENT_PARTS: dict[str, Callable[[], tuple[Callable[[], None], ...]]] = {
-    "kubernetes": lambda: (_kubernetes,), "aws": lambda: (_aws_session,),
-    "ecr": lambda: (_aws_service("ecr"),), "rds": lambda: (_aws_service("rds"),),
-    "apprise": _apprise_parts}
+def _client_parts() -> dict[str, Callable[[], tuple[Callable[[], None], ...]]]:
+    """Each client a worker can load ahead, as its parts (Apprise among them)."""
+    return {**_beside("ansible").PARTS, "apprise": _apprise_parts}
+
+
+def _clients(which: list[str]) -> Any:
+    """The thread that loads ``which`` (``host_clients.Clients``), not started."""
+    parts = _client_parts()
+    return _beside("ansible").Clients(part for name in which if name in parts
+                                      for part in parts[name]())
+
+
 # What a request may call in a child instead of a playbook: a message through Apprise.
 _CALLS = {"apprise.known": ("apprise_send", "known"),
           "apprise.send_all": ("apprise_send", "send_all")}
-
-
-def _fresh_aws() -> None:
-    """boto3's default session made anew for a playbook, from its own environment (region,
-    profile, credentials), with the loaded models of the worker's: when a task first asks for
-    it (``boto3.client`` makes the default session through ``setup_default_session``), so a
-    playbook that never calls AWS does not pay for one (about 10 ms)."""
-    loader = _found.get("aws_loader")
-    if not loader:
-        return
-    import boto3
-    import botocore.session
-
-    def setup_default_session(**kwargs: Any) -> None:
-        core = botocore.session.Session()
-        core.register_component("data_loader", loader[0])
-        boto3.DEFAULT_SESSION = boto3.session.Session(botocore_session=core, **kwargs)
-
-    boto3.DEFAULT_SESSION = None
-    boto3.setup_default_session = setup_default_session
-
-
-def _reset() -> None:
-    """ansible-core's process-wide state, as a new ``ansible-playbook`` process has it."""
-    from ansible import context
-    from ansible.parsing.vault import VaultSecretsContext
-    from ansible.utils import vars as ansible_vars
-    from ansible.utils.context_objects import CLIArgs, GlobalCLIArgs
-
-    GlobalCLIArgs._Singleton__instance = None
-    context.CLIARGS = CLIArgs({})
-    for function, cached in ((ansible_vars.load_extra_vars, "extra_vars"),
-                             (ansible_vars.load_options_vars, "options_vars")):
-        if hasattr(function, cached):
-            delattr(function, cached)
-    VaultSecretsContext._current = None
-    _fresh_aws()
-    # Play and task ids: unique per process, as they would be in a new ansible-playbook.
-    ansible_vars.cur_id = 0
-    ansible_vars.random_int = f"{secrets.randbelow(2**32):08x}"
-    # ansible-runner's event callback reads where to leave its data when it is imported, which
-    # this process did before any playbook had a folder: it reads it again now.
-    for module in _callbacks_with_context():
-        setattr(module, "event_context", module.EventContext())  # noqa: B010
-    # This process configured the collection finder already; the CLI's second call says so.
-    warnings.filterwarnings("ignore", message="AnsibleCollectionFinder has already been")
-
-
-def _own_local_tmp() -> str:
-    """A local temporary folder of this playbook's own (module payloads, decrypted vault
-    files, the ssh agent's socket), removed when it ends, as a new ``ansible-playbook``
-    has; the one ansible-core made when this process imported it is the worker's."""
-    from ansible import constants
-
-    parent = os.path.dirname(str(constants.DEFAULT_LOCAL_TMP))
-    mine = tempfile.mkdtemp(prefix=f"ansible-local-{os.getpid()}", dir=parent)
-    constants.DEFAULT_LOCAL_TMP = mine
-    return mine
-
-
-def _callbacks_with_context() -> list[Any]:
-    """ansible-runner's event callback modules this process has loaded (found once)."""
-    found = _found.get("callbacks")
-    if found is None:
-        found = _found["callbacks"] = [
-            module for module in list(sys.modules.values())
-            if str(getattr(module, "__file__", "")).endswith("awx_display.py")
-            and hasattr(module, "EventContext")]
-    return found
 
 
 def _hold_lifeline(fd: int) -> None:
@@ -317,8 +160,8 @@ def _child(request: dict[str, Any], out: int, lifeline: int | None = None) -> No
             print("\n" + json.dumps({"answer": answer}))
             rc = 0
             return
-        _reset()
-        local_tmp = _own_local_tmp()
+        _beside("ansible").reset()
+        local_tmp = _beside("ansible").own_local_tmp()
         from ansible.cli.playbook import PlaybookCLI
 
         try:
@@ -363,7 +206,7 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(json.dumps(message).encode() + b"\n")
 
 
-def _fork(request: dict[str, Any], fds: list[int], clients: _Clients,
+def _fork(request: dict[str, Any], fds: list[int], clients: Any,
           closing: list[int]) -> int:
     """A child for ``request`` (``fds``: its output, and its lifeline if sent), forked between
     two parts of the clients' loading; ``closing``: descriptors the child must not keep (the
@@ -384,12 +227,12 @@ def _one_run(path: str, which: list[str], known: bool) -> int:
     """One run's worker: serves the engine listening on ``path`` until it closes."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
-    _warm()
-    _callbacks_with_context()
+    _beside("ansible").warm_up()
+    _beside("ansible").callbacks_with_context()
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ready": os.getpid()})
-    clients = _Clients(which)
+    clients = _clients(which)
     if known:
         clients.start()
     while True:
@@ -463,11 +306,11 @@ def _serve(path: str, idle: float, which: list[str]) -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
-    _warm()
-    _callbacks_with_context()
+    _beside("ansible").warm_up()
+    _beside("ansible").callbacks_with_context()
     # Its configuration is read; it holds no run's folder (each child goes to its own).
     os.chdir(os.path.dirname(path))
-    clients = _Clients(which)
+    clients = _clients(which)
     clients.start()
     selector = selectors.DefaultSelector()
     selector_fd = selector.fileno()
@@ -577,7 +420,7 @@ def main(argv: list[str]) -> int:
     which = [name for name in (hint or "").split(",") if name]
     if serve:
         # Kept for any run: every client, those this first run uses first.
-        which += [name for name in _CLIENT_PARTS if name not in which]
+        which += [name for name in _client_parts() if name not in which]
         return _serve(argv[0], float(argv[1]), which)
     return _one_run(argv[0], which if hint is not None else ["kubernetes", "aws"],
                     hint is not None)
