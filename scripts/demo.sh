@@ -27,7 +27,7 @@ echo
 echo "\$ runbook approve $run_id --step checklist --by alice --item uat-signoff --item acceptance-criteria --item release-notes --sign $keys/alice"
 runbook approve "$run_id" --step checklist --by alice \
   --item uat-signoff --item acceptance-criteria --item release-notes --sign "$keys/alice"
-echo "\$ runbook approve $run_id --step checklist --by bob --item documentation --item runbook-reviewed --item rollback-plan --sign $keys/bob"
+echo "\$ runbook approve $run_id --step checklist --by bob --item documentation --item runbook-reviewed --item rollback-plan --note \"rollback plan in CHG-1042\" --sign $keys/bob"
 runbook approve "$run_id" --step checklist --by bob \
   --item documentation --item runbook-reviewed --item rollback-plan --note "rollback plan in CHG-1042" \
   --sign "$keys/bob"

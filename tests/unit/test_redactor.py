@@ -116,14 +116,14 @@ def test_a_secret_number_in_data_is_masked():
 @pytest.mark.parametrize("name", [
     "DB_PASSWORD", "db_password", "MYSQL_PASSWD", "GITHUB_TOKEN", "AWS_SESSION_TOKEN",
     "AWS_SECRET_ACCESS_KEY", "CLIENT_SECRET", "SSH_PRIVATE_KEY", "STRIPE_API_KEY",
-    "AZURE_CREDENTIALS", "ClientSecret",
+    "AZURE_CREDENTIALS", "ClientSecret", "SMTP_PASS", "PGPASSFILE_CONTENT",
 ])
 def test_an_environment_variable_named_as_a_secret_holds_one(name):
     assert environment_secrets({name: "v4lue-0123", "OTHER": "unrelated"}) == ["v4lue-0123"]
 
 
 @pytest.mark.parametrize("name", ["HOME", "PATH", "USER", "AWS_REGION", "KEYBOARD_LAYOUT",
-                                  "PUBLIC_KEY_PATH_DIR", "PASS"])
+                                  "PUBLIC_KEY_PATH_DIR", "HOSTNAME"])
 def test_an_environment_variable_named_otherwise_holds_no_secret(name):
     assert environment_secrets({name: "/some/long/value"}) == []
 
