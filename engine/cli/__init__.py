@@ -133,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("markdown", "html"), default="markdown",
                    help="of the change record (html: one printable page)")
     p = sub.add_parser("store", parents=[out],
-                       help="the state store: migrate (to this engine's schema version)")
-    p.add_argument("action", choices=("migrate",))
+                       help="the state store: migrate (to this engine's schema version), "
+                       "check (all of it, however long that takes)")
+    p.add_argument("action", choices=("migrate", "check"))
     p = sub.add_parser("gc", parents=[out],
                        help="remove the artifacts folders of runs that ended long ago "
                        "(the journal and the run records stay)")

@@ -41,6 +41,7 @@ __all__ = [
     "RunRecord",
     "StateStore",
     "StepRecord",
+    "check",
     "home",
     "lock_envs",
     "migrate",
@@ -58,17 +59,29 @@ def state_location() -> str:
     return os.environ.get("RUNBOOK_STATE") or str(home() / "state.db")
 
 
-def open_store(location: str | None = None, *, readonly: bool = False) -> StateStore:
+def open_store(location: str | None = None, *, readonly: bool = False,
+               journal_end: bool = True) -> StateStore:
     """The store at ``location`` (``$RUNBOOK_STATE`` by default), migrated to this engine's
     schema version if it is older. A ``readonly`` store only reads: it creates no file or
     table, migrates nothing, and works with read access alone (a read-only folder, a role
-    granted SELECT). Use it as ``with open_store(...) as store:``."""
+    granted SELECT). Its journal's end is checked as it opens (StoreDamaged) unless
+    ``journal_end`` is False: ``audit verify`` reads all of it and reports each problem. Use it
+    as ``with open_store(...) as store:``."""
     location = location or state_location()
     if location.startswith(("postgresql://", "postgres://")):
         from engine.store.postgres import PostgresStore
-        return PostgresStore(location, readonly=readonly)
+        return PostgresStore(location, readonly=readonly, journal_end=journal_end)
     from engine.store.sqlite import SqliteStore
-    return SqliteStore(Path(location), readonly=readonly)
+    return SqliteStore(Path(location), readonly=readonly, journal_end=journal_end)
+
+
+def check(location: str | None = None) -> int:
+    """Check the whole store (every page of an SQLite file, the journal's end), however long
+    it takes: StoreDamaged if it is not sound. Returns the number of journal records."""
+    with open_store(location) as store:
+        store.check_all()
+        head = store.journal_head()
+        return head[0] if head else 0
 
 
 def migrate(location: str | None = None) -> tuple[int, int]:

@@ -20,6 +20,7 @@ import psycopg
 from engine.errors import RunbookError
 from engine.store.migrations import POSTGRES, check_version
 from engine.store.sql import SqlStore
+from engine.store.sql_base import damaged
 
 _JOURNAL_LOCK = 0x72756E62  # any constant: the advisory lock that orders journal appends
 _DDL_LOCK = _JOURNAL_LOCK + 1
@@ -30,7 +31,7 @@ class PostgresStore(SqlStore):
     for_update = " FOR UPDATE"
     dialect = POSTGRES
 
-    def __init__(self, dsn: str, *, readonly: bool = False) -> None:
+    def __init__(self, dsn: str, *, readonly: bool = False, journal_end: bool = True) -> None:
         try:
             self._db = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
@@ -42,9 +43,17 @@ class PostgresStore(SqlStore):
                 self._readonly()
             else:
                 self._migrate(self._where)  # PostgreSQL's DDL is transactional too
+            # The server keeps its own pages sound; the journal's end is checked as SQLite's is.
+            problem = self.tail_problem() if journal_end else ""
+            if problem:
+                raise damaged(self._where, problem)
         except BaseException:
             self._db.close()
             raise
+
+    @property
+    def where(self) -> str:
+        return self._where
 
     def _readonly(self) -> None:
         # No DDL, and the server itself refuses any write from this session.

@@ -203,6 +203,12 @@ class StateStore(Protocol):
         the journal, read a range of runs at a time (engine.store.crosscheck)."""
     def unrecorded_approvals(self, approvals: Sequence[ApprovalRecord]) -> set[ApprovalRecord]:
         """Those of ``approvals`` that no journal record gives as they are."""
+    def journal_head(self) -> tuple[int, str] | None:
+        """The journal's last record: its number and hash; None for an empty journal."""
+    def tail_problem(self, sealed: tuple[int, str] | None = None) -> str:
+        """What is wrong with the journal's end, checked by its index; '' if nothing is."""
+    def check_all(self) -> None:
+        """The whole store checked, however long it takes: StoreDamaged if it is not sound."""
     def emptied(self) -> str:
         """Why this store, which should hold a journal, holds none; '' if nothing says so."""
     def close(self) -> None: ...

@@ -80,7 +80,9 @@ class Collected:
 
 def collect(store: StateStore, *, older_than: timedelta, now: datetime, dry_run: bool,
             reason: str, by: str) -> Collected:
-    """Remove (or, ``dry_run``, list) the folders of runs ended before ``now - older_than``."""
+    """Remove (or, ``dry_run``, list) the folders of runs ended before ``now - older_than``;
+    the whole store checked first (the one command that reads all of it anyway)."""
+    store.check_all()
     cutoff = now - older_than
     at = iso(now)
     finished = () if dry_run else tuple(_finish_left_behind(store, at, reason, by))

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from engine.clock import iso
+from engine.errors import StoreDamaged
 from engine.store.chain import dumps, next_link, record_hash
 from engine.store.migrations import (
     MIGRATIONS,
@@ -31,6 +32,8 @@ from engine.system.identity import origin
 
 APPROVAL_COLUMNS = ("run_id", "step_id", "by_name", "at", "note", "item", "ticket",
                     "plan_hash", *SIGNATURE_COLUMNS)
+# The journal records an open re-hashes (their cost does not grow with the journal).
+TAIL = 32
 JOURNAL_SELECT = "SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal"
 
 
@@ -176,6 +179,49 @@ class SqlBase:
 
         return crosscheck.unrecorded(self._all, approvals)
 
+    def journal_head(self) -> tuple[int, str] | None:
+        """The journal's last record: its number and hash; None for an empty journal."""
+        row = self._one("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def tail_problem(self, sealed: tuple[int, str] | None = None) -> str:
+        """What is wrong with the journal's end, read by its index whatever the journal's
+        length: its last ``TAIL`` records hashed again and linked to each other, and the
+        record ``sealed`` (a number and hash an engine saw last) still there as it was. ''
+        when nothing is."""
+        rows = [_journal_record(r) for r in reversed(self._all(
+            f"{JOURNAL_SELECT} ORDER BY seq DESC LIMIT {TAIL}"))]
+        for i, record in enumerate(rows):
+            before = rows[i - 1] if i else None
+            if record_hash(record.prev_hash, record.seq, record.at, record.run_id,
+                           record.kind, record.data) != record.hash:
+                return f"journal record {record.seq} does not match its hash"
+            if before is not None and (record.seq != before.seq + 1
+                                       or record.prev_hash != before.hash):
+                return f"journal record {record.seq} does not follow record {before.seq}"
+        if sealed is not None:
+            seq, digest = sealed
+            row = self._one("SELECT hash FROM journal WHERE seq = ?", (seq,))
+            if row is None:
+                last = rows[-1].seq if rows else 0
+                return (f"the journal ends at record {last}, before record {seq} an engine "
+                        "wrote (records removed)")
+            if row[0] != digest:
+                return f"journal record {seq} is not the one an engine wrote (replaced)"
+        return ""
+
+    def check_all(self) -> None:
+        """The whole store checked, however long that takes (``runbook store check``, gc):
+        StoreDamaged if it is not sound. The backends add what their database can check."""
+        problem = self.tail_problem()
+        if problem:
+            raise damaged(self.where, problem)
+
+    @property
+    def where(self) -> str:
+        """The store as a message names it."""
+        raise NotImplementedError
+
     def emptied(self) -> str:
         """Why this store, which should hold a journal, holds none; '' if nothing says so."""
         return ""
@@ -188,3 +234,10 @@ class SqlBase:
 def _journal_record(r: Sequence[Any]) -> JournalRecord:
     return JournalRecord(seq=r[0], at=r[1], run_id=r[2], kind=r[3], data=json.loads(r[4]),
                          prev_hash=r[5], hash=r[6])
+
+
+def damaged(where: str, detail: str) -> StoreDamaged:
+    """The store at ``where`` refused as damaged: nothing read or written."""
+    return StoreDamaged(f"the state store is damaged ({' '.join(detail.split())}); nothing was "
+                        "read or written: restore it from a backup or move it aside",
+                        file=where)

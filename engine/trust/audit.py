@@ -74,7 +74,7 @@ def verify_store(state: str | None = None, *, head: Head | None = None,
     damaged journal, not an empty one."""
     anchor = Anchor(head.store, head.records, head.head) if head else None
     try:
-        store = open_store(state, readonly=True)
+        store = open_store(state, readonly=True, journal_end=False)
     except StoreDamaged as exc:
         verdict = Verdict()
         verdict.found(exc.message)

@@ -11,7 +11,7 @@ from engine.errors import EXIT_OK, EXIT_STEP_FAILED, InvalidInput
 
 if TYPE_CHECKING:
     pass
-from engine.cli.commands.common import emit
+from engine.cli.commands.common import emit, reply
 
 
 def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
@@ -113,6 +113,12 @@ def _sign_head(args: argparse.Namespace) -> int:
 def cmd_store(args: argparse.Namespace, extra: list[str]) -> int:
     from engine import store
 
+    if args.action == "check":
+        records = store.check()
+        reply(args.output, {"sound": True, "records": records},
+              f"state store sound: every page read, the journal's end as written "
+              f"({records} records; runbook audit verify checks each of them)")
+        return EXIT_OK
     before, after = store.migrate()
     if args.output == "json":
         emit({"from": before, "to": after})
