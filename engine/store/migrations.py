@@ -91,12 +91,32 @@ def _v3_signed_approvals(d: Dialect) -> Iterator[str]:
         yield f"ALTER TABLE approvals ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
 
 
+def _v4_reads_by_index(d: Dialect) -> Iterator[str]:
+    """What the read commands ask for, each found by an index at any size of store: the
+    newest runs in order (ties by id), the runs waiting for an approval, and the newest run
+    of each lock kept in a table of its own as runs start (the board read it by grouping
+    every run)."""
+    yield "CREATE INDEX IF NOT EXISTS runs_started_id ON runs (started_at, id)"
+    yield "DROP INDEX IF EXISTS runs_started"  # the leading column of runs_started_id
+    yield "CREATE INDEX IF NOT EXISTS runs_status ON runs (status)"
+    yield """CREATE TABLE IF NOT EXISTS newest_runs (
+      lock_env TEXT PRIMARY KEY, started_at TEXT NOT NULL, run_id TEXT NOT NULL)"""
+    yield """INSERT INTO newest_runs (lock_env, started_at, run_id)
+      SELECT r.lock_env, r.started_at, MAX(r.id) FROM runs r
+      JOIN (SELECT lock_env, MAX(started_at) AS newest FROM runs
+            WHERE lock_env IS NOT NULL GROUP BY lock_env) n
+        ON r.lock_env = n.lock_env AND r.started_at = n.newest
+      GROUP BY r.lock_env, r.started_at
+      ON CONFLICT (lock_env) DO NOTHING"""
+
+
 SIGNATURE_COLUMNS = ("signature", "signer_key", "fingerprint", "payload")
 SIGNED_FROM = 3  # the version whose approvals table has SIGNATURE_COLUMNS
+NEWEST_FROM = 4  # the version with the newest_runs table
 
 # Version N is reached by applying MIGRATIONS[N - 1]; never edit one that was released.
 MIGRATIONS: tuple[Callable[[Dialect], Iterator[str]], ...] = (
-    _v1_tables, _v2_ordered_lookups, _v3_signed_approvals)
+    _v1_tables, _v2_ordered_lookups, _v3_signed_approvals, _v4_reads_by_index)
 STORE_VERSION = len(MIGRATIONS)
 READABLE_FROM = 1  # the oldest version whose tables this engine's reads understand
 

@@ -13,6 +13,7 @@ from typing import Any
 from engine.status import RunStatus, StepStatus
 from engine.store.chain import dumps
 from engine.store.migrations import (
+    NEWEST_FROM,
     SIGNATURE_COLUMNS,
     SIGNED_FROM,
 )
@@ -74,6 +75,13 @@ class SqlStore(SqlBase):
                               **({"keys": {p: list(k) for p, k in keys.items()}}
                                  if keys else {})})
                 self._take_locks(run.lock_env, run.id, run.user, run.started_at)
+                if run.lock_env:
+                    self._execute(
+                        "INSERT INTO newest_runs (lock_env, started_at, run_id) "
+                        "VALUES (?, ?, ?) ON CONFLICT (lock_env) DO UPDATE SET "
+                        "started_at = excluded.started_at, run_id = excluded.run_id "
+                        "WHERE excluded.started_at >= newest_runs.started_at",
+                        (run.lock_env, run.started_at, run.id))
         except _LockTaken as taken:
             return taken.holder
         return None
@@ -105,6 +113,13 @@ class SqlStore(SqlBase):
         """The newest run of each lock (an environment, or several together) and every run
         waiting for an approval, in one query."""
         cols = ", ".join(f"r.{c}" for c in RUN_COLUMNS)
+        if self.version() >= NEWEST_FROM:
+            rows = self._all(
+                f"SELECT {cols} FROM newest_runs n JOIN runs r ON r.id = n.run_id "
+                f"UNION SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE status = ?",
+                (RunStatus.WAITING,))
+            return [_run(r) for r in rows]
+        # A store read before its migration (read-only): every run grouped by its lock.
         rows = self._all(
             f"SELECT {cols} FROM runs r JOIN (SELECT lock_env, MAX(started_at) AS newest "
             "FROM runs WHERE lock_env IS NOT NULL GROUP BY lock_env) n "

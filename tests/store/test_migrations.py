@@ -54,10 +54,14 @@ def raw(location: str) -> Iterator[Callable[..., list[Any]]]:
 
 def as_version_1(location: str) -> None:
     """Turn a store into what version 1 (the tables before migrations existed) left: the
-    records stay, the version table, version 2's indexes and version 3's signature columns
-    go."""
+    records stay, the version table, version 2's indexes, version 3's signature columns and
+    version 4's indexes and table go."""
     with raw(location) as sql:
         sql("DROP TABLE store_version")
+        sql("DROP TABLE newest_runs")
+        sql("DROP INDEX runs_status")
+        sql("DROP INDEX runs_started_id")
+        sql("CREATE INDEX runs_started ON runs (started_at)")
         for column in SIGNATURE_COLUMNS:
             sql(f"ALTER TABLE approvals DROP COLUMN {column}")
         sql("DROP INDEX history_env")
@@ -343,3 +347,19 @@ def test_a_reader_granted_before_a_migration_is_told_what_to_grant(
         refused.err
     reader.grant()  # as the message says
     assert runbook_cli("status", done_id).code == 0
+
+
+def test_a_migrated_store_knows_the_newest_run_of_each_lock(location, runbook_cli, isolated):
+    done_id, waiting_id = record_two_runs(runbook_cli, isolated)
+    as_version_1(location)
+    with open_store(location, readonly=True) as store:  # read as version 1 stores it
+        before = sorted(r.id for r in store.board_runs())
+    assert before == sorted([done_id, waiting_id])
+    assert runbook_cli("store", "migrate").code == 0
+    with open_store(location, readonly=True) as store:
+        assert sorted(r.id for r in store.board_runs()) == before
+    later = runbook_cli("run", str(isolated / "book.yaml"))  # into qa again: newer there
+    with open_store(location, readonly=True) as store:
+        newest = sorted(r.id for r in store.board_runs())
+    assert newest == sorted([later.out.split()[1], waiting_id])
+    assert runbook_cli("audit", "verify").code == 0
