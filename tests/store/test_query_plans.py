@@ -24,8 +24,11 @@ def location(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[n
     return store_location(request.param, request, tmp_path)
 
 
+Sent = list[tuple[str, tuple[Any, ...]]]
+
+
 @pytest.fixture
-def recorded(location: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
+def recorded(location: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sent]:
     """A store with runs in it, and every statement the engine sends it from now on."""
     with open_store(location) as store:
         for i in range(30):
@@ -37,7 +40,7 @@ def recorded(location: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tu
             store.add_history(HistoryRecord(run.started_at, run.id, "ann", "promotion",
                                             "staging", {"tag": f"v{i}"}))
         store.acquire_lock(LockRecord("qa", "r29", "ann", "2026-01-01T00:00:29.000+00:00"))
-    sent: list[tuple[str, tuple[Any, ...]]] = []
+    sent: Sent = []
     backend = type(open_store(location, readonly=True))  # the class the commands open
     execute = backend._execute
 
@@ -51,7 +54,7 @@ def recorded(location: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tu
     yield sent
 
 
-def full_scans(location: str, sent: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
+def full_scans(location: str, sent: Sent) -> list[str]:
     """The queries among ``sent`` whose plan reads a whole big table, with that plan."""
     found = []
     with open_store(location, readonly=True) as store:
