@@ -155,3 +155,8 @@ def test_board_without_a_cluster_still_shows_the_store(  # type: ignore[no-untyp
     assert live["env"] == "live" and live["image"] is None
     assert any("cannot read the cluster" in p for p in live["drift"])
     assert live["history"]["image"] == "quikapp/api:live-1"
+    # Told not to read a cluster: the store's records alone, no drift looked for.
+    stored = runbook_cli("board", "--no-cluster", "--output", "json").json()
+    live = stored["environments"][-1]  # type: ignore[index]
+    assert live["history"]["image"] == "quikapp/api:live-1" and live["drift"] == []
+

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "when, drift, last run, lock, runs waiting for approvals")
     p.add_argument("--inventory", help="inventory name or path")
     p.add_argument("--html", metavar="FILE", help="write the board as one HTML page")
+    p.add_argument("--no-cluster", action="store_true",
+                   help="only what the store records: read no cluster (no drift shown)")
     p.add_argument("--serve", action="store_true",
                    help="serve the page on 127.0.0.1, read again at each request")
     p.add_argument("--port", type=int, default=8765, help="with --serve (default 8765)")

@@ -47,7 +47,7 @@ def cmd_board(args: argparse.Namespace, extra: list[str]) -> int:
                   "(Ctrl-C stops it)", file=sys.stderr)
             served.serve_forever()
         return EXIT_OK
-    board = api.board(inventory=args.inventory)
+    board = api.board(inventory=args.inventory, cluster=not args.no_cluster)
     if args.html:
         with open(args.html, "w") as fh:
             fh.write(present_board.board_html(board))
