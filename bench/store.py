@@ -1,22 +1,22 @@
-"""Benchmarks of the state store at scale. Run: uv run python bench/store.py [--runs 100000]
-[--baseline-rev REV] [--dir DIR] [--postgres DSN]
+"""Benchmarks of the state store at scale. Run:
 
-Prints a markdown table: ``audit verify`` on a journal of RUNS runs (21 records each) with
-its time and peak memory, a no-op step on disk, and ``status RUN`` / ``audit export`` of one
-run among them. The store is filled in bulk with records hashed and chained by the engine's
-own ``engine.store.chain`` (a ``runbook run`` per run would take hours), then one real run is
-made with ``api.run``. Baselines, side by side: verify as it read the journal before (the
-whole journal as a list), the one-run journal query in the form that served one run and all
-runs, and with ``--baseline-rev`` the no-op step of that revision of the engine (a git
-worktree).
+    uv run python bench/store.py --runs 10000 100000 1000000 [--dir DIR] [--postgres DSN]
+
+Fills a store of each size in bulk, with records hashed and chained by the engine's own
+``engine.store.chain`` and step results hashed as the journal records them (a ``runbook run``
+per run would take days), checks that ``audit verify`` finds the journal intact, makes one
+real run among them, then prints each read command as a process (``status``, ``status RUN``,
+``history --env``, ``lock list``, ``board --no-cluster``, ``audit export --run``) and a no-op
+``runbook run``, side by side with the same on an empty store, with the bytes a run takes.
+With ``--postgres``, the same on a PostgreSQL store of the largest size (an empty database is
+filled; a filled one reused). ``--dir`` keeps the filled stores for the next run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +36,9 @@ from engine.system.identity import origin  # noqa: E402
 HEADER = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: bench}\n"
 STEPS = 17  # with run-start, lock, run-status and unlock: 21 journal records a run
 BATCH = 2000  # runs a transaction
+# Each step's result as the steps table holds it, and its hash as the journal records it.
+RESULTS = [dumps({"n": s}) for s in range(STEPS)]
+RESULT_SHA = [hashlib.sha256(text.encode()).hexdigest() for text in RESULTS]
 
 
 class Chain:
@@ -57,9 +60,9 @@ class Chain:
 Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 
-def batches(runs: int, chain: Chain) -> Iterator[Rows]:
+def batches(runs: int, chain: Chain, start: int = 0) -> Iterator[Rows]:
     """The rows of the runs, steps and journal tables, BATCH runs at a time."""
-    for first in range(0, runs, BATCH):
+    for first in range(start, runs, BATCH):
         chain.rows = []
         run_rows: list[tuple[Any, ...]] = []
         step_rows: list[tuple[Any, ...]] = []
@@ -76,11 +79,11 @@ def batches(runs: int, chain: Chain) -> Iterator[Rows]:
             chain.append(at, run_id, "lock", {"env": "qa", "user": "ann"})
             for s in range(STEPS):
                 step_rows.append((run_id, f"s{s}", "ok", 1, at, at, "f" * 64,
-                                  dumps({"n": s}), "", 1, s + 1))
+                                  RESULTS[s], "", 1, s + 1))
                 chain.append(at, run_id, "step",
                              {"step": f"s{s}", "status": "ok", "attempts": 1,
                               "fingerprint": "f" * 64, "error": "",
-                              "result_sha256": "0" * 64})
+                              "result_sha256": RESULT_SHA[s]})
             chain.append(at, run_id, "run-status", {"status": "done", "message": ""})
             chain.append(at, run_id, "unlock", {"env": "qa", "by": "", "reason": "run done"})
         yield run_rows, step_rows, chain.rows
@@ -104,6 +107,10 @@ def build(location: str, runs: int) -> int:
                     else:
                         conn.executemany(f"INSERT INTO {table} VALUES "
                                          f"({', '.join('?' * width)})", table_rows)
+        if runs:  # the newest run of the lock, as a run's start records it
+            last = next(iter(batches(runs, Chain(), start=runs - 1)))[0][-1]
+            store._execute("INSERT INTO newest_runs (lock_env, started_at, run_id) "  # type: ignore[attr-defined]
+                           "VALUES (?, ?, ?)", ("qa", last[8], last[0]))
     return chain.seq
 
 
@@ -149,13 +156,13 @@ def bench_verify(location: str, records: int, runs: int, baseline: bool,
     return rows
 
 
-def one_real_run(work: Path, db: Path) -> str:
+def one_real_run(work: Path, db: str) -> str:
     from engine import api
 
     book = work / "real.yaml"
     book.write_text(HEADER + "steps:\n" + "".join(
         f"  - id: s{i}\n    set: {{n: {i}}}\n" for i in range(5)))
-    result = api.run(runbook=str(book), params={}, state=str(db))
+    result = api.run(runbook=str(book), params={}, state=db)
     assert result.status == "done"
     return result.run_id
 
@@ -168,178 +175,95 @@ def median_of(argv: list[str], env: dict[str, str], repeat: int) -> float:
     return statistics.median(samples)
 
 
-def bench_one_run(db: Path, run_id: str, runs: int, repeat: int) -> list[tuple[str, str]]:
-    env = {**os.environ, "RUNBOOK_STATE": str(db)}
-    helpt = median_of([sys.executable, "-m", "engine", "--help"], env, repeat)
-    status = median_of([sys.executable, "-m", "engine", "status", run_id], env, repeat)
-    export = median_of([sys.executable, "-m", "engine", "audit", "export", "--run", run_id],
-                       env, repeat)
-    indexed = "SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal " \
-              "WHERE run_id = ? ORDER BY seq"
-    old_form = indexed.replace("run_id = ?", "(CAST(? AS TEXT) IS NULL OR run_id = ?)")
-    with open_store(str(db), readonly=True) as store:
-        conn = store._db  # type: ignore[attr-defined]
-        new_q = _timed_query(conn, indexed, (run_id,), repeat)
-        old_q = _timed_query(conn, old_form, (run_id, run_id), max(1, repeat // 2))
-        # What every open of a SQLite store does first (engine.store.sqlite._check).
-        checked = _timed_query(conn, "PRAGMA quick_check(1)", (), 1)
-    return [
-        ("runbook --help (process start, for scale)", f"{helpt * 1000:.0f} ms"),
-        (f"status RUN, {runs:,} runs in the store", f"{status * 1000:.0f} ms"),
-        (f"audit export --run RUN, {runs:,} runs in the store", f"{export * 1000:.0f} ms"),
-        ("of which: PRAGMA quick_check(1), the damaged-store check of every open",
-         f"{checked * 1000:.0f} ms"),
-        ("one run's journal: indexed query (now)", f"{new_q * 1000:.2f} ms"),
-        ("one run's journal: `(CAST(? AS TEXT) IS NULL OR run_id = ?)` (before)",
-         f"{old_q * 1000:.0f} ms; indexed: {new_q / old_q:.5f}× the time"),
-    ]
 
 
-def _timed_query(conn: Any, sql: str, params: tuple[str, ...], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        rows = conn.execute(sql, params).fetchall()
-        samples.append(time.perf_counter() - t0)
-        assert rows
-    return statistics.median(samples)
+def read_commands(run_id: str, inventory: Path, book: Path) -> dict[str, list[str]]:
+    return {
+        "status": ["status"],
+        "status RUN": ["status", run_id],
+        "history --env qa": ["history", "--env", "qa"],
+        "lock list": ["lock", "list"],
+        "board --no-cluster": ["board", "--no-cluster", "--inventory", str(inventory)],
+        "audit export --run RUN": ["audit", "export", "--run", run_id],
+        "run (a no-op runbook)": ["run", str(book)],
+    }
 
 
-NOOP = """
-import json, os, sys, time
-sys.path.insert(0, sys.argv[1])
-from engine import api
-from engine.run.report import NullReporter
-
-class Timer(NullReporter):
-    marks = []
-    def step_finished(self, *args, **kwargs):
-        self.marks.append(time.perf_counter())
-
-timer = Timer()
-assert api.run(runbook=sys.argv[2], params={}, reporter=timer).status == "done"
-print(json.dumps([b - a for a, b in zip(timer.marks, timer.marks[1:])]))
-"""
-
-
-def noop_step(root: Path, work: Path, steps: int, strace: bool) -> tuple[list[float], float]:
-    """The gaps between consecutive no-op steps, and fdatasync/fsync calls a step (with
-    strace; else 0)."""
+def bench_reads(location: str, work: Path, repeat: int) -> tuple[dict[str, float], str]:
+    """Each read command (and a no-op run) as a process on the store at ``location``: the
+    median seconds of each; and the id of the real run made there."""
     book = work / "noop.yaml"
-    book.write_text(HEADER + "steps:\n" + "".join(
-        f"  - id: s{i}\n    set: {{n: {i}}}\n" for i in range(steps)))
-    state = work / f"noop-{root.name}"
-    shutil.rmtree(state, ignore_errors=True)
-    env = {**os.environ, "RUNBOOK_HOME": str(state)}
-    env.pop("RUNBOOK_STATE", None)
-    argv = [sys.executable, "-c", NOOP, str(root), str(book)]
-    out = subprocess.run(argv, env=env, cwd=work, check=True, capture_output=True,
-                         text=True).stdout
-    gaps = json.loads(out)
-    syncs = 0.0
-    if strace:
-        counts = []
-        for n in (steps, 2 * steps):  # the difference leaves out what the run does once
-            book.write_text(HEADER + "steps:\n" + "".join(
-                f"  - id: s{i}\n    set: {{n: {i}}}\n" for i in range(n)))
-            shutil.rmtree(state, ignore_errors=True)
-            log = work / "strace.txt"
-            subprocess.run(["strace", "-f", "-qq", "-c", "-o", str(log), "-e",
-                            "trace=fsync,fdatasync", *argv], env=env, cwd=work, check=True,
-                           capture_output=True)
-            counts.append(sum(int(line.split()[3]) for line in log.read_text().splitlines()
-                              if line.strip().endswith(("fsync", "fdatasync"))))
-        syncs = (counts[1] - counts[0]) / steps
-    return gaps, syncs
+    book.write_text(HEADER + "steps:\n  - id: s0\n    set: {n: 0}\n")
+    inventory = REPO / "inventories" / "quikapp.yaml"  # read from the store alone here
+    run_id = one_real_run(work, location)
+    env = {**os.environ, "RUNBOOK_STATE": location, "RUNBOOK_INVENTORY": str(inventory),
+           "RUNBOOK_USER": "alice"}
+    found = {}
+    for name, args in read_commands(run_id, inventory, book).items():
+        found[name] = median_of([sys.executable, "-m", "engine", *args], env, repeat)
+    return found, run_id
 
 
-def bench_noop(work: Path, steps: int, baseline_rev: str | None) -> list[tuple[str, str]]:
-    strace = shutil.which("strace") is not None
-    gaps, syncs = noop_step(REPO, work, steps, strace)
-    med, p95 = statistics.median(gaps), sorted(gaps)[int(len(gaps) * 0.95)]
-    where = f"on disk ({work})"
-    sync_text = f", {syncs:.2f} fsync a step" if strace else ""
-    rows = [(f"no-op step with its checkpoint, {steps} steps, SQLite {where}",
-             f"median {med * 1000:.2f} ms, p95 {p95 * 1000:.2f} ms{sync_text}")]
-    if baseline_rev:
-        tree = work / "baseline"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree),
-                        baseline_rev], check=True, capture_output=True)
-        try:
-            old, old_syncs = noop_step(tree, work, steps, strace)
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                            str(tree)], check=True, capture_output=True)
-        old_med, old_p95 = statistics.median(old), sorted(old)[int(len(old) * 0.95)]
-        old_sync_text = f", {old_syncs:.2f} fsync a step" if strace else ""
-        rows.append((f"same at {baseline_rev} (before)",
-                     f"median {old_med * 1000:.2f} ms, p95 {old_p95 * 1000:.2f} ms"
-                     f"{old_sync_text}; now {med / old_med:.2f}× the median"))
-    return rows
-
-
-def fsync_cost(work: Path) -> str:
-    probe = work / "fsync-probe"
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT)
-    samples = []
-    try:
-        for _ in range(200):
-            os.write(fd, b"x" * 4096)
-            t0 = time.perf_counter()
-            os.fdatasync(fd)
-            samples.append(time.perf_counter() - t0)
-    finally:
-        os.close(fd)
-        probe.unlink()
-    return f"{statistics.median(samples) * 1000:.3f} ms"
-
-
-def bench_postgres(dsn: str, runs: int, baseline: bool) -> list[tuple[str, str]]:
-    rows = []
-    with open_store(dsn) as store:
-        records = store._one("SELECT COUNT(*) FROM journal")[0]  # type: ignore[attr-defined]
-    if not records:
+def bench_size(location: str, runs: int, work: Path, repeat: int, label: str
+               ) -> tuple[dict[str, float], list[tuple[str, str]]]:
+    rows: list[tuple[str, str]] = []
+    exists = location.startswith("postgresql://") or Path(location).exists()
+    records = 0
+    if exists:
+        with open_store(location, readonly=True) as store:
+            records = store._one("SELECT COUNT(*) FROM journal")[0]  # type: ignore[attr-defined]
+    if runs and not records:
         t0 = time.perf_counter()
-        records = build(dsn, runs)
-        rows.append((f"filling the PostgreSQL store in bulk ({runs:,} runs)",
+        records = build(location, runs)
+        rows.append((f"filling {label} in bulk ({runs:,} runs)",
                      f"{time.perf_counter() - t0:.0f} s"))
-    return rows + bench_verify(dsn, records, runs, baseline, "PostgreSQL")
+    if runs:
+        rows += bench_verify(location, records, runs, False, label)
+        if not location.startswith("postgresql://"):
+            size = Path(location).stat().st_size
+            rows.append((f"bytes a run takes, {label}, {runs:,} runs",
+                         f"{size / runs / 1024:.1f} KB ({size / 2**30:.2f} GB)"))
+    reads, _ = bench_reads(location, work, repeat)
+    return reads, rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False)
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--steps", type=int, default=400, help="no-op steps in one run")
-    parser.add_argument("--baseline-rev", help="also measure the no-op step at this revision")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="skip reading the whole journal as a list (GBs at 100k runs)")
+    parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--dir", help="work here (on the disk to measure) instead of a "
                         "temporary folder; a store of the same size found there is reused")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--postgres", metavar="DSN", help="also verify a PostgreSQL store of "
-                        "as many runs here (an empty database is filled; a filled one reused)")
+    parser.add_argument("--postgres", metavar="DSN", help="also a PostgreSQL store of the "
+                        "largest size (an empty database is filled; a filled one reused)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(tmp)
-        cache = Path(args.dir) / f"store-{args.runs}.db" if args.dir else work / "store.db"
         os.environ["RUNBOOK_HOME"] = str(work / "home")
         os.chdir(work)
-        rows = [("fdatasync of 4 KB on this disk (median)", fsync_cost(work))]
-        rows += bench_noop(work, args.steps, args.baseline_rev)
-        if not cache.exists():
-            t0 = time.perf_counter()
-            records = build(str(cache), args.runs)
-            rows.append((f"filling the store in bulk ({args.runs:,} runs)",
-                         f"{time.perf_counter() - t0:.0f} s"))
-        with open_store(str(cache), readonly=True) as store:
-            records = store._one("SELECT COUNT(*) FROM journal")[0]  # type: ignore[attr-defined]
-        rows += bench_verify(str(cache), records, args.runs, not args.no_baseline)
-        run_id = one_real_run(work, cache)
-        rows += bench_one_run(cache, run_id, args.runs, args.repeat)
+        notes: list[tuple[str, str]] = []
+        columns = {"empty": bench_size(str(work / "empty.db"), 0, work, args.repeat,
+                                       "SQLite")[0]}
+        for runs in args.runs:
+            cache = Path(args.dir) / f"store-{runs}.db" if args.dir else work / f"{runs}.db"
+            reads, rows = bench_size(str(cache), runs, work, args.repeat, "SQLite")
+            columns[f"{runs:,} runs"] = reads
+            notes += rows
         if args.postgres:
-            rows += bench_postgres(args.postgres, args.runs, not args.no_baseline)
-    print("| measure | result |\n|---|---|")
-    for name, value in rows:
+            reads, rows = bench_size(args.postgres, max(args.runs), work, args.repeat,
+                                     "PostgreSQL")
+            columns[f"PostgreSQL, {max(args.runs):,} runs"] = reads
+            notes += rows
+    empty = columns["empty"]
+    names = list(empty)
+    print(f"| command (a process, median of {args.repeat}) | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for name in names:
+        cells = [f"{empty[name] * 1000:.0f} ms"]
+        cells += [f"{c[name] * 1000:.0f} ms = {c[name] / empty[name]:.2f}×"
+                  for key, c in columns.items() if key != "empty"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n| measure | result |\n|---|---|")
+    for name, value in notes:
         print(f"| {name} | {value} |")
 
 
