@@ -133,7 +133,7 @@ def test_an_approval_held_while_the_run_is_aborted_is_not_recorded(shared_state,
     detail = runbook_cli("status", run_id, "--output", "json").json()
     assert detail["run"]["status"] == "aborted"
     assert detail["approvals"] == []
-    journal = runbook_cli("audit", "verify")
+    journal = runbook_cli("audit", "verify", "--full")
     assert journal.code == 0
 
 

@@ -88,15 +88,15 @@ def test_a_signed_head_verifies_and_counts_the_records_after_it(state_at, write_
     assert signed.code == 0, signed
     assert "BEGIN SSH SIGNATURE" in head.read_text()
     assert "PRIVATE KEY" not in head.read_text() + signed.out + signed.err
-    records = runbook_cli("audit", "verify", "--output", "json").json()["records"]
+    records = runbook_cli("audit", "verify", "--full", "--output", "json").json()["records"]
     a_done_run(write_runbook, runbook_cli)
     signers = allowed(tmp_path, ("alice@example.com", key))
-    verified = runbook_cli("audit", "verify", "--head", str(head), "--allowed-signers",
+    verified = runbook_cli("audit", "verify", "--full", "--head", str(head), "--allowed-signers",
                            str(signers))
     assert verified.code == 0, verified
     assert (f"head {head} (signed by alice@example.com, " in verified.out
             and f"record {records} is where it was; 7 records came after it" in verified.out)
-    by_key = runbook_cli("audit", "verify", "--head", str(head), "--key", f"{key}.pub")
+    by_key = runbook_cli("audit", "verify", "--full", "--head", str(head), "--key", f"{key}.pub")
     assert by_key.code == 0, by_key
 
 
@@ -108,18 +108,18 @@ def test_a_signed_head_finds_a_rewritten_or_truncated_chain(damage, state_at,
     key = keypair(tmp_path, "alice")
     head = tmp_path / "head.txt"
     assert runbook_cli("audit", "sign-head", "--key", str(key), "--file", str(head)).code == 0
-    records = runbook_cli("audit", "verify", "--output", "json").json()["records"]
+    records = runbook_cli("audit", "verify", "--full", "--output", "json").json()["records"]
     if damage == "rewritten":
         # Who made record 2: a field no table holds, so only the anchored head can tell.
         rehash_from(state_at, 2, {"host": "elsewhere"})
-        assert runbook_cli("audit", "verify").code == 0  # the chain alone cannot tell
+        assert runbook_cli("audit", "verify", "--full").code == 0  # the chain alone cannot tell
         says = (f"journal: record {records}: its hash ", "is not the anchored head's",
                 "(the journal was rewritten up to it)")
     else:
         tamper(state_at, f"DELETE FROM journal WHERE seq > {records - 3}")
         says = (f"journal: record {records} (the anchored head) is not in the journal, which "
                 f"ends at record {records - 3}", "(truncated)")
-    verified = runbook_cli("audit", "verify", "--head", str(head), "--key", f"{key}.pub")
+    verified = runbook_cli("audit", "verify", "--full", "--head", str(head), "--key", f"{key}.pub")
     assert verified.code == 1, verified
     assert all(part in verified.out for part in says), verified.out
 
@@ -131,14 +131,14 @@ def test_a_head_signed_by_a_key_not_allowed_is_refused(write_runbook, runbook_cl
     assert runbook_cli("audit", "sign-head", "--key", str(mallory), "--file",
                        str(head)).code == 0
     signers = allowed(tmp_path, ("alice@example.com", alice))
-    refused = runbook_cli("audit", "verify", "--head", str(head), "--allowed-signers",
+    refused = runbook_cli("audit", "verify", "--full", "--head", str(head), "--allowed-signers",
                           str(signers))
     assert refused.code == 2 and refused.out == ""
     assert refused.err == (f"runbook: error: {head}: the journal head is signed by a key "
                            f"{signers} does not list: refused\n")
-    by_key = runbook_cli("audit", "verify", "--head", str(head), "--key", f"{alice}.pub")
+    by_key = runbook_cli("audit", "verify", "--full", "--head", str(head), "--key", f"{alice}.pub")
     assert by_key.code == 2 and "signature does not verify" in by_key.err
-    unchecked = runbook_cli("audit", "verify", "--head", str(head))
+    unchecked = runbook_cli("audit", "verify", "--full", "--head", str(head))
     assert unchecked.code == 2 and "give --allowed-signers FILE or --key PUBKEY" in unchecked.err
 
 
@@ -150,7 +150,7 @@ def test_a_signed_head_edited_after_signing_is_refused(write_runbook, runbook_cl
     text = head.read_text()
     records = int(text.split("records: ")[1].split()[0])
     head.write_text(text.replace(f"records: {records}\n", f"records: {records - 1}\n"))
-    refused = runbook_cli("audit", "verify", "--head", str(head), "--key", f"{key}.pub")
+    refused = runbook_cli("audit", "verify", "--full", "--head", str(head), "--key", f"{key}.pub")
     assert refused.code == 2 and "signature does not verify" in refused.err, refused
 
 

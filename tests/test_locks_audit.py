@@ -92,7 +92,7 @@ def tamper(location: str, sql: str) -> None:
 def journal_of_a_run(write_runbook, runbook_cli) -> None:
     path = write_runbook(locked_book(append_step("a"), append_step("b"), append_step("c")))
     assert runbook_cli("run", str(path)).code == 0
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 0 and "journal intact: 7 records" in verified.out
 
 
@@ -113,7 +113,7 @@ def test_audit_verify_finds_tampering(change, sql, expected, shared_state, write
                                       runbook_cli):
     journal_of_a_run(write_runbook, runbook_cli)
     tamper(shared_state, sql)
-    result = runbook_cli("audit", "verify")
+    result = runbook_cli("audit", "verify", "--full")
     assert result.code == 1
     assert expected in result.out, result.out
 

@@ -116,7 +116,7 @@ def test_a_signed_approval_counts_and_verifies(isolated, keys, runbook_cli):
                            capture_output=True, text=True, check=True).stdout.split()[1]
     assert fingerprints["alice"] == shown
     assert all(a["signature"].startswith("-----BEGIN SSH SIGNATURE-----") for a in approvals)
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 0 and verified.out.startswith("journal intact"), verified.out
     # The journal's approval records hold the signature and key too.
     journal = runbook_cli("audit", "export", "--run", run_id).out
@@ -211,7 +211,7 @@ def test_an_approval_edited_in_the_store_is_caught_by_audit_verify(
     for person in ("alice", "bob"):
         assert runbook_cli("approve", run_id, "--gate", "cab", "--by", person, "--ticket",
                            "CHG-7", "--sign", str(keys[person])).code == 0
-    assert runbook_cli("audit", "verify").code == 0
+    assert runbook_cli("audit", "verify", "--full").code == 0
     state = Path(os.environ["RUNBOOK_HOME"]) / "state.db"
     for column, value, said in (("ticket", "CHG-999", "the stored ticket 'CHG-999' is not "
                                  "the signed 'CHG-7'"),
@@ -222,13 +222,13 @@ def test_an_approval_edited_in_the_store_is_caught_by_audit_verify(
         db.execute(f"UPDATE approvals SET {column} = ? WHERE by_name = 'bob'", (value,))
         db.commit()
         db.close()
-        verified = runbook_cli("audit", "verify")
+        verified = runbook_cli("audit", "verify", "--full")
         assert verified.code == 1, verified.out
         assert said in verified.out
         for leftover in state.parent.glob("state.db-*"):
             leftover.unlink()
         state.write_bytes(original)
-    assert runbook_cli("audit", "verify").code == 0
+    assert runbook_cli("audit", "verify", "--full").code == 0
 
 
 def test_the_change_record_commands_verify_with_ssh_keygen_alone(
@@ -356,7 +356,7 @@ exec /usr/bin/ssh-keygen "$@"
         proc.communicate()
     assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     assert store_rows(isolated) == before
-    assert runbook_cli("audit", "verify").code == 0
+    assert runbook_cli("audit", "verify", "--full").code == 0
     # The same approval, given again, is recorded once.
     assert runbook_cli("approve", run_id, "--gate", "cab", "--by", "alice", "--ticket",
                        "CHG-7", "--sign", str(keys["alice"])).code == 0
@@ -384,7 +384,7 @@ def test_the_sandbox_gives_its_people_keys_and_the_demo_flow_signs(sandbox, runb
     assert runbook_cli("resume", run_id).code == 0
     approvals = runbook_cli("status", run_id, "--output", "json").json()["approvals"]
     assert len(approvals) == 6 and all(a["fingerprint"] for a in approvals)
-    assert runbook_cli("audit", "verify").code == 0
+    assert runbook_cli("audit", "verify", "--full").code == 0
 
 
 def test_on_postgresql_a_signed_approval_counts_and_an_edited_one_is_caught(
@@ -404,10 +404,10 @@ def test_on_postgresql_a_signed_approval_counts_and_an_edited_one_is_caught(
         assert runbook_cli("approve", run_id, "--gate", "cab", "--by", person, "--ticket",
                            "CHG-7", "--sign", str(keys[person])).code == 0
     assert runbook_cli("resume", run_id).code == 0
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 0 and verified.out.startswith("journal intact"), verified.out
     with psycopg.connect(location, autocommit=True) as conn:
         conn.execute("UPDATE approvals SET ticket = 'CHG-999' WHERE by_name = 'bob'")
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 1, verified.out
     assert "the stored ticket 'CHG-999' is not the signed 'CHG-7'" in verified.out

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from engine.api.common import current_user
+from engine.clock import iso
 from engine.errors import InvalidInput
 from engine.run.load import inventory_at
 from engine.store import (
@@ -27,11 +31,14 @@ def journal(*, state: str | None = None) -> list[JournalRecord]:
 
 def verify_journal(*, state: str | None = None, head: str | None = None,
                    allowed_signers: str | None = None, key: str | None = None,
-                   expect_records: int | None = None) -> tuple[Verdict, HeadFile | None]:
+                   expect_records: int | None = None, full: bool = False
+                   ) -> tuple[Verdict, HeadFile | None]:
     """Check the journal's hash chain as it is read from the store, in constant memory, the
     tables and the approvals' signatures against it, and its end against a head file (its
-    signature checked first) or an expected number of records. Returns the verdict and the
-    head file read, if any."""
+    signature checked first) or an expected number of records. Unless ``full`` (or given a
+    head), from where the last verification found it intact, if that record is still as it
+    was; a journal found intact is remembered so, where the store can be written. Returns
+    the verdict and the head file read, if any."""
     from engine.trust import audit
 
     if (allowed_signers or key) and head is None:
@@ -44,8 +51,27 @@ def verify_journal(*, state: str | None = None, head: str | None = None,
     anchor = audit.read_head(head, allowed_signers=allowed_signers, key=key) \
         if head is not None else None
     verdict = audit.verify_store(state, head=anchor.head if anchor else None,
-                                 expect_records=expect_records, also=_signatures_problems)
+                                 expect_records=expect_records, also=_signatures_problems,
+                                 full=full)
+    if verdict.intact and verdict.last_seq:
+        _remember(state, verdict)
     return verdict, anchor
+
+
+def _remember(state: str | None, verdict: Verdict) -> None:
+    """Where the next verification may start: this one found everything up to the journal's
+    last record intact. Nothing is remembered where the store cannot be written (a
+    read-only folder or role): the next one checks everything again."""
+    from engine.store.migrations import POSITIONS_FROM
+
+    with open_store(state, readonly=True, journal_end=False) as store:
+        if store.version() < POSITIONS_FROM:
+            return  # an older store is not migrated by an audit: `runbook store migrate`
+    # Best effort: a store this process may only read refuses it one way or another
+    # (SQLite's read-only file, a role without INSERT), and that changes nothing verified.
+    with contextlib.suppress(Exception), open_store(state) as store:
+        store.remember_verified(verdict.last_seq, verdict.head, iso(datetime.now(UTC)),
+                                current_user())
 
 
 def _signatures_problems(store: StateStore) -> Iterable[str]:

@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="verify: the journal holds at least N records")
     p.add_argument("--print-head", action="store_true",
                    help="verify: print the head (unsigned) if the journal is intact")
+    p.add_argument("--full", action="store_true",
+                   help="verify: every record, not only those after the last verification "
+                   "that found the journal intact")
     p.add_argument("--format", choices=("markdown", "html"), default="markdown",
                    help="of the change record (html: one printable page)")
     p = sub.add_parser("store", parents=[out],

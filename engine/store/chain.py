@@ -66,6 +66,9 @@ class Verdict:
     first: str = ""  # the first record's hash: which store this journal is
     last_seq: int = 0
     after_anchor: int | None = None  # records after the anchored head; None: no anchor
+    # Checked from this record on (a verification before found it and all before it
+    # intact); None: from the first.
+    since: int | None = None
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
 
@@ -79,14 +82,15 @@ class Verdict:
             self.problems.append(problem)
 
 
-def check(records: Iterable[JournalRecord], anchor: Anchor | None = None) -> Verdict:
+def check(records: Iterable[JournalRecord], anchor: Anchor | None = None,
+          start: tuple[int, str] | None = None) -> Verdict:
     """Check the chain record by record, holding only the record before: a journal of any
     length is checked in constant memory when ``records`` is read from the store as it goes.
     With an ``anchor``, the journal must still hold its head record, with its hash, where it
     was: a truncated journal, or one rewritten and hashed again before that point, fails."""
     verdict = Verdict()
-    prev_hash = GENESIS
-    expected_seq = 1
+    # From a record checked before (its number and hash): the records after it.
+    prev_hash, expected_seq = (start[1], start[0] + 1) if start else (GENESIS, 1)
     anchored = False
     after = 0
     for rec in records:
@@ -106,7 +110,7 @@ def check(records: Iterable[JournalRecord], anchor: Anchor | None = None) -> Ver
         if not verdict.records:
             verdict.first = rec.hash
         verdict.records += 1
-    verdict.head = prev_hash if verdict.records else ""
+    verdict.head = prev_hash if verdict.records or start else ""
     verdict.last_seq = expected_seq - 1
     if anchor is not None:
         verdict.after_anchor = after

@@ -137,7 +137,24 @@ def cross_check(query: Query, run_count: int) -> Iterator[str]:
                "lock of it")
 
 
-def _where(column: str, lo: str | None, hi: str | None) -> tuple[str, tuple[str, ...]]:
+def cross_check_since(query: Query, after: int) -> Iterator[str]:
+    """The mismatches of the runs with journal records after record ``after`` and of the
+    runs holding a lock, each read by its run id: what changed since a verification."""
+    locks = {r[0]: {"env": r[0], "run_id": r[1], "user": r[2], "since": r[3]}
+             for r in query("SELECT env, run_id, run_user, since FROM locks", ())}
+    touched = {str(r[0]) for r in query("SELECT DISTINCT run_id FROM journal WHERE seq > ?",
+                                        (after,)) if r[0]}
+    for run_id in sorted(touched | {row["run_id"] for row in locks.values()}):
+        yield from _check_range(query, None, None, locks, only=run_id)
+    for env, row in sorted(locks.items()):
+        yield (f"locks: {env}: held by run {row['run_id']} in the table; the journal has no "
+               "lock of it")
+
+
+def _where(column: str, lo: str | None, hi: str | None,
+           only: str | None = None) -> tuple[str, tuple[str, ...]]:
+    if only is not None:
+        return f" WHERE {column} = ?", (only,)
     parts, params = [], []
     if lo is not None:
         parts.append(f"{column} > ?")
@@ -162,8 +179,8 @@ def _upper(query: Query, lo: str | None) -> str | None:
 
 
 def _check_range(query: Query, lo: str | None, hi: str | None,
-                 locks: dict[str, dict[str, Any]]) -> Iterator[str]:
-    where, params = _where("run_id", lo, hi)
+                 locks: dict[str, dict[str, Any]], only: str | None = None) -> Iterator[str]:
+    where, params = _where("run_id", lo, hi, only)
     expected: dict[str, _Expected] = {}
     # Runs with an edited record: the chain check names the record, and what the tables
     # should hold is not known from it.
@@ -175,7 +192,7 @@ def _check_range(query: Query, lo: str | None, hi: str | None,
             doubtful.add(rec.run_id)
         expected.setdefault(rec.run_id, _Expected()).add(rec)
     rows = _Rows()
-    run_where, run_params = _where("id", lo, hi)
+    run_where, run_params = _where("id", lo, hi, only)
     for r in query("SELECT id, runbook, runbook_sha, inventory_sha, params, run_user, "
                    f"plan_hash, lock_env, started_at, status, message FROM runs{run_where}",
                    run_params):

@@ -95,7 +95,8 @@ def _v4_reads_by_index(d: Dialect) -> Iterator[str]:
     """What the read commands ask for, each found by an index at any size of store: the
     newest runs in order (ties by id), the runs waiting for an approval, and the newest run
     of each lock kept in a table of its own as runs start (the board read it by grouping
-    every run)."""
+    every run); and the journal records ``audit verify`` found intact, where the next one
+    starts."""
     yield "CREATE INDEX IF NOT EXISTS runs_started_id ON runs (started_at, id)"
     yield "DROP INDEX IF EXISTS runs_started"  # the leading column of runs_started_id
     yield "CREATE INDEX IF NOT EXISTS runs_status ON runs (status)"
@@ -108,11 +109,15 @@ def _v4_reads_by_index(d: Dialect) -> Iterator[str]:
         ON r.lock_env = n.lock_env AND r.started_at = n.newest
       GROUP BY r.lock_env, r.started_at
       ON CONFLICT (lock_env) DO NOTHING"""
+    # Where `audit verify` found the journal intact: the next one starts there.
+    yield """CREATE TABLE IF NOT EXISTS audit_positions (
+      seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at TEXT NOT NULL, by_name TEXT NOT NULL)"""
 
 
 SIGNATURE_COLUMNS = ("signature", "signer_key", "fingerprint", "payload")
 SIGNED_FROM = 3  # the version whose approvals table has SIGNATURE_COLUMNS
 NEWEST_FROM = 4  # the version with the newest_runs table
+POSITIONS_FROM = 4  # the version with the audit_positions table
 
 # Version N is reached by applying MIGRATIONS[N - 1]; never edit one that was released.
 MIGRATIONS: tuple[Callable[[Dialect], Iterator[str]], ...] = (

@@ -193,18 +193,24 @@ class StateStore(Protocol):
                      reason: str = "", at: str = "") -> bool: ...
     def locks(self) -> list[LockRecord]: ...
     def journal(self, run_id: str | None = None) -> list[JournalRecord]: ...
-    def scan_journal(self, batch: int = 1000) -> Iterator[JournalRecord]:
+    def scan_journal(self, batch: int = 1000, after: int = 0) -> Iterator[JournalRecord]:
         """The whole journal in order, read from the store ``batch`` records at a time, so
         that reading it takes the same memory whatever its length."""
     def snapshot(self) -> AbstractContextManager[None]:
         """One read transaction: what is read inside it is the store at one moment."""
-    def cross_check(self) -> Iterator[str]:
+    def cross_check(self, after: int | None = None) -> Iterator[str]:
         """Each mismatch between the tables (runs, steps, approvals, locks, history) and
         the journal, read a range of runs at a time (engine.store.crosscheck)."""
     def unrecorded_approvals(self, approvals: Sequence[ApprovalRecord]) -> set[ApprovalRecord]:
         """Those of ``approvals`` that no journal record gives as they are."""
     def journal_head(self) -> tuple[int, str] | None:
         """The journal's last record: its number and hash; None for an empty journal."""
+    def verified_position(self) -> tuple[int, str, str] | None:
+        """The last record ``audit verify`` found intact with all before it: seq, hash, when."""
+    def remember_verified(self, seq: int, digest: str, at: str, by: str) -> None:
+        """Record that the journal up to record ``seq`` was found intact."""
+    def record_hash_at(self, seq: int) -> str | None:
+        """The hash of journal record ``seq``, if there is one."""
     def tail_problem(self, sealed: tuple[int, str] | None = None) -> str:
         """What is wrong with the journal's end, checked by its index; '' if nothing is."""
     def check_all(self) -> None:

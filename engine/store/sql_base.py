@@ -16,6 +16,7 @@ from engine.errors import StoreDamaged
 from engine.store.chain import dumps, next_link, record_hash
 from engine.store.migrations import (
     MIGRATIONS,
+    POSITIONS_FROM,
     SIGNATURE_COLUMNS,
     SIGNED_FROM,
     SQLITE,
@@ -159,8 +160,10 @@ class SqlBase:
                 self._all(f"{JOURNAL_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,)))
         return [_journal_record(r) for r in rows]
 
-    def scan_journal(self, batch: int = 1000) -> Iterator[JournalRecord]:
-        for rows in self._batches(f"{JOURNAL_SELECT} ORDER BY seq", batch):
+    def scan_journal(self, batch: int = 1000, after: int = 0) -> Iterator[JournalRecord]:
+        """The journal in order, ``batch`` records at a time; those after record ``after``."""
+        where = f" WHERE seq > {int(after)}" if after else ""
+        for rows in self._batches(f"{JOURNAL_SELECT}{where} ORDER BY seq", batch):
             for row in rows:
                 yield _journal_record(row)
 
@@ -168,9 +171,13 @@ class SqlBase:
         """One read transaction: what is read inside it is the store at one moment."""
         raise NotImplementedError
 
-    def cross_check(self) -> Iterator[str]:
+    def cross_check(self, after: int | None = None) -> Iterator[str]:
+        """The tables against the journal; ``after``: only the runs with journal records
+        after that one (and those holding a lock)."""
         from engine.store import crosscheck
 
+        if after is not None:
+            return crosscheck.cross_check_since(self._all, after)
         runs = int(self._one("SELECT COUNT(*) FROM runs")[0])
         return crosscheck.cross_check(self._all, runs)
 
@@ -178,6 +185,25 @@ class SqlBase:
         from engine.store import crosscheck
 
         return crosscheck.unrecorded(self._all, approvals)
+
+    def verified_position(self) -> tuple[int, str, str] | None:
+        """The last journal record ``audit verify`` found intact with all before it: its
+        number, hash and when; None if none was (or the store is older than the table)."""
+        if self.version() < POSITIONS_FROM:
+            return None
+        row = self._one("SELECT seq, hash, at FROM audit_positions ORDER BY seq DESC LIMIT 1")
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
+
+    def remember_verified(self, seq: int, digest: str, at: str, by: str) -> None:
+        """Record that the journal up to record ``seq`` (hash ``digest``) was found intact."""
+        with self._tx(synced=False):
+            self._insert_ignore("audit_positions", ("seq", "hash", "at", "by_name"),
+                                (seq, digest, at, by), "seq")
+
+    def record_hash_at(self, seq: int) -> str | None:
+        """The hash of journal record ``seq``, if there is one."""
+        row = self._one("SELECT hash FROM journal WHERE seq = ?", (seq,))
+        return None if row is None else str(row[0])
 
     def journal_head(self) -> tuple[int, str] | None:
         """The journal's last record: its number and hash; None for an empty journal."""

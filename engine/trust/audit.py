@@ -67,9 +67,12 @@ def read_head(path: str, *, allowed_signers: str | None = None,
 
 def verify_store(state: str | None = None, *, head: Head | None = None,
                  expect_records: int | None = None,
-                 also: Callable[[StateStore], Iterable[str]] | None = None) -> Verdict:
+                 also: Callable[[StateStore], Iterable[str]] | None = None,
+                 full: bool = True) -> Verdict:
     """The chain, the tables against it, and its end against ``head`` or ``expect_records``,
-    all read in one snapshot of the store; ``also``: more checks of the store (the
+    all read in one snapshot of the store. Unless ``full`` (or given a ``head``), from the last
+    record a verification found intact, if its hash is still that record's: the records
+    after it and the runs they belong to; ``also``: more checks of the store (the
     approvals' signatures). A store that cannot be read as one, or an emptied one, is a
     damaged journal, not an empty one."""
     anchor = Anchor(head.store, head.records, head.head) if head else None
@@ -80,11 +83,25 @@ def verify_store(state: str | None = None, *, head: Head | None = None,
         verdict.found(exc.message)
         return verdict
     with store, store.snapshot():
-        verdict = check(store.scan_journal(), anchor)
+        since = None if full or anchor else store.verified_position()
+        rewritten = ""
+        if since is not None and store.record_hash_at(since[0]) != since[1]:
+            # The record found intact then is not there as it was: the journal was rewritten
+            # (or cut) at or before it. All of it is checked again, to say where.
+            rewritten = (f"record {since[0]}: not the record audit verify found intact there "
+                         f"at {since[2]} (the journal was rewritten or cut at or before it)")
+            since = None
+        if since is not None:
+            verdict = check(store.scan_journal(after=since[0]), start=since[:2])
+            verdict.since, verdict.records = since[0], verdict.records + since[0]
+        else:
+            verdict = check(store.scan_journal(), anchor)
+        if rewritten:
+            verdict.found(rewritten)
         emptied = store.emptied()
         if emptied:
             verdict.found(emptied)
-        for problem in store.cross_check():
+        for problem in store.cross_check(after=since[0] if since else None):
             verdict.found(problem)
         for problem in also(store) if also is not None else ():
             verdict.found(problem)

@@ -154,7 +154,7 @@ def test_no_secret_of_the_environment_is_written_or_printed_by_a_run(
         run, sandbox, runbook_cli, isolated, monkeypatch, tmp_path):
     cli, printed = seeded(monkeypatch, runbook_cli)
     run_id = run(cli, isolated)
-    for command in (["status"], ["status", run_id], ["history"], ["audit", "verify"],
+    for command in (["status"], ["status", run_id], ["history"], ["audit", "verify", "--full"],
                     ["audit", "export", "--run", run_id], ["lock", "list"]):
         cli(*command)
         cli(*command, "--output", "json")

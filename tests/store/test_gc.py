@@ -88,7 +88,7 @@ def test_gc_removes_the_folders_of_runs_ended_before_the_limit_and_nothing_else(
     after = runbook_cli("audit", "export", "--run", done)
     assert after.code == 0 and "artifacts-removed" in after.out
     assert "| `w` | ok | 1 |" in before and "| `w` | ok | 1 |" in after.out
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 0, verified.out
     assert runbook_cli("resume", failed).code == 1  # its folder is there to run into again
 
@@ -101,12 +101,12 @@ def test_a_bad_duration_is_refused_and_changes_nothing(given, tmp_path, monkeypa
                                                        write_runbook, runbook_cli):
     monkeypatch.setenv("RUNBOOK_STATE", str(tmp_path / "state.db"))
     done = run(runbook_cli, write_runbook(book(ansible_step("w"))), 0)
-    journal = runbook_cli("audit", "verify").out
+    journal = runbook_cli("audit", "verify", "--full").out
     result = runbook_cli("gc", f"--older-than={given}")
     assert result.code == 2
     assert f"--older-than: {given!r} is not a duration" in result.err
     assert len(result.err.strip().splitlines()) == 1
-    assert files_of(done) and runbook_cli("audit", "verify").out == journal
+    assert files_of(done) and runbook_cli("audit", "verify", "--full").out == journal
 
 
 INVENTORY = """\
@@ -174,4 +174,4 @@ def test_a_gc_stopped_midway_leaves_each_folder_whole_or_gone(
     assert list((home() / "runs").iterdir()) == [home() / "runs" / ".removing"]
     assert list((home() / "runs" / ".removing").iterdir()) == []
     assert [len(removals(r)) for r in runs] == [1, 1]  # each removal recorded once
-    assert runbook_cli("audit", "verify").code == 0
+    assert runbook_cli("audit", "verify", "--full").code == 0

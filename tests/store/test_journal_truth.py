@@ -30,7 +30,7 @@ def waiting_run(write_runbook, runbook_cli, step: str = APPROVAL) -> str:
     started = runbook_cli("run", str(path))
     assert started.code == 3, started
     run_id = started.out.split()[1]
-    assert runbook_cli("audit", "verify").code == 0
+    assert runbook_cli("audit", "verify", "--full").code == 0
     return run_id
 
 
@@ -44,8 +44,8 @@ def done_run(write_runbook, runbook_cli) -> str:
 def test_verify_reports_the_record_count_and_the_whole_head_hash(state_at, write_runbook,
                                                                   runbook_cli):
     done_run(write_runbook, runbook_cli)
-    text = runbook_cli("audit", "verify")
-    shown = runbook_cli("audit", "verify", "--output", "json").json()
+    text = runbook_cli("audit", "verify", "--full")
+    shown = runbook_cli("audit", "verify", "--full", "--output", "json").json()
     assert text.code == 0 and shown["intact"]
     assert len(shown["head"]) == 64
     assert text.out == f"journal intact: {shown['records']} records, head {shown['head']}\n"
@@ -72,7 +72,7 @@ def test_an_approval_row_without_its_journal_record_is_not_counted(step, state_a
             .json()["approvals"]] == [False]
     record = runbook_cli("audit", "export", "--run", run_id)
     assert "not counted: no journal record" in record.out
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 1
     assert (f"journal: approvals: run {run_id}, step ok{', item ' + item if item else ''}, "
             "by alice: no journal record (added to the table alone; gates do not count it)"
@@ -103,7 +103,7 @@ def test_a_row_changed_behind_the_journal_is_reported(sql, says, state_at, write
                                                       runbook_cli):
     run_id = waiting_run(write_runbook, runbook_cli)
     tamper(state_at, sql.replace("RUN", run_id))
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 1
     assert f"journal: {says.replace('RUN', run_id)}" in verified.out, verified.out
     assert verified.out.splitlines()[-1].startswith("journal damaged: ")
@@ -113,14 +113,14 @@ def test_an_edited_approval_ticket_is_reported(state_at, write_runbook, runbook_
     run_id = waiting_run(write_runbook, runbook_cli)
     runbook_cli("approve", run_id, "--step", "ok", "--by", "alice", "--ticket", "CHG-1")
     tamper(state_at, "UPDATE approvals SET ticket = 'CHG-2'")
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 1
     assert (f"journal: approvals: run {run_id}, step ok, by alice: ticket is 'CHG-2', the "
             "journal says 'CHG-1'") in verified.out
 
 
 def head_file(runbook_cli, where: Path) -> Path:
-    printed = runbook_cli("audit", "verify", "--print-head")
+    printed = runbook_cli("audit", "verify", "--full", "--print-head")
     assert printed.code == 0, printed
     where.write_text(printed.out)
     return where
@@ -132,20 +132,20 @@ def test_records_cut_off_the_end_are_found_given_the_head(cut, state_at, write_r
     for _ in range(2):
         done_run(write_runbook, runbook_cli)
     head = head_file(runbook_cli, tmp_path / "head.txt")
-    records = runbook_cli("audit", "verify", "--output", "json").json()["records"]
+    records = runbook_cli("audit", "verify", "--full", "--output", "json").json()["records"]
     assert records > 10
     keep = 0 if cut == "all" else records - int(cut)
     tamper(state_at, f"DELETE FROM journal WHERE seq > {keep}")
-    anchored = runbook_cli("audit", "verify", "--head", str(head))
+    anchored = runbook_cli("audit", "verify", "--full", "--head", str(head))
     assert anchored.code == 1
     assert (f"journal: record {records} (the anchored head) is not in the journal, which "
             f"ends at record {keep}: records were removed from its end (truncated)"
             in anchored.out), anchored.out
-    expected = runbook_cli("audit", "verify", "--expect-records", str(records))
+    expected = runbook_cli("audit", "verify", "--full", "--expect-records", str(records))
     assert expected.code == 1
     assert f"the journal ends at record {keep}; {records} were expected" in expected.out
     if cut == "all":  # runs exist: an empty journal is not an intact one, head or not
-        alone = runbook_cli("audit", "verify")
+        alone = runbook_cli("audit", "verify", "--full")
         assert alone.code == 1
         assert ("journal: it has no records, but the runs table has 2 runs (the journal was "
                 "emptied)") in alone.out
@@ -156,7 +156,7 @@ def test_a_head_for_a_journal_that_went_on_counts_the_records_after_it(
     run_id = waiting_run(write_runbook, runbook_cli)
     head = head_file(runbook_cli, tmp_path / "head.txt")
     assert runbook_cli("approve", run_id, "--step", "ok", "--by", "alice").code == 0
-    verified = runbook_cli("audit", "verify", "--head", str(head))
+    verified = runbook_cli("audit", "verify", "--full", "--head", str(head))
     assert verified.code == 0, verified
     assert "(unsigned, " in verified.out and "1 records came after it" in verified.out
 
@@ -170,7 +170,7 @@ def test_an_emptied_or_zeroed_state_file_is_damaged_not_intact(how, write_runboo
     for side in (Path(f"{state}-wal"), Path(f"{state}-shm")):
         side.unlink(missing_ok=True)
     state.write_bytes(b"" if how == "emptied" else bytes(size))
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 1, verified
     says = ("has no journal table: an emptied or zeroed file" if how == "emptied"
             else "the state store is damaged (file is not a database)")

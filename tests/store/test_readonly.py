@@ -85,7 +85,7 @@ def check_reads(read: Reader, done_id: str, waiting_id: str) -> None:
     locks = read("lock", "list", "--output", "json")
     assert locks.code == 0, locks.err
     assert [(lock["env"], lock["run_id"]) for lock in locks.json()] == [("uat1", waiting_id)]
-    verified = read("audit", "verify")
+    verified = read("audit", "verify", "--full")
     assert verified.code == 0, verified.err
     assert verified.out.startswith("journal intact: ")
     exported = read("audit", "export", "--run", done_id)
@@ -142,7 +142,7 @@ def as_user(who: tuple[int, int] | None, cwd: Path) -> Reader:
     return read
 
 
-READS = (("status",), ("history",), ("lock", "list"), ("audit", "verify"))
+READS = (("status",), ("history",), ("lock", "list"), ("audit", "verify", "--full"))
 
 
 def warm_up(runbook_cli, location: Path, done_id: str) -> None:  # type: ignore[no-untyped-def]
@@ -213,7 +213,7 @@ def test_reading_a_missing_sqlite_store_creates_nothing(tmp_path, runbook_cli, m
     assert runbook_cli("status").out.strip() == "no runs yet"
     assert runbook_cli("history").out.strip() == "no history yet"
     assert runbook_cli("lock", "list").out.strip() == "no environment is locked"
-    verified = runbook_cli("audit", "verify")
+    verified = runbook_cli("audit", "verify", "--full")
     assert (verified.code, verified.out.strip()) == (0, "journal intact: 0 records, head -")
     missing = runbook_cli("status", "20260101-000000-abcdef")
     assert missing.code == 2 and "no run with id" in missing.err

@@ -94,13 +94,13 @@ def test_a_rewritten_journal_lists_the_first_problems_and_counts_the_rest(locati
         with sqlite3.connect(location) as conn:
             conn.execute(edit)
     edited = count - 2 * 20  # every step record
-    result = runbook_cli("audit", "verify")
+    result = runbook_cli("audit", "verify", "--full")
     assert result.code == 1
     lines = result.out.splitlines()
     assert len(lines) == 102 and lines[0].endswith("its content does not match its hash (edited)")
     assert lines[-2] == f"journal: and {edited - 100} more problems"
     assert lines[-1].startswith(f"journal damaged: {count} records, head ")
-    shown = runbook_cli("audit", "verify", "--output", "json").json()
+    shown = runbook_cli("audit", "verify", "--full", "--output", "json").json()
     assert isinstance(shown, dict)
     assert shown["problem_count"] == edited and len(shown["problems"]) == 100
 

@@ -45,12 +45,15 @@ def cmd_audit(args: argparse.Namespace, extra: list[str]) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from engine import api
 
+    # The head printed names the journal's first record: read from there.
     verdict, anchor = api.verify_journal(head=args.head, allowed_signers=args.allowed_signers,
-                                         key=args.key, expect_records=args.expect_records)
+                                         key=args.key, expect_records=args.expect_records,
+                                         full=args.full or args.print_head)
     more = verdict.problem_count - len(verdict.problems)
     if args.output == "json":
         emit({"records": verdict.records, "head": verdict.head or None,
                "intact": verdict.intact, "problems": verdict.problems,
+               "verified_before": verdict.since,
                "problem_count": verdict.problem_count,
                "anchor": None if anchor is None else {
                    "file": anchor.path, "records": anchor.head.records,
@@ -70,6 +73,10 @@ def _verify(args: argparse.Namespace) -> int:
         return EXIT_STEP_FAILED
     print(f"journal intact: {verdict.records} records, head {verdict.head or '-'}",
           file=report)
+    if verdict.since is not None:
+        print(f"records 1-{verdict.since} were found intact before and record {verdict.since} "
+              f"is as it was; the {verdict.records - verdict.since} after it and their runs "
+              "checked now (--full checks every record)", file=report)
     if anchor is not None:
         signed = f"signed by {anchor.signer}" if anchor.signer else "unsigned"
         print(f"head {anchor.path} ({signed}, {anchor.head.at}): record "
