@@ -212,7 +212,7 @@ def bench_size(location: str, runs: int, work: Path, repeat: int, label: str
     exists = location.startswith("postgresql://") or Path(location).exists()
     records = 0
     if exists:
-        with open_store(location, readonly=True) as store:
+        with open_store(location) as store:  # made if need be (a new PostgreSQL database)
             records = store._one("SELECT COUNT(*) FROM journal")[0]  # type: ignore[attr-defined]
     if runs and not records:
         t0 = time.perf_counter()
