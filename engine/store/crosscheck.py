@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.status import StepStatus
 from engine.store.chain import record_hash
 from engine.store.records import ApprovalRecord, JournalRecord
 
@@ -28,7 +29,7 @@ RUN_FIELDS = ("runbook", "runbook_sha", "inventory_sha", "params", "user", "plan
 STEP_FIELDS = ("status", "attempts", "fingerprint", "error")
 # A step's start is committed without a journal record: a row still running is an attempt
 # the journal has not seen end, not a mismatch.
-UNJOURNALED_STEP = "running"
+UNJOURNALED_STEP = StepStatus.RUNNING
 
 ApprovalKey = tuple[str, str, str, str, str]  # run, plan hash, step, item, person
 

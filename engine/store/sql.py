@@ -48,7 +48,8 @@ class _LockTaken(Exception):
         super().__init__(holder.env)
         self.holder = holder
 # Step statuses worth a journal record: the end of an attempt, not its start.
-JOURNALED_STEP_STATUSES = ("ok", "skipped", "failed", "refused", "interrupted", "waiting")
+JOURNALED_STEP_STATUSES = (StepStatus.OK, StepStatus.SKIPPED, StepStatus.FAILED, StepStatus.REFUSED,
+                           StepStatus.INTERRUPTED, StepStatus.WAITING)
 
 
 class SqlStore(SqlBase):
