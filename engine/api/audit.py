@@ -74,11 +74,13 @@ def _remember(state: str | None, verdict: Verdict) -> None:
                                 current_user())
 
 
-def _signatures_problems(store: StateStore) -> Iterable[str]:
-    """What is wrong with the stored approvals' signatures."""
+def _signatures_problems(store: StateStore, after: int | None = None) -> Iterable[str]:
+    """What is wrong with the stored approvals' signatures; ``after``: of the runs with
+    journal records after that one (what a verification from there checks)."""
     from engine.trust import signatures
 
-    return signatures.check(store, lambda run_id: _keys_now(store, run_id))
+    runs = None if after is None else {r.run_id for r in store.scan_journal(after=after)}
+    return signatures.check(store, lambda run_id: _keys_now(store, run_id), runs)
 
 
 def _keys_now(store: StateStore, run_id: str) -> Mapping[str, Sequence[str]]:

@@ -67,7 +67,7 @@ def read_head(path: str, *, allowed_signers: str | None = None,
 
 def verify_store(state: str | None = None, *, head: Head | None = None,
                  expect_records: int | None = None,
-                 also: Callable[[StateStore], Iterable[str]] | None = None,
+                 also: Callable[[StateStore, int | None], Iterable[str]] | None = None,
                  full: bool = True) -> Verdict:
     """The chain, the tables against it, and its end against ``head`` or ``expect_records``,
     all read in one snapshot of the store. Unless ``full`` (or given a ``head``), from the last
@@ -103,7 +103,7 @@ def verify_store(state: str | None = None, *, head: Head | None = None,
             verdict.found(emptied)
         for problem in store.cross_check(after=since[0] if since else None):
             verdict.found(problem)
-        for problem in also(store) if also is not None else ():
+        for problem in also(store, since[0] if since else None) if also is not None else ():
             verdict.found(problem)
     if expect_records is not None and verdict.last_seq < expect_records:
         verdict.found(f"the journal ends at record {verdict.last_seq}; {expect_records} "
@@ -113,7 +113,7 @@ def verify_store(state: str | None = None, *, head: Head | None = None,
 
 def sign_head(key: str, *, file: str | None = None, state: str | None = None,
               now: datetime | None = None,
-              also: Callable[[StateStore], Iterable[str]] | None = None) -> Head:
+              also: Callable[[StateStore, int | None], Iterable[str]] | None = None) -> Head:
     """Verify the journal, then sign its head with ``key`` and write it to ``file`` (whole
     or not at all). A journal that is not intact, or has no record, has no head to sign."""
     verdict = verify_store(state, also=also)

@@ -148,16 +148,19 @@ def _key_to_use(given: str, listed: Sequence[str], person: str) -> Path | sshsig
 KeysOf = Callable[[str], Mapping[str, Sequence[str]]]
 
 
-def check(store: StateStore, keys_now: KeysOf) -> list[str]:
+def check(store: StateStore, keys_now: KeysOf, runs: set[str] | None = None) -> list[str]:
     """Every stored signature checked again: over its payload, by a key the inventory listed
     for that person when the run started (as its ``run-start`` journal record holds them;
     ``keys_now(run_id)`` for a run started before keys were recorded), and its payload
     still saying what the approval row and its journal record say (person, ticket, item,
     run, plan hash, time). An approval whose journal record is signed and whose row is not
-    (its signature removed) is reported too."""
-    recorded, plan_keys, journaled = _from_journal(store.scan_journal())
+    (its signature removed) is reported too. ``runs``: only the approvals of those runs
+    (``""``: the plans'), read from their own journal records."""
+    records = store.scan_journal() if runs is None else \
+        (record for run_id in sorted(runs) for record in store.journal(run_id))
+    recorded, plan_keys, journaled = _from_journal(records)
     problems: list[str] = []
-    rows = store.signed_approvals()
+    rows = [row for row in store.signed_approvals() if runs is None or row.run_id in runs]
     seen = set()
     for row in rows:
         seen.add(_ident(row))
