@@ -118,7 +118,16 @@ def test_a_signed_approval_counts_and_verifies(isolated, keys, runbook_cli):
     assert all(a["signature"].startswith("-----BEGIN SSH SIGNATURE-----") for a in approvals)
     verified = runbook_cli("audit", "verify", "--full")
     assert verified.code == 0 and verified.out.startswith("journal intact"), verified.out
-    # The journal's approval records hold the signature and key too.
+    # The journal's approval record holds the key's fingerprint and the hash of what the
+    # row holds (signature, key, payload), not the texts again.
+    db = sqlite3.connect(Path(os.environ["RUNBOOK_HOME"]) / "state.db")
+    records = [json.loads(d) for (d,) in db.execute(
+        "SELECT data FROM journal WHERE kind = 'approval'")]
+    db.close()
+    assert len(records) == 4 and all(len(r["signed_sha256"]) == 64 and r["fingerprint"]
+                                     for r in records)
+    assert not any("signature" in r or "payload" in r or "signer_key" in r for r in records)
+    # The change record shows how to check each signature with ssh-keygen alone.
     journal = runbook_cli("audit", "export", "--run", run_id).out
     assert journal.count("ssh-keygen -Y verify -f allowed_signers") == 3  # carol signed once
 
@@ -216,10 +225,23 @@ def test_an_approval_edited_in_the_store_is_caught_by_audit_verify(
     for column, value, said in (("ticket", "CHG-999", "the stored ticket 'CHG-999' is not "
                                  "the signed 'CHG-7'"),
                                 ("by_name", "carol", "its journal record is signed, the "
-                                 "stored approval is not")):
+                                 "stored approval is not"),
+                                # alice's signature, valid over her own payload, given as bob's
+                                ("signed_sha256", "(SELECT signed_sha256 FROM approvals WHERE "
+                                 "by_name = 'alice')",
+                                 "its signature is not the one its journal record holds"),
+                                # bob's signature kept once, its payload edited
+                                ("signatures", "replace(payload, 'CHG-7', 'CHG-8')",
+                                 "its signature is not the one its journal record holds")):
         original = state.read_bytes()
         db = sqlite3.connect(state)
-        db.execute(f"UPDATE approvals SET {column} = ? WHERE by_name = 'bob'", (value,))
+        if column == "signatures":
+            db.execute(f"UPDATE signatures SET payload = {value} WHERE sha256 = (SELECT "
+                       "signed_sha256 FROM approvals WHERE by_name = 'bob')")
+        elif value.startswith("("):
+            db.execute(f"UPDATE approvals SET {column} = {value} WHERE by_name = 'bob'")
+        else:
+            db.execute(f"UPDATE approvals SET {column} = ? WHERE by_name = 'bob'", (value,))
         db.commit()
         db.close()
         verified = runbook_cli("audit", "verify", "--full")

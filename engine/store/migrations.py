@@ -114,14 +114,28 @@ def _v4_reads_by_index(d: Dialect) -> Iterator[str]:
       seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at TEXT NOT NULL, by_name TEXT NOT NULL)"""
 
 
+def _v5_signatures_once(d: Dialect) -> Iterator[str]:
+    """A signature, its key and the payload signed, kept once (by the hash of the three) for
+    all the approvals one command signed: an attestation of three items held them three
+    times in the approvals table, and in each journal record. Rows written before keep
+    their own copies."""
+    yield """CREATE TABLE IF NOT EXISTS signatures (
+      sha256 TEXT PRIMARY KEY, payload TEXT NOT NULL, signature TEXT NOT NULL,
+      signer_key TEXT NOT NULL)"""
+    yield "ALTER TABLE approvals ADD COLUMN signed_sha256 TEXT NOT NULL DEFAULT ''"
+
+
 SIGNATURE_COLUMNS = ("signature", "signer_key", "fingerprint", "payload")
+SHARED_SIGNATURE_COLUMNS = ("signature", "signer_key", "payload")  # in signatures from v5
 SIGNED_FROM = 3  # the version whose approvals table has SIGNATURE_COLUMNS
 NEWEST_FROM = 4  # the version with the newest_runs table
 POSITIONS_FROM = 4  # the version with the audit_positions table
+SHARED_FROM = 5  # the version with the signatures table
 
 # Version N is reached by applying MIGRATIONS[N - 1]; never edit one that was released.
 MIGRATIONS: tuple[Callable[[Dialect], Iterator[str]], ...] = (
-    _v1_tables, _v2_ordered_lookups, _v3_signed_approvals, _v4_reads_by_index)
+    _v1_tables, _v2_ordered_lookups, _v3_signed_approvals, _v4_reads_by_index,
+    _v5_signatures_once)
 STORE_VERSION = len(MIGRATIONS)
 READABLE_FROM = 1  # the oldest version whose tables this engine's reads understand
 

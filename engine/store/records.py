@@ -3,6 +3,8 @@ locks, journal records) and what every backend offers (``StateStore``)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -66,6 +68,28 @@ class ApprovalRecord:
     signer_key: str = ""
     fingerprint: str = ""
     payload: str = ""
+
+    def signed_sha256(self) -> str:
+        """What a signed approval's journal record holds of its signature, key and payload
+        (the row holds them; the record, their hash); "" for an unsigned one."""
+        return signed_sha256(self.payload, self.signature, self.signer_key) \
+            if self.signature else ""
+
+
+def signed_sha256(payload: str, signature: str, signer_key: str) -> str:
+    text = json.dumps([payload, signature, signer_key])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recorded_signature(data: Mapping[str, Any]) -> str:
+    """The hash of the signature an approval's journal record gives: the one it holds, or
+    (a record written before records held hashes) of the texts it holds; "" if unsigned."""
+    if data.get("signed_sha256"):
+        return str(data["signed_sha256"])
+    if data.get("signature"):
+        return signed_sha256(str(data.get("payload", "")), str(data["signature"]),
+                             str(data.get("signer_key", "")))
+    return ""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from engine.status import RunStatus, StepStatus
 from engine.store.chain import dumps
 from engine.store.migrations import (
     NEWEST_FROM,
+    SHARED_FROM,
+    SHARED_SIGNATURE_COLUMNS,
     SIGNATURE_COLUMNS,
     SIGNED_FROM,
 )
@@ -147,8 +149,9 @@ class SqlStore(SqlBase):
         """The approvals given to each of ``run_ids``, in one query."""
         if not run_ids:
             return {}
-        rows = self._all(f"SELECT {self._approval_select()} FROM approvals WHERE run_id "
-                         f"IN ({', '.join('?' * len(run_ids))}) ORDER BY at", tuple(run_ids))
+        rows = self._all(f"SELECT {self._approval_select()} FROM {self._approvals_from()} "
+                         f"WHERE a.run_id IN ({', '.join('?' * len(run_ids))}) ORDER BY a.at",
+                         tuple(run_ids))
         out: dict[str, list[ApprovalRecord]] = {r: [] for r in run_ids}
         for r in rows:
             approval = _approval(r)
@@ -264,37 +267,53 @@ class SqlStore(SqlBase):
     def add_approval(self, approval: ApprovalRecord) -> None:
         row = asdict(approval)
         row["by_name"] = row.pop("by")
+        # The signature, its key and the payload go once into signatures, by their hash.
+        row["signed_sha256"] = approval.signed_sha256()
+        row |= dict.fromkeys(SHARED_SIGNATURE_COLUMNS, "")
+        columns = (*APPROVAL_COLUMNS, "signed_sha256")
         with self._tx():
+            if approval.signature:
+                self._insert_ignore("signatures", ("sha256", *SHARED_SIGNATURE_COLUMNS),
+                                    (row["signed_sha256"], *(getattr(approval, c) for c in
+                                                             SHARED_SIGNATURE_COLUMNS)),
+                                    "sha256")
             self._execute(
-                f"INSERT INTO approvals ({', '.join(APPROVAL_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in APPROVAL_COLUMNS)}) "
+                f"INSERT INTO approvals ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)}) "
                 "ON CONFLICT (run_id, plan_hash, step_id, item, by_name) DO UPDATE SET "
                 "at = excluded.at, note = excluded.note, ticket = excluded.ticket, "
-                + ", ".join(f"{c} = excluded.{c}" for c in SIGNATURE_COLUMNS),
-                [row[c] for c in APPROVAL_COLUMNS])
-            # An unsigned approval's record is as it was before signatures existed.
-            self._append(approval.at, approval.run_id, "approval",
-                         {k: v for k, v in asdict(approval).items()
-                          if k != "at" and (v or k not in SIGNATURE_COLUMNS)})
+                + ", ".join(f"{c} = excluded.{c}" for c in (*SIGNATURE_COLUMNS,
+                                                            "signed_sha256")),
+                [row[c] for c in columns])
+            # An unsigned approval's record is as it was before signatures existed; a
+            # signed one's holds the signer's key fingerprint and the hash of what the row
+            # holds (the signature, the key and the payload signed).
+            data = {k: v for k, v in asdict(approval).items()
+                    if k != "at" and k not in SIGNATURE_COLUMNS}
+            if approval.signature:
+                data |= {"fingerprint": approval.fingerprint,
+                         "signed_sha256": approval.signed_sha256()}
+            self._append(approval.at, approval.run_id, "approval", data)
 
     def approvals(self, run_id: str) -> list[ApprovalRecord]:
-        rows = self._all(f"SELECT {self._approval_select()} FROM approvals "
-                         "WHERE run_id = ? ORDER BY at", (run_id,))
+        rows = self._all(f"SELECT {self._approval_select()} FROM {self._approvals_from()} "
+                         "WHERE a.run_id = ? ORDER BY a.at", (run_id,))
         return [_approval(r) for r in rows]
 
     def signed_approvals(self) -> list[ApprovalRecord]:
         if self.version() < SIGNED_FROM:
             return []
-        rows = self._all(f"SELECT {self._approval_select()} FROM approvals "
-                         "WHERE signature <> '' ORDER BY at")
+        shared = " OR a.signed_sha256 <> ''" if self._read_version() >= SHARED_FROM else ""
+        rows = self._all(f"SELECT {self._approval_select()} FROM {self._approvals_from()} "
+                         f"WHERE a.signature <> ''{shared} ORDER BY a.at")
         return [_approval(r) for r in rows]
 
     def plan_approvals(self, runbook: str) -> list[tuple[ApprovalRecord, PlanRecord]]:
-        cols = self._approval_select("a.")
         rows = self._all(
-            f"SELECT {cols}, p.hash, p.runbook, p.runbook_sha, p.inventory_sha, "
-            "p.params, p.created_at, p.created_by, p.path FROM approvals a JOIN plans p "
-            "ON p.hash = a.plan_hash WHERE a.run_id = '' AND p.runbook = ? ORDER BY a.at",
+            f"SELECT {self._approval_select()}, p.hash, p.runbook, p.runbook_sha, "
+            "p.inventory_sha, p.params, p.created_at, p.created_by, p.path FROM "
+            f"{self._approvals_from()} JOIN plans p ON p.hash = a.plan_hash "
+            "WHERE a.run_id = '' AND p.runbook = ? ORDER BY a.at",
             (runbook,))
         n = len(APPROVAL_COLUMNS)
         return [(_approval(r[:n]), _plan(r[n:])) for r in rows]

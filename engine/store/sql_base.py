@@ -17,6 +17,8 @@ from engine.store.chain import dumps, next_link, record_hash
 from engine.store.migrations import (
     MIGRATIONS,
     POSITIONS_FROM,
+    SHARED_FROM,
+    SHARED_SIGNATURE_COLUMNS,
     SIGNATURE_COLUMNS,
     SIGNED_FROM,
     SQLITE,
@@ -46,7 +48,7 @@ class SqlBase:
     for_update = ""  # row locking where the database has it (SQLite locks the whole file)
     dialect: Dialect = SQLITE
     migrated_from = STORE_VERSION  # the store's version when this engine opened it
-    _signed: bool | None = None  # whether its approvals table has signatures (read once)
+    _tables_version: int | None = None  # the version its reads of approvals ask for (read once)
 
     def __enter__(self) -> Self:
         return self
@@ -124,14 +126,32 @@ class SqlBase:
             if found:  # an upgrade, not a new store: the journal says who did it and when
                 self._append(at, "", "store-migrate", {"from": found, "to": STORE_VERSION})
 
-    def _approval_select(self, prefix: str = "") -> str:
-        """The approvals table's columns as APPROVAL_COLUMNS orders them; a store read
-        before its migration to SIGNED_FROM (read-only) has no signatures: empty ones."""
-        if self._signed is None:
-            self._signed = self.version() >= SIGNED_FROM
-        signed = self._signed
-        return ", ".join(f"{prefix}{c}" if signed or c not in SIGNATURE_COLUMNS
-                         else f"'' AS {c}" for c in APPROVAL_COLUMNS)
+    def _approval_select(self) -> str:
+        """The approvals table's columns as APPROVAL_COLUMNS orders them, from the tables
+        ``_approvals_from`` names (``a``, and ``s`` for the signatures kept once); a store
+        read before its migration to SIGNED_FROM (read-only) has no signatures: empty ones.
+        A signature, key or payload is the row's own (written before SHARED_FROM) or the
+        one kept once; "" (unsigned) if that one is not there."""
+        version = self._read_version()
+        out = []
+        for c in APPROVAL_COLUMNS:
+            if c in SIGNATURE_COLUMNS and version < SIGNED_FROM:
+                out.append(f"'' AS {c}")
+            elif c in SHARED_SIGNATURE_COLUMNS and version >= SHARED_FROM:
+                out.append(f"CASE WHEN a.signed_sha256 = '' THEN a.{c} "
+                           f"ELSE COALESCE(s.{c}, '') END AS {c}")
+            else:
+                out.append(f"a.{c}")
+        return ", ".join(out)
+
+    def _approvals_from(self) -> str:
+        return "approvals a LEFT JOIN signatures s ON s.sha256 = a.signed_sha256" \
+            if self._read_version() >= SHARED_FROM else "approvals a"
+
+    def _read_version(self) -> int:
+        if self._tables_version is None:
+            self._tables_version = self.version()
+        return self._tables_version
 
     def _q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)

@@ -21,6 +21,7 @@ from typing import Any
 from engine.errors import InvalidInput
 from engine.store import ApprovalRecord, JournalRecord, StateStore
 from engine.store.chain import dumps
+from engine.store.records import recorded_signature
 from engine.trust import keys as keys_mod
 from engine.trust import sshsig
 
@@ -173,7 +174,7 @@ def check(store: StateStore, keys_now: KeysOf, runs: set[str] | None = None) -> 
             plan_keys.get(row.plan_hash)
         problems += [f"{where}: {p}" for p in _check_one(row, run_plan, allowed)]
         signed_in_journal = journaled.get(_ident(row))
-        if signed_in_journal is not None and signed_in_journal != row.signature:
+        if signed_in_journal is not None and signed_in_journal != row.signed_sha256():
             problems.append(f"{where}: its signature is not the one its journal record holds")
     for ident in journaled:
         if ident not in seen:
@@ -215,7 +216,7 @@ def _from_journal(records: Iterable[JournalRecord]) -> tuple[
         dict[str, Mapping[str, Sequence[str]]], dict[str, Mapping[str, Sequence[str]]],
         dict[tuple[str, ...], str]]:
     """The people's keys recorded at each run's start (by run, and by the run's plan hash),
-    and the signature of each signed approval record."""
+    and the hash of the signature each signed approval record gives."""
     by_run: dict[str, Mapping[str, Sequence[str]]] = {}
     by_plan: dict[str, Mapping[str, Sequence[str]]] = {}
     shared: dict[str, Mapping[str, Sequence[str]]] = {}  # runs mostly share one set of keys
@@ -225,11 +226,11 @@ def _from_journal(records: Iterable[JournalRecord]) -> tuple[
             found = shared.setdefault(dumps(record.data["keys"]), record.data["keys"])
             by_run[record.run_id] = found
             by_plan.setdefault(str(record.data.get("plan_hash") or ""), found)
-        elif record.kind == "approval" and record.data.get("signature"):
+        elif record.kind == "approval" and recorded_signature(record.data):
             data = record.data
             signed[(record.run_id, str(data.get("plan_hash", "")), str(data.get("step_id", "")),
                     str(data.get("item", "")), str(data.get("by", "")))] = \
-                str(data["signature"])
+                recorded_signature(data)
     return by_run, by_plan, signed
 
 

@@ -1,5 +1,6 @@
 """The ansible step with real ansible-runner and ansible-core against localhost."""
 
+import json
 import os
 from pathlib import Path
 
@@ -85,3 +86,24 @@ def test_secrets_are_masked_in_the_runners_artifacts(write_runbook, runbook_cli,
     home = Path(os.environ["RUNBOOK_HOME"])
     leaked = [p for p in home.rglob("*") if p.is_file() and b"s3cr3t-value-42" in p.read_bytes()]
     assert leaked == []
+
+
+def test_the_step_record_keeps_each_tasks_plain_values_and_the_artifacts_the_rest(
+        write_runbook, runbook_cli, isolated):
+    dest = isolated / "out.txt"
+    path = write_runbook(write_book(dest))
+    result = runbook_cli("run", str(path), "--content", "v44")
+    assert result.code == 0, result.out
+    run_id = result.out.split()[1]
+    [step] = [s for s in runbook_cli("status", run_id, "--output", "json").json()["steps"]
+              if s["step_id"] == "write"]
+    task = step["result"]["results"]["Write the file"]
+    assert task["changed"] is True and task["dest"] == str(dest)
+    # The module's arguments, and set_stats' data (the step's outputs), are not repeated in
+    # the record; the run's artifacts hold each task's whole result.
+    assert "invocation" not in task and "invocation" not in json.dumps(step["result"])
+    assert "ansible_stats" not in step["result"]["results"]["Report"]
+    assert step["result"]["outputs"] == {"written": "wrote out.txt"}
+    events = Path(os.environ["RUNBOOK_HOME"]) / "runs" / run_id / "write" / "artifacts"
+    kept = "".join(p.read_text() for p in events.rglob("job_events/*.json"))
+    assert '"invocation"' in kept and '"ansible_stats"' in kept

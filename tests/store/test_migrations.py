@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ from tests.conftest import runbook_process
 from tests.store.test_readonly import auditor, record_two_runs  # noqa: F401 (auditor: a fixture)
 from tests.store.test_store import BACKENDS, store_location
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stores"
 TABLES = ("runs", "steps", "approvals", "plans", "history", "locks", "journal",
           "plan_approval_uses")
 
@@ -55,9 +57,11 @@ def raw(location: str) -> Iterator[Callable[..., list[Any]]]:
 def as_version_1(location: str) -> None:
     """Turn a store into what version 1 (the tables before migrations existed) left: the
     records stay, the version table, version 2's indexes, version 3's signature columns and
-    version 4's indexes and tables go."""
+    version 4's indexes and tables and version 5's signatures go."""
     with raw(location) as sql:
         sql("DROP TABLE store_version")
+        sql("DROP TABLE signatures")
+        sql("ALTER TABLE approvals DROP COLUMN signed_sha256")
         sql("DROP TABLE newest_runs")
         sql("DROP TABLE audit_positions")
         sql("DROP INDEX runs_status")
@@ -117,9 +121,10 @@ def test_a_version_1_store_is_migrated_keeping_every_record(location, runbook_cl
     assert version(location) == STORE_VERSION
 
     after = contents(location)
-    # Version 3 gave the approvals their signature columns: empty for those given before.
+    # Version 3 gave the approvals their signature columns, version 5 the hash of the
+    # signature kept once: empty for those given before.
     width = len(before["approvals"][0])
-    assert {row[width:] for row in after["approvals"]} == {("",) * len(SIGNATURE_COLUMNS)}
+    assert {row[width:] for row in after["approvals"]} == {("",) * (len(SIGNATURE_COLUMNS) + 1)}
     after["approvals"] = sorted((row[:width] for row in after["approvals"]), key=repr)
     assert {t: rows for t, rows in after.items() if t != "journal"} == \
         {t: rows for t, rows in before.items() if t != "journal"}
@@ -364,3 +369,32 @@ def test_a_migrated_store_knows_the_newest_run_of_each_lock(location, runbook_cl
         newest = sorted(r.id for r in store.board_runs())
     assert newest == sorted([later.out.split()[1], waiting_id])
     assert runbook_cli("audit", "verify", "--full").code == 0
+
+
+def test_a_store_of_the_previous_release_with_signed_approvals_migrates_and_verifies(
+        tmp_path, monkeypatch, runbook_cli):
+    """tests/fixtures/stores/v4-signed-promotion.db: a sandbox promotion recorded by the
+    release before signatures were kept once (version 4), its checklist attested by alice
+    and bob with signed approvals, each journal record holding the signature's text."""
+    location = tmp_path / "state.db"
+    shutil.copy(FIXTURES / "v4-signed-promotion.db", location)
+    monkeypatch.setenv("RUNBOOK_STATE", str(location))
+    assert version(str(location)) == 4
+    migrated = runbook_cli("store", "migrate")
+    assert migrated.out == f"state store migrated from version 4 to {STORE_VERSION}\n"
+    verified = runbook_cli("audit", "verify", "--full")
+    assert verified.code == 0 and verified.out.startswith("journal intact: 26 records"), \
+        verified.out
+    [run] = runbook_cli("status", "--output", "json").json()
+    approvals = runbook_cli("status", run["id"], "--output", "json").json()["approvals"]
+    assert len(approvals) == 6 and all(
+        a["signature"].startswith("-----BEGIN SSH SIGNATURE-----") for a in approvals)
+    # The old rows keep their own signatures, and an edit of one is still caught.
+    with raw(str(location)) as sql:
+        sql("UPDATE approvals SET signature = (SELECT signature FROM approvals WHERE "
+            "by_name = 'alice' LIMIT 1) WHERE by_name = 'bob'")
+    for leftover in tmp_path.glob("state.db-*"):
+        leftover.unlink()
+    edited = runbook_cli("audit", "verify", "--full")
+    assert edited.code == 1 and "its signature is not the one its journal record holds" \
+        in edited.out, edited.out

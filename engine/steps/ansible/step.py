@@ -44,6 +44,33 @@ _TASK_EVENTS = {"runner_on_ok": "ok", "runner_on_failed": "failed",
                 "runner_on_skipped": "skipped", "runner_on_unreachable": "unreachable"}
 MODES = ("warm", "runner")
 _STATS = ("skipped", "ok", "dark", "failures", "ignored", "rescued", "processed", "changed")
+MAX_KEPT = 2000  # characters of one value of a task's result kept in the step's record
+
+
+def recorded(res: Mapping[str, Any]) -> dict[str, Any]:
+    """What a step's record keeps of one task's result: its plain values (``changed``,
+    ``msg``, ``rc``, a module's ``image`` or ``file``; each string cut at MAX_KEPT) and its
+    file diffs. The objects a module returns (the Deployment as the cluster holds it, the
+    module's arguments, a loop's items, what ``set_stats`` passed on: the step's outputs) stay
+    in the run's artifacts, with the run's secrets masked, until ``runbook gc``."""
+    kept: dict[str, Any] = {}
+    for key, value in res.items():
+        if key.startswith("_ansible") or key in ("invocation", "ansible_stats"):
+            continue
+        if key == "diff":
+            diffs = [d for d in (value if isinstance(value, list) else [value])
+                     if isinstance(d, dict) and isinstance(d.get("before"), str) and
+                     isinstance(d.get("after"), str)]
+            if diffs:
+                kept[key] = [{k: v for k, v in d.items() if isinstance(v, str)} for d in diffs]
+            continue
+        if key == "msg" and not isinstance(value, str):
+            value = json.dumps(value, default=str, sort_keys=True)
+        if isinstance(value, str):
+            kept[key] = value if len(value) <= MAX_KEPT else value[:MAX_KEPT] + "…"
+        elif value is None or isinstance(value, (bool, int, float)):
+            kept[key] = value
+    return kept
 
 
 def mode() -> str:
@@ -77,7 +104,7 @@ def run(ctx: StepContext) -> Outcome:
     def on_event(event: dict[str, Any]) -> bool:
         if event.get("event") == "playbook_on_stats":
             data = event.get("event_data", {})
-            stats.update({key: data.get(key, {}) for key in _STATS})
+            stats.update({key: data[key] for key in _STATS if data.get(key)})
             # What the playbook passed on with set_stats (per_host: false, aggregated as
             # Ansible does): ansible-runner's callback hands it over as artifact_data.
             outputs.update(data.get("artifact_data") or {})
@@ -97,7 +124,7 @@ def run(ctx: StepContext) -> Outcome:
                     ctx.emit(f"    {line}")
         if status in ("failed", "unreachable") and not data.get("ignore_errors"):
             failures.append(f"{task}: {res.get('msg', status)}")
-        results[task] = res
+        results[task] = recorded(res)
         return True
 
     with proc.scratch_dir(ctx.run_id or "plan", ctx.step.id) as scratch:
