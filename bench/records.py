@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from engine import sandbox  # noqa: E402
 
-TABLES = ("runs", "steps", "journal", "approvals", "history", "plans", "plan_approval_uses")
+TABLES = ("runs", "steps", "journal", "approvals", "signatures", "history", "plans",
+          "plan_approval_uses")
 REASON = "CVE-2026-1234 in session handling"
 
 
@@ -66,6 +67,8 @@ RUNBOOKS = {"promote": promote, "rollback": rollback, "hotfix": hotfix}
 
 def row_bytes(db: sqlite3.Connection, table: str) -> int:
     columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+    if not columns:  # a store of a release before the table
+        return 0
     total = "+".join(f"COALESCE(LENGTH(CAST({c} AS BLOB)), 0)" for c in columns)
     return int(db.execute(f"SELECT COALESCE(SUM({total}), 0) FROM {table}").fetchone()[0])
 
