@@ -292,7 +292,7 @@ class SqlStore(SqlBase):
                     if k != "at" and k not in SIGNATURE_COLUMNS}
             if approval.signature:
                 data |= {"fingerprint": approval.fingerprint,
-                         "signed_sha256": approval.signed_sha256()}
+                         "signed_sha256": row["signed_sha256"]}
             self._append(approval.at, approval.run_id, "approval", data)
 
     def approvals(self, run_id: str) -> list[ApprovalRecord]:
@@ -301,9 +301,10 @@ class SqlStore(SqlBase):
         return [_approval(r) for r in rows]
 
     def signed_approvals(self) -> list[ApprovalRecord]:
-        if self.version() < SIGNED_FROM:
+        version = self._read_version()
+        if version < SIGNED_FROM:
             return []
-        shared = " OR a.signed_sha256 <> ''" if self._read_version() >= SHARED_FROM else ""
+        shared = " OR a.signed_sha256 <> ''" if version >= SHARED_FROM else ""
         rows = self._all(f"SELECT {self._approval_select()} FROM {self._approvals_from()} "
                          f"WHERE a.signature <> ''{shared} ORDER BY a.at")
         return [_approval(r) for r in rows]

@@ -226,11 +226,10 @@ def _from_journal(records: Iterable[JournalRecord]) -> tuple[
             found = shared.setdefault(dumps(record.data["keys"]), record.data["keys"])
             by_run[record.run_id] = found
             by_plan.setdefault(str(record.data.get("plan_hash") or ""), found)
-        elif record.kind == "approval" and recorded_signature(record.data):
+        elif record.kind == "approval" and (digest := recorded_signature(record.data)):
             data = record.data
             signed[(record.run_id, str(data.get("plan_hash", "")), str(data.get("step_id", "")),
-                    str(data.get("item", "")), str(data.get("by", "")))] = \
-                recorded_signature(data)
+                    str(data.get("item", "")), str(data.get("by", "")))] = digest
     return by_run, by_plan, signed
 
 
