@@ -2,7 +2,8 @@
 its checklist attested by two people with signed approvals), a rollback of live and a hotfix
 (emergency CAB approval, verification of staging, live), each run in the sandbox through the
 command line and measured in a store of its own: the bytes of each table's rows (journal
-records, step rows, approvals, ...) and the growth of the SQLite file.
+records, step rows, approvals, ...) and the growth of the SQLite file; apart, the rows a run
+shares with every run that starts with the same people's keys (the keyrings table).
 
 Run: uv run --extra sandbox python bench/records.py [--json FILE]
      (from a checkout of another revision too, to compare: the figures go to bench/README)
@@ -27,6 +28,9 @@ from engine import sandbox  # noqa: E402
 
 TABLES = ("runs", "steps", "journal", "approvals", "signatures", "history", "plans",
           "plan_approval_uses")
+# Kept once for every run that starts with the same set of people's keys: the first run of a
+# store pays for it, the next ones do not. Counted apart from the run's rows.
+SHARED = ("keyrings",)
 REASON = "CVE-2026-1234 in session handling"
 
 
@@ -85,10 +89,12 @@ def measure(name: str, work: Path) -> dict[str, Any]:
     RUNBOOKS[name](env, work / "sandbox" / "keys")
     db = sqlite3.connect(state)
     tables = {t: row_bytes(db, t) for t in TABLES}
+    shared = {t: row_bytes(db, t) for t in SHARED}
     records = db.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
-    return {"tables": tables, "rows": sum(tables.values()), "journal_records": records,
+    return {"tables": tables, "rows": sum(tables.values()), "shared": shared,
+            "journal_records": records,
             "file_growth": state.stat().st_size - empty}
 
 
@@ -109,6 +115,9 @@ def main() -> None:
         print(f"{table:<20}" + "".join(f"{f['tables'][table]:>12,}" for f in figures.values()))
     for what in ("rows", "journal_records", "file_growth"):
         print(f"{what:<20}" + "".join(f"{f[what]:>12,}" for f in figures.values()))
+    for table in SHARED:
+        print(f"{table + ' (shared)':<20}" + "".join(
+            f"{f.get('shared', {}).get(table, 0):>12,}" for f in figures.values()))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
 

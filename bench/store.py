@@ -15,7 +15,6 @@ filled; a filled one reused). ``--dir`` keeps the filled stores for the next run
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -31,15 +30,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from engine.store import open_store  # noqa: E402
-from engine.store.chain import GENESIS, dumps, record_hash  # noqa: E402
+from engine.store.chain import GENESIS, compact, dumps, record_hash  # noqa: E402
+from engine.store.records import step_row_sha256  # noqa: E402
 from engine.system.identity import origin  # noqa: E402
 
 HEADER = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: bench}\n"
 STEPS = 17  # with run-start, lock, run-status and unlock: 21 journal records a run
 BATCH = 2000  # runs a transaction
-# Each step's result as the steps table holds it, and its hash as the journal records it.
-RESULTS = [dumps({"n": s}) for s in range(STEPS)]
-RESULT_SHA = [hashlib.sha256(text.encode()).hexdigest() for text in RESULTS]
+# Each step's result as the steps table holds it, and its row's hash as the journal records it.
+RESULTS = [compact({"n": s}) for s in range(STEPS)]
+ROW_SHA = [step_row_sha256("ok", 1, "f" * 64, "", text) for text in RESULTS]
 
 
 class Chain:
@@ -54,7 +54,8 @@ class Chain:
         data = {**data, **self.who}
         self.seq += 1
         digest = record_hash(self.prev, self.seq, at, run_id, kind, data)
-        self.rows.append((self.seq, at, run_id, kind, dumps(data), self.prev, digest))
+        # The hash it follows is the row before's, kept there ('' here), as the store does.
+        self.rows.append((self.seq, at, run_id, kind, dumps(data), "", digest))
         self.prev = digest
 
 
@@ -71,7 +72,7 @@ def batches(runs: int, chain: Chain, start: int = 0) -> Iterator[Rows]:
             run_id = f"20250101-{n:06d}-bench"
             at = f"2025-01-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000+00:00"
             run_rows.append((run_id, "bench", "/x/bench.yaml", "a" * 64, None, "b" * 64,
-                             dumps({"n": n}), "ann", at, "c" * 64, "done", at, "", None,
+                             compact({"n": n}), "ann", at, "c" * 64, "done", at, "", None,
                              "qa", 1))
             chain.append(at, run_id, "run-start",
                          {"runbook": "bench", "runbook_sha": "a" * 64,
@@ -82,9 +83,7 @@ def batches(runs: int, chain: Chain, start: int = 0) -> Iterator[Rows]:
                 step_rows.append((run_id, f"s{s}", "ok", 1, at, at, "f" * 64,
                                   RESULTS[s], "", 1, s + 1))
                 chain.append(at, run_id, "step",
-                             {"step": f"s{s}", "status": "ok", "attempts": 1,
-                              "fingerprint": "f" * 64, "error": "",
-                              "result_sha256": RESULT_SHA[s]})
+                             {"step": f"s{s}", "status": "ok", "row_sha256": ROW_SHA[s]})
             chain.append(at, run_id, "run-status", {"status": "done", "message": ""})
             chain.append(at, run_id, "unlock", {"env": "qa", "by": "", "reason": "run done"})
         yield run_rows, step_rows, chain.rows

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store.chain import dumps, record_hash
+from engine.store.chain import GENESIS, dumps, record_hash
 from tests.conftest import runbook_process
 from tests.helpers import append_step
 from tests.store.test_store import store_location
@@ -62,19 +62,19 @@ def rehash_from(location: str, seq: int, edit: dict[str, str]) -> None:
 
         conn = sqlite3.connect(location, isolation_level=None)  # type: ignore[assignment]
         mark = "?"
-    rows = conn.execute("SELECT seq, at, run_id, kind, data, prev_hash FROM journal "
+    rows = conn.execute("SELECT seq, at, run_id, kind, data, hash FROM journal "
                         "ORDER BY seq").fetchall()
-    prev = None
-    for number, at, run_id, kind, data, prev_hash in rows:
+    prev = GENESIS
+    for number, at, run_id, kind, data, kept in rows:
         if number < seq:
+            prev = kept
             continue
         values = json.loads(data)
         if number == seq:
             values.update(edit)
-        before = prev if prev is not None else prev_hash
-        digest = record_hash(before, number, at, run_id, kind, values)
-        conn.execute(f"UPDATE journal SET data = {mark}, prev_hash = {mark}, hash = {mark} "
-                     f"WHERE seq = {mark}", (dumps(values), before, digest, number))
+        digest = record_hash(prev, number, at, run_id, kind, values)
+        conn.execute(f"UPDATE journal SET data = {mark}, hash = {mark} "
+                     f"WHERE seq = {mark}", (dumps(values), digest, number))
         prev = digest
     conn.close()
 

@@ -107,7 +107,8 @@ FROM (SELECT 5 - seq AS target, at, run_id, kind, data, prev_hash, hash FROM jou
      "record 4: its content does not match its hash (edited)"),
     ("deleted", "DELETE FROM journal WHERE seq = 3",
      "record 4: expected record 3 here (missing or moved)"),
-    ("reordered", SWAP, "record 2: does not follow the record before it"),
+    # A record follows the hash its row before holds: moved, it no longer matches its hash.
+    ("reordered", SWAP, "record 2: its content does not match its hash"),
 ])
 def test_audit_verify_finds_tampering(change, sql, expected, shared_state, write_runbook,
                                       runbook_cli):

@@ -253,6 +253,40 @@ def test_an_approval_edited_in_the_store_is_caught_by_audit_verify(
     assert runbook_cli("audit", "verify", "--full").code == 0
 
 
+def test_the_keys_a_run_starts_with_are_kept_once_and_an_edit_of_them_is_caught(
+        isolated, keys, runbook_cli, tmp_path):
+    book = write(isolated, inventory(keys))
+    runs = [start(runbook_cli, book) for _ in range(2)]
+    for person in ("alice", "bob"):
+        assert runbook_cli("approve", runs[0], "--gate", "cab", "--by", person, "--ticket",
+                           "CHG-7", "--sign", str(keys[person])).code == 0
+    state = Path(os.environ["RUNBOOK_HOME"]) / "state.db"
+    db = sqlite3.connect(state)
+    starts = [json.loads(d) for (d,) in db.execute(
+        "SELECT data FROM journal WHERE kind = 'run-start' ORDER BY seq")]
+    [(digest, kept)] = db.execute("SELECT sha256, keys FROM keyrings").fetchall()
+    # Both runs' start records name the one set by its hash; the set is kept once.
+    assert [r["keyring"] for r in starts] == [digest, digest]
+    assert not any("keys" in r for r in starts)
+    assert json.loads(kept)["bob"] == [" ".join(public(keys["bob"]).split()[:2])]
+    assert runbook_cli("audit", "verify", "--full").code == 0
+    # bob's key swapped for another one in the kept set: its hash no longer matches.
+    other = tmp_path / "mallory"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    db.execute("UPDATE keyrings SET keys = replace(keys, ?, ?)",
+               (public(keys["bob"]).split()[1], public(other).split()[1]))
+    db.commit()
+    db.close()
+    verified = runbook_cli("audit", "verify", "--full")
+    assert verified.code == 1, verified.out
+    assert (f"keyring {digest[:12]}: the people's keys 2 run start records name are not in "
+            "the store as they were") in verified.out, verified.out
+    # The signatures made then are not taken as made with keys listed then.
+    assert (f"approval of the cab gate of run {runs[0]} by bob: key SHA256:") in verified.out
+    assert "was not listed for bob when the run started" in verified.out
+
+
 def test_the_change_record_commands_verify_with_ssh_keygen_alone(
         isolated, keys, runbook_cli, tmp_path):
     run_id = start(runbook_cli, write(isolated, inventory(keys)))

@@ -21,6 +21,7 @@ from engine.run.plan import build as build_plan
 from engine.status import RESUMABLE
 from engine.steps import STEP_TYPES
 from engine.store import ApprovalRecord, PlanRecord, RunRecord, StateStore, open_store
+from engine.store.records import start_keys
 from engine.system import identity, pause
 from engine.trust import gates, signatures
 from engine.trust.signatures import Signers, Signing
@@ -123,7 +124,7 @@ def _given(store: StateStore, *, by: str, run_id: str | None, plan_hash: str | N
 def _keys_at_start(store: StateStore, run: RunRecord) -> tuple[str, ...]:
     """The starter's keys as the inventory listed them when the run started."""
     start = next((j for j in store.journal(run.id) if j.kind == "run-start"), None)
-    recorded = (start.data.get("keys") or {}) if start else {}
+    recorded = (start_keys(start.data, store.keyring) or {}) if start else {}
     return tuple(str(k) for k in recorded.get(run.user) or ())
 
 

@@ -24,7 +24,9 @@ def run(ctx: StepContext) -> Outcome:
                            user=str(ctx.variables["run"]["user"]), kind=str(spec["kind"]),
                            env=str(spec["env"]), data=data)
     ctx.store.add_history(record)
-    return Outcome(StepStatus.OK, {"at": record.at, "kind": record.kind, "env": record.env, **data})
+    # The entry's data is the history's row (and its journal record): not repeated here.
+    return Outcome(StepStatus.OK, {"at": record.at, "kind": record.kind, "env": record.env},
+                   message=f"recorded a {record.kind} of {record.env}")
 
 
 def describe(spec: Mapping[str, Any]) -> list[str]:

@@ -15,9 +15,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from engine.store.records import JournalRecord
+from engine.store.records import ChainRecord, JournalRecord
 
 GENESIS = "0" * 64  # what the first record follows
+# A journal row's columns as read, from ``journal j``. A row keeps the hash it follows as ''
+# when that is the hash of the row before it (so, in every record an engine appends): the
+# chain does not store each hash twice. The reader takes it from that row (GENESIS for the
+# first); records written before hold it themselves. A record whose row before is gone gets
+# '', which its hash does not match.
+JOURNAL_COLUMNS = (
+    "j.seq, j.at, j.run_id, j.kind, j.data, "
+    "CASE WHEN j.prev_hash <> '' THEN j.prev_hash WHEN j.seq = 1 THEN "
+    "'0000000000000000000000000000000000000000000000000000000000000000' "
+    "ELSE COALESCE((SELECT p.hash FROM journal p WHERE p.seq = j.seq - 1), '') END, j.hash")
 
 
 def dumps(value: Any) -> str:
@@ -25,10 +35,30 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def compact(value: Any) -> str:
+    """Canonical JSON without the spaces: the form the tables (a step's result, a history
+    entry's data, a run's params, a plan) keep their values in. The journal keeps ``dumps``,
+    the form its hashes cover."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def record_hash(prev_hash: str, seq: int, at: str, run_id: str, kind: str,
                 data: dict[str, Any]) -> str:
-    text = "\n".join([prev_hash, str(seq), at, run_id, kind, dumps(data)])
-    return hashlib.sha256(text.encode()).hexdigest()
+    return text_hash(prev_hash, seq, at, run_id, kind, dumps(data))
+
+
+def text_hash(prev_hash: str, seq: int, at: str, run_id: str, kind: str, text: str) -> str:
+    """A record's hash from its data as the journal keeps it (``dumps``, the canonical form
+    every record is written in): a text changed in any way no longer has its hash."""
+    joined = "\n".join([prev_hash, str(seq), at, run_id, kind, text])
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def content_hash(rec: JournalRecord | ChainRecord) -> str:
+    """The hash a record's content gives, from its stored text when it was read with it."""
+    if isinstance(rec, ChainRecord):
+        return text_hash(rec.prev_hash, rec.seq, rec.at, rec.run_id, rec.kind, rec.text)
+    return record_hash(rec.prev_hash, rec.seq, rec.at, rec.run_id, rec.kind, rec.data)
 
 
 class Link(NamedTuple):
@@ -82,7 +112,7 @@ class Verdict:
             self.problems.append(problem)
 
 
-def check(records: Iterable[JournalRecord], anchor: Anchor | None = None,
+def check(records: Iterable[JournalRecord | ChainRecord], anchor: Anchor | None = None,
           start: tuple[int, str] | None = None) -> Verdict:
     """Check the chain record by record, holding only the record before: a journal of any
     length is checked in constant memory when ``records`` is read from the store as it goes.
@@ -102,8 +132,7 @@ def check(records: Iterable[JournalRecord], anchor: Anchor | None = None,
         if rec.prev_hash != prev_hash:
             verdict.found(f"record {rec.seq}: does not follow the record before it "
                           "(removed, inserted or reordered records)")
-        if record_hash(rec.prev_hash, rec.seq, rec.at, rec.run_id, rec.kind,
-                       rec.data) != rec.hash:
+        if content_hash(rec) != rec.hash:
             verdict.found(f"record {rec.seq}: its content does not match its hash (edited)")
         prev_hash = rec.hash
         expected_seq = rec.seq + 1
@@ -122,7 +151,7 @@ def check(records: Iterable[JournalRecord], anchor: Anchor | None = None,
     return verdict
 
 
-def _against(anchor: Anchor, rec: JournalRecord, verdict: Verdict, anchored: bool,
+def _against(anchor: Anchor, rec: JournalRecord | ChainRecord, verdict: Verdict, anchored: bool,
              after: int) -> tuple[bool, int]:
     """Compare one record with the anchored head: (the head was found, records after it)."""
     if rec.seq == 1 and rec.hash != anchor.first:
@@ -137,6 +166,6 @@ def _against(anchor: Anchor, rec: JournalRecord, verdict: Verdict, anchored: boo
     return anchored, after + (rec.seq > anchor.seq)
 
 
-def verify(records: Iterable[JournalRecord]) -> list[str]:
+def verify(records: Iterable[JournalRecord | ChainRecord]) -> list[str]:
     """What is wrong with the chain, record by record; empty when it is intact."""
     return check(records).problems

@@ -125,17 +125,27 @@ def _v5_signatures_once(d: Dialect) -> Iterator[str]:
     yield "ALTER TABLE approvals ADD COLUMN signed_sha256 TEXT NOT NULL DEFAULT ''"
 
 
+def _v6_keys_once(d: Dialect) -> Iterator[str]:
+    """The people's public keys a run starts with, kept once per set (by its hash) in a
+    keyrings table: each run-start record held them all, and now holds their hash. From this
+    version on, a journal record follows the hash kept in the row before it (its prev_hash
+    column is '': chain.JOURNAL_COLUMNS) and a step's record holds the hash of its row
+    (records.step_row_sha256). Records written before keep what they hold."""
+    yield "CREATE TABLE IF NOT EXISTS keyrings (sha256 TEXT PRIMARY KEY, keys TEXT NOT NULL)"
+
+
 SIGNATURE_COLUMNS = ("signature", "signer_key", "fingerprint", "payload")
 SHARED_SIGNATURE_COLUMNS = ("signature", "signer_key", "payload")  # in signatures from v5
 SIGNED_FROM = 3  # the version whose approvals table has SIGNATURE_COLUMNS
 NEWEST_FROM = 4  # the version with the newest_runs table
 POSITIONS_FROM = 4  # the version with the audit_positions table
 SHARED_FROM = 5  # the version with the signatures table
+KEYRINGS_FROM = 6  # the version with the keyrings table
 
 # Version N is reached by applying MIGRATIONS[N - 1]; never edit one that was released.
 MIGRATIONS: tuple[Callable[[Dialect], Iterator[str]], ...] = (
     _v1_tables, _v2_ordered_lookups, _v3_signed_approvals, _v4_reads_by_index,
-    _v5_signatures_once)
+    _v5_signatures_once, _v6_keys_once)
 STORE_VERSION = len(MIGRATIONS)
 READABLE_FROM = 1  # the oldest version whose tables this engine's reads understand
 

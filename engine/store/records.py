@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from engine.status import RunStatus, StepStatus
 
@@ -79,6 +79,29 @@ class ApprovalRecord:
 def signed_sha256(payload: str, signature: str, signer_key: str) -> str:
     text = json.dumps([payload, signature, signer_key])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def step_row_sha256(status: str, attempts: int, fingerprint: str, error: str,
+                    result: str) -> str:
+    """What a step's journal record holds of its row: the hash of the row's status, attempts,
+    fingerprint, error and result (as the table keeps it). The row holds them; the record
+    names the step and its status, and this hash. (Records written before hold the values
+    and the result's hash.)"""
+    # Each field after its length: no two rows give the same text.
+    fields = (status, str(attempts), fingerprint, error, result)
+    text = "".join(f"{len(f)}:{f}\n" for f in fields)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def start_keys(data: Mapping[str, Any], keyring: Callable[[str], dict[str, list[str]] | None]
+               ) -> Mapping[str, Sequence[str]] | None:
+    """The people's keys a run-start record gives: the set it names by hash (``keyring``
+    reads it; {} when the store does not hold it as it was), or holds itself (records
+    written before); None if it records none."""
+    if data.get("keyring"):
+        return keyring(str(data["keyring"])) or {}
+    keys = data.get("keys")
+    return keys if isinstance(keys, Mapping) else None
 
 
 def recorded_signature(data: Mapping[str, Any]) -> str:
@@ -155,6 +178,18 @@ class JournalRecord:
     hash: str
 
 
+class ChainRecord(NamedTuple):
+    """A journal row as the chain check reads it: its data as stored, not parsed."""
+
+    seq: int
+    at: str
+    run_id: str
+    kind: str
+    text: str
+    prev_hash: str
+    hash: str
+
+
 class StateStore(Protocol):
     """Opened by ``with open_store(...) as store``: leaving the block closes it."""
 
@@ -169,9 +204,12 @@ class StateStore(Protocol):
                    keys: Mapping[str, Sequence[str]] | None = None) -> LockRecord | None:
         """Record a new run, held by ``owner``, and take its lock; return the lock's holder
         instead if it is taken. ``keys``, the people's public keys as the inventory lists
-        them now, go into the run's start record: its signed approvals are checked against
-        them later."""
+        them now, are kept (once per set, in the keyrings table) and named by their hash in
+        the run's start record: its signed approvals are checked against them later."""
     def get_run(self, run_id: str) -> RunRecord | None: ...
+    def keyring(self, digest: str) -> dict[str, list[str]] | None:
+        """The people's keys a run started with, by the hash its run-start record holds
+        (None: no such set, or edited)."""
     def locked_run(self, run_id: str) -> AbstractContextManager[RunRecord | None]:
         """One transaction in which the run's row is locked: the status read here stays
         true until the transaction ends, and the store's writes made inside it are part of
@@ -217,9 +255,12 @@ class StateStore(Protocol):
                      reason: str = "", at: str = "") -> bool: ...
     def locks(self) -> list[LockRecord]: ...
     def journal(self, run_id: str | None = None) -> list[JournalRecord]: ...
-    def scan_journal(self, batch: int = 1000, after: int = 0) -> Iterator[JournalRecord]:
+    def scan_journal(self, batch: int = 1000, after: int = 0,
+                     kinds: Sequence[str] = ()) -> Iterator[JournalRecord]:
         """The whole journal in order, read from the store ``batch`` records at a time, so
-        that reading it takes the same memory whatever its length."""
+        that reading it takes the same memory whatever its length; only ``kinds`` if given."""
+    def scan_chain(self, batch: int = 1000, after: int = 0) -> Iterator[ChainRecord]:
+        """As ``scan_journal``, each record's data as stored, for the chain check."""
     def snapshot(self) -> AbstractContextManager[None]:
         """One read transaction: what is read inside it is the store at one moment."""
     def cross_check(self, after: int | None = None) -> Iterator[str]:

@@ -11,8 +11,9 @@ from dataclasses import asdict
 from typing import Any
 
 from engine.status import RunStatus, StepStatus
-from engine.store.chain import dumps
+from engine.store.chain import compact, dumps
 from engine.store.migrations import (
+    KEYRINGS_FROM,
     NEWEST_FROM,
     SHARED_FROM,
     SHARED_SIGNATURE_COLUMNS,
@@ -30,6 +31,7 @@ from engine.store.records import (
     RunRecord,
     StepRecord,
     lock_envs,
+    step_row_sha256,
 )
 from engine.store.sql_base import APPROVAL_COLUMNS, SqlBase
 
@@ -61,8 +63,10 @@ class SqlStore(SqlBase):
     # -- runs ------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, *, owner: str | None = None,
                    keys: Mapping[str, Sequence[str]] | None = None) -> LockRecord | None:
+        keyring = dumps({p: list(k) for p, k in keys.items()}) if keys else ""
+        keyring_sha = hashlib.sha256(keyring.encode()).hexdigest() if keyring else ""
         row = asdict(run)
-        row["params"] = dumps(row["params"])
+        row["params"] = compact(row["params"])
         row["run_user"] = row.pop("user")
         try:
             with self._tx():
@@ -75,8 +79,10 @@ class SqlStore(SqlBase):
                               "inventory_sha": run.inventory_sha, "params": run.params,
                               "user": run.user, "plan_hash": run.plan_hash,
                               "lock": run.lock_env,
-                              **({"keys": {p: list(k) for p, k in keys.items()}}
-                                 if keys else {})})
+                              **({"keyring": keyring_sha} if keyring else {})})
+                if keyring:  # most runs share one: kept once
+                    self._insert_ignore("keyrings", ("sha256", "keys"), (keyring_sha, keyring),
+                                        "sha256")
                 self._take_locks(run.lock_env, run.id, run.user, run.started_at)
                 if run.lock_env:
                     self._execute(
@@ -94,6 +100,17 @@ class SqlStore(SqlBase):
             holder = self._take_lock(LockRecord(env, run_id, user, since))
             if holder is not None:
                 raise _LockTaken(holder)
+
+    def keyring(self, digest: str) -> dict[str, list[str]] | None:
+        """The people's keys a run started with, by the hash its run-start record holds;
+        None if the store has no such set, or has it edited (its text has another hash)."""
+        if self._read_version() < KEYRINGS_FROM:
+            return None
+        row = self._one("SELECT keys FROM keyrings WHERE sha256 = ?", (digest,))
+        if row is None or hashlib.sha256(str(row[0]).encode()).hexdigest() != digest:
+            return None
+        keys = json.loads(row[0])
+        return {str(p): [str(k) for k in ks] for p, ks in keys.items()}
 
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._one(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?",
@@ -193,7 +210,7 @@ class SqlStore(SqlBase):
                   uses: Sequence[Mapping[str, str]] = ()) -> None:
         values = (record.run_id, record.step_id, record.status, record.attempts,
                   record.started_at, record.ended_at, record.fingerprint,
-                  dumps(record.result), record.error, record.schema_version)
+                  compact(record.result), record.error, record.schema_version)
         # A step's start is not journaled and needs no sync of its own: killed at any point,
         # the process leaves it recorded; a machine that loses power may lose it, and the
         # step is then where it was before it started, which a resume runs just as it runs
@@ -213,11 +230,11 @@ class SqlStore(SqlBase):
                 "result = excluded.result, error = excluded.error", (*values, seq))
             if ends:
                 self._append(record.ended_at or record.started_at, record.run_id, "step",
-                             {"step": record.step_id, "status": record.status,
-                              "attempts": record.attempts, "fingerprint": record.fingerprint,
-                              "error": record.error,
-                              "result_sha256": hashlib.sha256(
-                                  dumps(record.result).encode()).hexdigest()})
+                             {"step": record.step_id, "status": str(record.status),
+                              **({"error": record.error} if record.error else {}),
+                              "row_sha256": step_row_sha256(
+                                  str(record.status), record.attempts, record.fingerprint,
+                                  record.error, values[7])})
 
     def steps(self, run_id: str) -> dict[str, StepRecord]:
         rows = self._all(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps "
@@ -236,7 +253,7 @@ class SqlStore(SqlBase):
             self._insert_ignore("plans", ("hash", "runbook", "runbook_sha", "inventory_sha",
                                           "params", "created_at", "created_by", "path"),
                                 (plan.hash, plan.runbook, plan.runbook_sha, plan.inventory_sha,
-                                 dumps(_with_bound(plan)), plan.created_at, plan.created_by,
+                                 compact(_with_bound(plan)), plan.created_at, plan.created_by,
                                  plan.path), "hash")
 
     def _use_plan_approval(self, use: Mapping[str, str], run_id: str, at: str) -> None:
@@ -288,8 +305,9 @@ class SqlStore(SqlBase):
             # An unsigned approval's record is as it was before signatures existed; a
             # signed one's holds the signer's key fingerprint and the hash of what the row
             # holds (the signature, the key and the payload signed).
+            # Its time and run are the record's own; an empty field is left out.
             data = {k: v for k, v in asdict(approval).items()
-                    if k != "at" and k not in SIGNATURE_COLUMNS}
+                    if k not in ("at", "run_id", *SIGNATURE_COLUMNS) and v != ""}
             if approval.signature:
                 data |= {"fingerprint": approval.fingerprint,
                          "signed_sha256": row["signed_sha256"]}
@@ -335,7 +353,7 @@ class SqlStore(SqlBase):
             added = self._insert_ignore(
                 "history", ("at", "run_id", "run_user", "kind", "env", "data"),
                 (record.at, record.run_id, record.user, record.kind, record.env,
-                 dumps(record.data)), "run_id, kind, env")
+                 compact(record.data)), "run_id, kind, env")
             if added:
                 self._append(record.at, record.run_id, "history",
                              {"kind": record.kind, "env": record.env, "data": record.data})

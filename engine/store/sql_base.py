@@ -5,6 +5,7 @@ chained in the transaction of the write it records, and its reads."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -13,7 +14,13 @@ from typing import Any, Self
 
 from engine.clock import iso
 from engine.errors import StoreDamaged
-from engine.store.chain import dumps, next_link, record_hash
+from engine.store.chain import (
+    JOURNAL_COLUMNS,
+    content_hash,
+    dumps,
+    next_link,
+    text_hash,
+)
 from engine.store.migrations import (
     MIGRATIONS,
     POSITIONS_FROM,
@@ -29,6 +36,7 @@ from engine.store.migrations import (
 )
 from engine.store.records import (
     ApprovalRecord,
+    ChainRecord,
     JournalRecord,
 )
 from engine.system.identity import origin
@@ -37,7 +45,8 @@ APPROVAL_COLUMNS = ("run_id", "step_id", "by_name", "at", "note", "item", "ticke
                     "plan_hash", *SIGNATURE_COLUMNS)
 # The journal records an open re-hashes (their cost does not grow with the journal).
 TAIL = 32
-JOURNAL_SELECT = "SELECT seq, at, run_id, kind, data, prev_hash, hash FROM journal"
+JOURNAL_SELECT = f"SELECT {JOURNAL_COLUMNS} FROM journal j"
+KIND = re.compile(r"[a-z][a-z-]*")  # a journal record's kind, as the engine names them
 
 
 class SqlBase:
@@ -169,10 +178,11 @@ class SqlBase:
         self._serialize_journal()
         seq, prev = next_link(self._one("SELECT seq, hash FROM journal "
                                         "ORDER BY seq DESC LIMIT 1"))
-        digest = record_hash(prev, seq, at, run_id, kind, data)
+        text = dumps(data)
+        digest = text_hash(prev, seq, at, run_id, kind, text)
+        # The hash it follows is the last row's: kept there, not twice (JOURNAL_COLUMNS).
         self._execute("INSERT INTO journal (seq, at, run_id, kind, data, prev_hash, hash) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (seq, at, run_id, kind, dumps(data), prev, digest))
+                      "VALUES (?, ?, ?, ?, ?, '', ?)", (seq, at, run_id, kind, text, digest))
 
     def journal(self, run_id: str | None = None) -> list[JournalRecord]:
         # Two queries, not one with "? IS NULL OR run_id = ?": that form cannot use an index.
@@ -180,12 +190,27 @@ class SqlBase:
                 self._all(f"{JOURNAL_SELECT} WHERE run_id = ? ORDER BY seq", (run_id,)))
         return [_journal_record(r) for r in rows]
 
-    def scan_journal(self, batch: int = 1000, after: int = 0) -> Iterator[JournalRecord]:
-        """The journal in order, ``batch`` records at a time; those after record ``after``."""
-        where = f" WHERE seq > {int(after)}" if after else ""
+    def scan_journal(self, batch: int = 1000, after: int = 0,
+                     kinds: Sequence[str] = ()) -> Iterator[JournalRecord]:
+        """The journal in order, ``batch`` records at a time; those after record ``after``;
+        only those of ``kinds`` if given (the store skips the others)."""
+        terms = [f"seq > {int(after)}"] if after else []
+        if kinds:
+            if not all(KIND.fullmatch(k) for k in kinds):
+                raise ValueError(f"not a journal record kind: {kinds!r}")
+            terms.append(f"kind IN ({', '.join(repr(k) for k in kinds)})")
+        where = f" WHERE {' AND '.join(terms)}" if terms else ""
         for rows in self._batches(f"{JOURNAL_SELECT}{where} ORDER BY seq", batch):
             for row in rows:
                 yield _journal_record(row)
+
+    def scan_chain(self, batch: int = 1000, after: int = 0) -> Iterator[ChainRecord]:
+        """As ``scan_journal``, each record's data as stored (what the chain check hashes),
+        not parsed."""
+        where = f" WHERE seq > {int(after)}" if after else ""
+        for rows in self._batches(f"{JOURNAL_SELECT}{where} ORDER BY seq", batch):
+            for row in rows:
+                yield ChainRecord(*row)
 
     def snapshot(self) -> AbstractContextManager[None]:
         """One read transaction: what is read inside it is the store at one moment."""
@@ -235,12 +260,11 @@ class SqlBase:
         length: its last ``TAIL`` records hashed again and linked to each other, and the
         record ``sealed`` (a number and hash an engine saw last) still there as it was. ''
         when nothing is."""
-        rows = [_journal_record(r) for r in reversed(self._all(
+        rows = [ChainRecord(*r) for r in reversed(self._all(
             f"{JOURNAL_SELECT} ORDER BY seq DESC LIMIT {TAIL}"))]
         for i, record in enumerate(rows):
             before = rows[i - 1] if i else None
-            if record_hash(record.prev_hash, record.seq, record.at, record.run_id,
-                           record.kind, record.data) != record.hash:
+            if content_hash(record) != record.hash:
                 return f"journal record {record.seq} does not match its hash"
             if before is not None and (record.seq != before.seq + 1
                                        or record.prev_hash != before.hash):

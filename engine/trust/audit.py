@@ -92,10 +92,10 @@ def verify_store(state: str | None = None, *, head: Head | None = None,
                          f"at {since[2]} (the journal was rewritten or cut at or before it)")
             since = None
         if since is not None:
-            verdict = check(store.scan_journal(after=since[0]), start=since[:2])
+            verdict = check(store.scan_chain(after=since[0]), start=since[:2])
             verdict.since, verdict.records = since[0], verdict.records + since[0]
         else:
-            verdict = check(store.scan_journal(), anchor)
+            verdict = check(store.scan_chain(), anchor)
         if rewritten:
             verdict.found(rewritten)
         emptied = store.emptied()

@@ -101,9 +101,10 @@ def attest(item: Item, approvals: Sequence[ApprovalRecord],
     first = mine[0]
     return Evidence(item, True, f"attested by {first.by}" + (" (signed)" if first.signature
                                                               else ""),
-                    {"by": first.by, "at": first.at, "note": first.note,
-                     "ticket": first.ticket,
-                     **({"fingerprint": first.fingerprint} if first.signature else {})})
+                    # The approval holds the rest (its key's fingerprint, its signature).
+                    {"by": first.by, "at": first.at,
+                     **({"note": first.note} if first.note else {}),
+                     **({"ticket": first.ticket} if first.ticket else {})})
 
 
 @dataclass(frozen=True)

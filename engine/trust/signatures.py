@@ -21,7 +21,7 @@ from typing import Any
 from engine.errors import InvalidInput
 from engine.store import ApprovalRecord, JournalRecord, StateStore
 from engine.store.chain import dumps
-from engine.store.records import recorded_signature
+from engine.store.records import recorded_signature, start_keys
 from engine.trust import keys as keys_mod
 from engine.trust import sshsig
 
@@ -157,10 +157,12 @@ def check(store: StateStore, keys_now: KeysOf, runs: set[str] | None = None) -> 
     run, plan hash, time). An approval whose journal record is signed and whose row is not
     (its signature removed) is reported too. ``runs``: only the approvals of those runs
     (``""``: the plans'), read from their own journal records."""
-    records = store.scan_journal() if runs is None else \
+    records = store.scan_journal(kinds=("run-start", "approval")) if runs is None else \
         (record for run_id in sorted(runs) for record in store.journal(run_id))
-    recorded, plan_keys, journaled = _from_journal(records)
-    problems: list[str] = []
+    recorded, plan_keys, journaled, lost = _from_journal(records, store.keyring)
+    problems = [f"keyring {digest[:12]}: the people's keys {count} run start record"
+                f"{'s name' if count > 1 else ' names'} are not in the store as they were "
+                "(the keyrings table was edited)" for digest, count in sorted(lost.items())]
     rows = [row for row in store.signed_approvals() if runs is None or row.run_id in runs]
     seen = set()
     for row in rows:
@@ -170,8 +172,8 @@ def check(store: StateStore, keys_now: KeysOf, runs: set[str] | None = None) -> 
         run_plan = run.plan_hash if run else ""
         # A plan approval no run has used yet is checked against the keys of the first run
         # with its plan hash, once there is one.
-        allowed = (recorded.get(row.run_id) or keys_now(row.run_id)) if row.run_id else \
-            plan_keys.get(row.plan_hash)
+        allowed = (recorded[row.run_id] if row.run_id in recorded else
+                   keys_now(row.run_id)) if row.run_id else plan_keys.get(row.plan_hash)
         problems += [f"{where}: {p}" for p in _check_one(row, run_plan, allowed)]
         signed_in_journal = journaled.get(_ident(row))
         if signed_in_journal is not None and signed_in_journal != row.signed_sha256():
@@ -212,25 +214,34 @@ def _check_one(row: ApprovalRecord, run_plan: str,
     return problems
 
 
-def _from_journal(records: Iterable[JournalRecord]) -> tuple[
+def _from_journal(records: Iterable[JournalRecord],
+                  keyring: Callable[[str], dict[str, list[str]] | None]) -> tuple[
         dict[str, Mapping[str, Sequence[str]]], dict[str, Mapping[str, Sequence[str]]],
-        dict[tuple[str, ...], str]]:
-    """The people's keys recorded at each run's start (by run, and by the run's plan hash),
-    and the hash of the signature each signed approval record gives."""
+        dict[tuple[str, ...], str], dict[str, int]]:
+    """The people's keys recorded at each run's start (by run, and by the run's plan hash;
+    {} for a set the store no longer holds as it was), the hash of the signature each
+    signed approval record gives, and the sets not held as they were (how many runs name
+    each)."""
+    lost: dict[str, int] = {}
     by_run: dict[str, Mapping[str, Sequence[str]]] = {}
     by_plan: dict[str, Mapping[str, Sequence[str]]] = {}
     shared: dict[str, Mapping[str, Sequence[str]]] = {}  # runs mostly share one set of keys
     signed: dict[tuple[str, ...], str] = {}
     for record in records:
-        if record.kind == "run-start" and "keys" in record.data:
-            found = shared.setdefault(dumps(record.data["keys"]), record.data["keys"])
+        if record.kind == "run-start" and ("keys" in record.data or "keyring" in record.data):
+            named = str(record.data.get("keyring") or dumps(record.data.get("keys")))
+            if named not in shared:
+                shared[named] = start_keys(record.data, keyring) or {}
+            found = shared[named]
+            if not found:
+                lost[named] = lost.get(named, 0) + 1
             by_run[record.run_id] = found
             by_plan.setdefault(str(record.data.get("plan_hash") or ""), found)
         elif record.kind == "approval" and (digest := recorded_signature(record.data)):
             data = record.data
             signed[(record.run_id, str(data.get("plan_hash", "")), str(data.get("step_id", "")),
                     str(data.get("item", "")), str(data.get("by", "")))] = digest
-    return by_run, by_plan, signed
+    return by_run, by_plan, signed, lost
 
 
 def _ident(row: ApprovalRecord) -> tuple[str, ...]:

@@ -163,17 +163,28 @@ def _ansible_changes(result: dict[str, Any]) -> list[str]:
         if not isinstance(res, dict) or not res.get("changed"):
             continue
         out.append(f"would change: {task}")
-        diffs = res.get("diff") or []
-        for diff in diffs if isinstance(diffs, list) else [diffs]:
-            # File diffs; a module's object diff (the k8s apply's annotations) is noise here.
-            if isinstance(diff, dict) and isinstance(diff.get("before"), str) and \
-                    isinstance(diff.get("after"), str):
-                lines = difflib.unified_diff(
-                    str(diff["before"]).splitlines(), str(diff["after"]).splitlines(),
-                    str(diff.get("before_header", "before")),
-                    str(diff.get("after_header", "after")), lineterm="", n=1)
-                out.extend(f"  {line}" for line in lines)
+        for diff in file_diffs(res, context=1):
+            out.extend(f"  {line}" for line in diff.splitlines())
     return out
+
+
+def file_diffs(res: dict[str, Any], context: int = 3) -> list[str]:
+    """The unified file diffs a task's result holds: kept as unified diffs, or (records of
+    earlier releases) as the whole file before and after. A module's object diff (the k8s
+    apply's annotations) is noise here and is left out."""
+    diffs = res.get("diff") or []
+    found = []
+    for diff in diffs if isinstance(diffs, list) else [diffs]:
+        if not isinstance(diff, dict):
+            continue
+        if isinstance(diff.get("unified"), str):
+            found.append(diff["unified"])
+        elif isinstance(diff.get("before"), str) and isinstance(diff.get("after"), str):
+            found.append("\n".join(difflib.unified_diff(
+                diff["before"].splitlines(), diff["after"].splitlines(),
+                str(diff.get("before_header", "before")),
+                str(diff.get("after_header", "after")), lineterm="", n=context)))
+    return found
 
 
 def _describe(kind: str, spec: dict[str, Any]) -> list[str]:

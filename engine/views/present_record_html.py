@@ -5,14 +5,13 @@ functions of what ``api.change_record`` and ``api.plan`` return."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
 from engine.store import StepRecord
 from engine.trust import signatures
 from engine.views.html_page import code, esc, page, pre, table
-from engine.views.present import _details, drift_lines, plan_dict, wait_commands
+from engine.views.present import _details, drift_lines, file_diffs, plan_dict, wait_commands
 from engine.views.present_record import _brief, _evidence, approved_what
 from engine.views.records import ChangeRecord, PlanReport
 
@@ -114,15 +113,7 @@ def _diffs(steps: Iterable[StepRecord]) -> list[str]:
 def _file_diffs(res: Any) -> list[str]:
     if not isinstance(res, dict) or not res.get("changed"):
         return []
-    diffs = res.get("diff") or []
-    found = []
-    for diff in diffs if isinstance(diffs, list) else [diffs]:
-        if isinstance(diff, dict) and isinstance(diff.get("before"), str) and \
-                isinstance(diff.get("after"), str):
-            found.append("\n".join(difflib.unified_diff(
-                diff["before"].splitlines(), diff["after"].splitlines(),
-                str(diff.get("before_header", "before")), str(diff.get("after_header", "after")),
-                lineterm="")))
+    found = file_diffs(res)
     if not found and isinstance(res.get("file"), str) and res.get("image"):
         # Ansible keeps a module's diff only in --diff mode: the image set in the overlay
         # (the kustomize_image module's result) says the same.

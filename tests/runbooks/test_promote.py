@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -117,6 +118,17 @@ def promoted_end_to_end(src: str, dst: str, sandbox, runbook_cli) -> str:
     assert history[0]["data"]["digest"] == before[source_tag]
     assert history[0]["data"]["from"] == src and history[0]["user"] == "tester"
     assert history[0]["data"]["attested_by"] == "alice, bob"
+    if not already_there:  # the run's record holds the overlay's change as a unified diff
+        steps = runbook_cli("status", run_id, "--output", "json").json()["steps"]
+        [deploy] = [s for s in steps if s["step_id"] == "release-deploy"]
+        [diff] = deploy["result"]["results"]["Set the image in the overlay"]["diff"]
+        assert diff["file"].endswith(f"overlays/{dst}/kustomization.yaml")
+        assert f"\n+    newTag: {target_tag}" in diff["unified"]
+        assert "before" not in diff and "after" not in diff
+        # What a task found and the step passed on as its outputs is held once.
+        [read] = [s for s in steps if s["step_id"] == "read-source"]
+        assert read["result"]["outputs"]["image"] == image(source_tag)
+        assert "image" not in json.dumps(read["result"]["results"])
     return run_id
 
 

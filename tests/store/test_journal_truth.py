@@ -88,6 +88,9 @@ def test_an_approval_row_without_its_journal_record_is_not_counted(step, state_a
      "'waiting'"),
     ("UPDATE steps SET status = 'ok' WHERE step_id = 'ok'",
      "steps: run RUN, step ok: status is 'ok', the journal says 'waiting'"),
+    ("UPDATE steps SET result = '{\"forged\":true}' WHERE step_id = 'ok'",
+     "steps: run RUN, step ok: its attempts, fingerprint, error or result is not what the "
+     "journal records"),
     ("DELETE FROM locks", "locks: live: the journal has it held by run RUN; in the table no "
      "run holds it"),
     ("UPDATE locks SET run_user = 'mallory'", "locks: live: held by run RUN for mallory"),
@@ -98,7 +101,8 @@ def test_an_approval_row_without_its_journal_record_is_not_counted(step, state_a
     ("INSERT INTO runs (id, runbook, path, runbook_sha, inventory_sha, params, run_user, "
      "started_at, plan_hash, status, schema_version) VALUES ('forged', 'b', 'p', 's', 's', "
      "'{}', 'x', 't', 'h', 'done', 1)", "runs: run forged: no run-start record in the journal"),
-], ids=["status", "step", "lock-deleted", "lock-holder", "lock-added", "history", "run"])
+], ids=["status", "step", "step-result", "lock-deleted", "lock-holder", "lock-added",
+        "history", "run"])
 def test_a_row_changed_behind_the_journal_is_reported(sql, says, state_at, write_runbook,
                                                       runbook_cli):
     run_id = waiting_run(write_runbook, runbook_cli)

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from engine.store import open_store
+from engine.store.chain import GENESIS
 from engine.store.migrations import MIGRATIONS, SIGNATURE_COLUMNS, SQLITE, STORE_VERSION
 from tests.conftest import runbook_process
 from tests.store.test_readonly import auditor, record_two_runs  # noqa: F401 (auditor: a fixture)
@@ -57,9 +58,13 @@ def raw(location: str) -> Iterator[Callable[..., list[Any]]]:
 def as_version_1(location: str) -> None:
     """Turn a store into what version 1 (the tables before migrations existed) left: the
     records stay, the version table, version 2's indexes, version 3's signature columns and
-    version 4's indexes and tables and version 5's signatures go."""
+    version 4's indexes and tables, version 5's signatures and version 6's keyrings go, and
+    each journal row holds the hash it follows (as every one did before version 6)."""
     with raw(location) as sql:
+        sql("UPDATE journal SET prev_hash = COALESCE((SELECT p.hash FROM journal p "
+            "WHERE p.seq = journal.seq - 1), ?) WHERE prev_hash = ''", GENESIS)
         sql("DROP TABLE store_version")
+        sql("DROP TABLE keyrings")
         sql("DROP TABLE signatures")
         sql("ALTER TABLE approvals DROP COLUMN signed_sha256")
         sql("DROP TABLE newest_runs")
@@ -132,7 +137,10 @@ def test_a_version_1_store_is_migrated_keeping_every_record(location, runbook_cl
     new_chain = journal(location)
     assert new_chain[:len(chain)] == chain
     [(seq, _, run_id, kind, data, prev_hash, _)] = new_chain[len(chain):]
-    assert (seq, run_id, kind, prev_hash) == (len(chain) + 1, "", "store-migrate", chain[-1][6])
+    # It follows the last record's hash, which that row holds (kept once from version 6).
+    assert (seq, run_id, kind, prev_hash) == (len(chain) + 1, "", "store-migrate", "")
+    with open_store(location, readonly=True) as store:
+        assert store.journal()[-1].prev_hash == chain[-1][6]
     assert {k: json.loads(data)[k] for k in ("from", "to")} == {"from": 1, "to": STORE_VERSION}
 
     verified = runbook_cli("audit", "verify", "--full")
@@ -283,6 +291,7 @@ def test_postgres_migration_killed_midway_is_rolled_back(request, runbook_cli, i
 PAUSED_MIGRATION = """
 import sqlite3, sys
 from engine.store import open_store
+from engine.store.chain import GENESIS
 
 connect = sqlite3.connect
 

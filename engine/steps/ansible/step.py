@@ -13,6 +13,7 @@ run's folder has the run's secrets masked. The playbook's process tree runs unde
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import re
@@ -50,19 +51,20 @@ MAX_KEPT = 2000  # characters of one value of a task's result kept in the step's
 def recorded(res: Mapping[str, Any]) -> dict[str, Any]:
     """What a step's record keeps of one task's result: its plain values (``changed``,
     ``msg``, ``rc``, a module's ``image`` or ``file``; each string cut at MAX_KEPT) and its
-    file diffs. The objects a module returns (the Deployment as the cluster holds it, the
-    module's arguments, a loop's items, what ``set_stats`` passed on: the step's outputs) stay
-    in the run's artifacts, with the run's secrets masked, until ``runbook gc``."""
+    file diffs, as unified diffs. The objects a module returns (the Deployment as the cluster
+    holds it, the module's arguments, a loop's items, what ``set_stats`` passed on: the
+    step's outputs) stay in the run's artifacts, with the run's secrets masked, until
+    ``runbook gc``."""
     kept: dict[str, Any] = {}
     for key, value in res.items():
         if key.startswith("_ansible") or key in ("invocation", "ansible_stats"):
             continue
         if key == "diff":
-            diffs = [d for d in (value if isinstance(value, list) else [value])
+            diffs = [unified(d) for d in (value if isinstance(value, list) else [value])
                      if isinstance(d, dict) and isinstance(d.get("before"), str) and
                      isinstance(d.get("after"), str)]
             if diffs:
-                kept[key] = [{k: v for k, v in d.items() if isinstance(v, str)} for d in diffs]
+                kept[key] = diffs
             continue
         if key == "msg" and not isinstance(value, str):
             value = json.dumps(value, default=str, sort_keys=True)
@@ -71,6 +73,27 @@ def recorded(res: Mapping[str, Any]) -> dict[str, Any]:
         elif value is None or isinstance(value, (bool, int, float)):
             kept[key] = value
     return kept
+
+
+def unified(diff: Mapping[str, Any]) -> dict[str, str]:
+    """A module's file diff (the whole file before and after) as the unified diff a reviewer
+    reads, under the file's name: the lines that changed and three around them."""
+    before, after = str(diff["before"]), str(diff["after"])
+    header = str(diff.get("after_header") or diff.get("before_header") or "file")
+    lines = difflib.unified_diff(before.splitlines(), after.splitlines(),
+                                 str(diff.get("before_header") or header), header, lineterm="")
+    text = "\n".join(lines)
+    return {"file": header, "unified": text if len(text) <= MAX_KEPT * 4
+            else text[:MAX_KEPT * 4] + "…"}
+
+
+def without_outputs(results: Mapping[str, dict[str, Any]],
+                    outputs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each task's kept values, less those the step's outputs already hold (the image a read
+    task found is the step's ``image`` output): a record holds a value once."""
+    return {task: {k: v for k, v in res.items()
+                   if k == "changed" or k not in outputs or outputs[k] != v}
+            for task, res in results.items()}
 
 
 def mode() -> str:
@@ -143,7 +166,8 @@ def run(ctx: StepContext) -> Outcome:
             if through is _through_runner:
                 proc.end_processes_of(ctx.run_id, ctx.step.id)
             keep_masked(scratch / "artifacts", ctx.workdir / "artifacts", ctx.redact)
-    result = {"rc": rc, "status": status, "stats": stats, "results": results,
+    result = {"rc": rc, "status": status, "stats": stats,
+              "results": without_outputs(results, outputs),
               "outputs": outputs, "changed": any(r.get("changed") for r in results.values())}
     if status == "canceled":  # only ansible-runner's own signal handling cancels
         raise KeyboardInterrupt
