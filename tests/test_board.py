@@ -159,4 +159,9 @@ def test_board_without_a_cluster_still_shows_the_store(  # type: ignore[no-untyp
     stored = runbook_cli("board", "--no-cluster", "--output", "json").json()
     live = stored["environments"][-1]  # type: ignore[index]
     assert live["history"]["image"] == "quikapp/api:live-1" and live["drift"] == []
+    # ... and it says so: not checked, rather than agreeing.
+    assert live["checked"] is False and live["agrees"] is None
+    text = runbook_cli("board", "--no-cluster").out
+    assert "live       not checked" in text and "runs      (not read)" in text
+    assert not re.search(r"^\S+ +(ok|DRIFT)\b", text, re.M), text
 

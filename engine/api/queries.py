@@ -90,7 +90,8 @@ def board(*, inventory: str | None = None, cluster: bool = True, clock: Clock | 
     if cluster:
         drifts = drift_mod.check_recorded(environments, order, last, kubeconfig_of(inv))
     else:
-        drifts = [drift_mod.compare(env, None, None, last.get(env), {}) for env in order]
+        drifts = [drift_mod.compare(env, None, None, last.get(env), {}, checked=False)
+                  for env in order]
     return board_mod.build(inv.name, order, drifts, runs, held, waiting, clock.now())
 
 

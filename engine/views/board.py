@@ -42,7 +42,9 @@ class EnvRow:
     def as_dict(self) -> dict[str, Any]:
         return {"env": self.env, "image": self.drift.cluster, "digest": self.digest,
                 "since": self.since, "soak_hours": self.soak_hours,
-                "overlay": self.drift.overlay, "agrees": self.drift.agrees,
+                "overlay": self.drift.overlay,
+                "agrees": self.drift.agrees if self.drift.checked else None,
+                "checked": self.drift.checked,
                 "drift": list(self.drift.problems),
                 "history": dict(self.drift.history) if self.drift.history else None,
                 "last_run": _run_dict(self.last_run),

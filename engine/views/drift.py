@@ -36,20 +36,29 @@ class Drift:
     cluster: str | None
     history: Mapping[str, Any] | None  # the last change recorded: kind, at, run_id, image, digest
     problems: tuple[str, ...] = field(default_factory=tuple)
+    checked: bool = True  # False: the overlay and the cluster were not read (board --no-cluster)
 
     @property
     def agrees(self) -> bool:
         return not self.problems
 
+    @property
+    def mark(self) -> str:
+        """What a board shows for it: ok, DRIFT, or not checked."""
+        return "not checked" if not self.checked else "ok" if self.agrees else "DRIFT"
+
     def as_dict(self) -> dict[str, Any]:
-        return {"env": self.env, "agrees": self.agrees, "overlay": self.overlay,
-                "cluster": self.cluster, "history": dict(self.history) if self.history else None,
+        return {"env": self.env, "agrees": self.agrees if self.checked else None,
+                "checked": self.checked, "overlay": self.overlay, "cluster": self.cluster,
+                "history": dict(self.history) if self.history else None,
                 "problems": list(self.problems)}
 
 
 def compare(env: str, overlay: str | None, cluster: str | None,
-            last: HistoryRecord | None, unreadable: Mapping[str, str]) -> Drift:
-    """The disagreements between the overlay, the cluster and the last recorded change.
+            last: HistoryRecord | None, unreadable: Mapping[str, str], *,
+            checked: bool = True) -> Drift:
+    """The disagreements between the overlay, the cluster and the last recorded change;
+    ``checked=False``: neither was read, only the history is known.
 
     The cluster is what runs, so each of the others is compared with it. No recorded change
     is not drift: the history starts with the first run that changes the environment."""
@@ -62,7 +71,7 @@ def compare(env: str, overlay: str | None, cluster: str | None,
                         f"{recorded['at']}, run {recorded['run_id']}) is to "
                         f"{recorded['image'] or 'an image not recorded'}, the cluster runs "
                         f"{cluster}")
-    return Drift(env, overlay, cluster, recorded, tuple(problems))
+    return Drift(env, overlay, cluster, recorded, tuple(problems), checked)
 
 
 def _history(last: HistoryRecord | None) -> dict[str, Any] | None:

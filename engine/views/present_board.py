@@ -55,10 +55,11 @@ def board_text(board: Board) -> str:
     lines = [f"board of inventory {board.inventory} at {board.at}"]
     for row in board.rows:
         d = row.drift
-        lines.append(f"{row.env:<10} {'ok' if d.agrees else 'DRIFT'}"
+        lines.append(f"{row.env:<10} {d.mark}"
                      + (f"   locked by run {row.lock.run_id} ({row.lock.user}) since "
                         f"{row.lock.since}" if row.lock else ""))
-        lines.append(f"    runs      {d.cluster or '?'}"
+        unread = "?" if d.checked else "(not read)"
+        lines.append(f"    runs      {d.cluster or unread}"
                      + (f"  digest {row.digest}" if row.digest else ""))
         if row.since:
             last = d.history or {}
@@ -66,7 +67,7 @@ def board_text(board: Board) -> str:
                          f"{last.get('run_id')}), soaked {_soak(row)}")
         else:
             lines.append("    since     no recorded change of this image")
-        lines.append(f"    overlay   {d.overlay or '?'}")
+        lines.append(f"    overlay   {d.overlay or unread}")
         lines.extend(f"    {p}" for p in d.problems)
         lines.append(f"    last run  {_run_line(row.last_run)}")
         for w in row.waiting:
@@ -88,7 +89,8 @@ def board_html(board: Board, *, refresh: int | None = None) -> str:
     rows = []
     for row in board.rows:
         d = row.drift
-        mark = '<span class="mark ok">agrees</span>' if d.agrees else \
+        mark = '<span class="mark mute">not checked</span>' if not d.checked else \
+            '<span class="mark ok">agrees</span>' if d.agrees else \
             '<span class="mark bad">DRIFT</span>'
         problems = "".join(f"<li>{esc(p)}</li>" for p in d.problems)
         since = (f"{_when(row.since)}<br><span class=\"mute\">{esc((d.history or {}).get('kind'))}"
