@@ -7,9 +7,11 @@ Fills a store of each size in bulk, with records hashed and chained by the engin
 per run would take days), checks that ``audit verify`` finds the journal intact, makes one
 real run among them, then prints each read command as a process (``status``, ``status RUN``,
 ``history --env``, ``lock list``, ``board --no-cluster``, ``audit export --run``) and a no-op
-``runbook run``, side by side with the same on an empty store, with the bytes a run takes.
-With ``--postgres``, the same on a PostgreSQL store of the largest size (an empty database is
-filled; a filled one reused). ``--dir`` keeps the filled stores for the next run.
+``runbook run``, side by side with the same on an empty store, with the bytes a run takes;
+then ``audit verify`` from where the full one ended: after the real run, and after 50 more
+runs (1,050 records) added in bulk. With ``--postgres``, the same on a PostgreSQL store of the
+largest size (an empty database is filled; a filled one reused). ``--dir`` keeps the filled
+stores for the next run; ``--skip-full`` does not verify those found there in full again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from engine.system.identity import origin  # noqa: E402
 HEADER = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: bench}\n"
 STEPS = 17  # with run-start, lock, run-status and unlock: 21 journal records a run
 BATCH = 2000  # runs a transaction
+NEW_RUNS = 50  # runs added after a verification: 1,050 records for the next one to check
 # Each step's result as the steps table holds it, and its row's hash as the journal records it.
 RESULTS = [compact({"n": s}) for s in range(STEPS)]
 ROW_SHA = [step_row_sha256("ok", 1, "f" * 64, "", text) for text in RESULTS]
@@ -96,17 +99,8 @@ def build(location: str, runs: int) -> int:
     """Fill a new store with ``runs`` ended runs; the number of journal records."""
     chain = Chain()
     with open_store(location) as store:
-        conn = store._db  # type: ignore[attr-defined]
         for rows in batches(runs, chain):
-            with store._tx():  # type: ignore[attr-defined]
-                for (table, width), table_rows in zip(TABLES, rows, strict=True):
-                    if location.startswith("postgresql://"):
-                        with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
-                            for row in table_rows:
-                                copy.write_row(row)
-                    else:
-                        conn.executemany(f"INSERT INTO {table} VALUES "
-                                         f"({', '.join('?' * width)})", table_rows)
+            _insert(store, location, rows)
         if runs:  # the newest run of the lock, as a run's start records it
             last = next(iter(batches(runs, Chain(), start=runs - 1)))[0][-1]
             store._execute("INSERT INTO newest_runs (lock_env, started_at, run_id) "  # type: ignore[attr-defined]
@@ -114,18 +108,55 @@ def build(location: str, runs: int) -> int:
     return chain.seq
 
 
-def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak resident memory (MB) and stdout of one process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - t0
-    assert proc.returncode in (0, 1), out
-    return seconds, usage.ru_maxrss / 1024, out
+def append(location: str, count: int) -> None:
+    """``count`` more ended runs after the store's last journal record, made as ``build``
+    makes them."""
+    with open_store(location) as store:
+        first = store._one("SELECT COUNT(*) FROM runs")[0]  # type: ignore[attr-defined]
+        chain = Chain()
+        chain.seq, chain.prev = store.journal_head() or (0, GENESIS)
+        for rows in batches(first + count, chain, start=first):
+            _insert(store, location, rows)
+
+
+def _insert(store: Any, location: str, rows: Rows) -> None:
+    conn = store._db
+    with store._tx():
+        for (table, width), table_rows in zip(TABLES, rows, strict=True):
+            if location.startswith("postgresql://"):
+                with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                    for row in table_rows:
+                        copy.write_row(row)
+            else:
+                conn.executemany(f"INSERT INTO {table} VALUES "
+                                 f"({', '.join('?' * width)})", table_rows)
+
+
+# Started by a small process of its own: a child's peak resident memory counts the pages of the
+# process it was forked from (here, the bench holding a million runs' rows), so the command is
+# spawned by this one and its own peak read back from it.
+PEAK = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measured(argv: list[str], env: dict[str, str], *, peak: bool = False
+             ) -> tuple[float, float, str]:
+    """Wall seconds, peak resident memory (MB, with ``peak``; else 0) and stdout of one
+    process."""
+    with tempfile.NamedTemporaryFile(mode="r") as kb:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", PEAK, kb.name, *argv] if peak else argv,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, check=False)
+        seconds = time.perf_counter() - t0
+        assert proc.returncode in (0, 1), proc.stdout
+        return seconds, int(kb.read() or 0) / 1024 if peak else 0.0, proc.stdout
 
 
 OLD_VERIFY = """
@@ -144,12 +175,13 @@ def bench_verify(location: str, records: int, runs: int, baseline: bool,
                  store_name: str = "SQLite") -> list[tuple[str, str]]:
     env = {**os.environ, "RUNBOOK_STATE": location}
     seconds, rss, out = measured([sys.executable, "-m", "engine", "audit", "verify", "--full"],
-                                 env)
+                                 env, peak=True)
     assert f"journal intact: {records} records" in out, out
     label = f"audit verify --full, {store_name}, {runs:,} runs ({records:,} records)"
     rows = [(label, f"{seconds:.1f} s, peak RSS {rss:.0f} MB")]
     if baseline:
-        old_s, old_rss, out = measured([sys.executable, "-c", OLD_VERIFY, str(REPO)], env)
+        old_s, old_rss, out = measured([sys.executable, "-c", OLD_VERIFY, str(REPO)], env,
+                                       peak=True)
         assert out.split() == [str(records), "True"], out
         rows.append((f"{label}, whole journal read as a list (before)",
                      f"{old_s:.1f} s, peak RSS {old_rss:.0f} MB; streamed: "
@@ -206,8 +238,8 @@ def bench_reads(location: str, work: Path, repeat: int) -> tuple[dict[str, float
     return found, run_id
 
 
-def bench_size(location: str, runs: int, work: Path, repeat: int, label: str
-               ) -> tuple[dict[str, float], list[tuple[str, str]]]:
+def bench_size(location: str, runs: int, work: Path, repeat: int, label: str,
+               skip_full: bool = False) -> tuple[dict[str, float], list[tuple[str, str]]]:
     rows: list[tuple[str, str]] = []
     exists = location.startswith("postgresql://") or Path(location).exists()
     records = 0
@@ -219,7 +251,7 @@ def bench_size(location: str, runs: int, work: Path, repeat: int, label: str
         records = build(location, runs)
         rows.append((f"filling {label} in bulk ({runs:,} runs)",
                      f"{time.perf_counter() - t0:.0f} s"))
-    if runs:
+    if runs and not skip_full:
         rows += bench_verify(location, records, runs, False, label)
         if not location.startswith("postgresql://"):
             size = Path(location).stat().st_size
@@ -230,12 +262,20 @@ def bench_size(location: str, runs: int, work: Path, repeat: int, label: str
         # The runs just made came after the records the full verification found intact.
         env = {**os.environ, "RUNBOOK_STATE": location}
         seconds, rss, out = measured([sys.executable, "-m", "engine", "audit", "verify",
-                                      "--output", "json"], env)
+                                      "--output", "json"], env, peak=True)
         found = json.loads(out)
         assert found["intact"] and found["verified_before"], out
         rows.append((f"audit verify (from the last one), {label}, {runs:,} runs: "
                      f"{found['records'] - found['verified_before']} new records",
                      f"{seconds * 1000:.0f} ms, peak RSS {rss:.0f} MB"))
+        append(location, NEW_RUNS)
+        seconds, rss, out = measured([sys.executable, "-m", "engine", "audit", "verify",
+                                      "--output", "json"], env, peak=True)
+        found = json.loads(out)
+        assert found["intact"] and found["verified_before"], out
+        rows.append((f"audit verify (from the last one), {label}, {runs:,} runs: "
+                     f"{found['records'] - found['verified_before']:,} new records "
+                     f"({NEW_RUNS} runs)", f"{seconds * 1000:.0f} ms, peak RSS {rss:.0f} MB"))
     return reads, rows
 
 
@@ -245,6 +285,8 @@ def main() -> None:
     parser.add_argument("--dir", help="work here (on the disk to measure) instead of a "
                         "temporary folder; a store of the same size found there is reused")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-full", action="store_true", help="no full verification of "
+                        "stores found in --dir (filled and verified by an earlier run)")
     parser.add_argument("--postgres", metavar="DSN", help="also a PostgreSQL store of the "
                         "largest size (an empty database is filled; a filled one reused)")
     args = parser.parse_args()
@@ -257,7 +299,8 @@ def main() -> None:
                                        "SQLite")[0]}
         for runs in args.runs:
             cache = Path(args.dir) / f"store-{runs}.db" if args.dir else work / f"{runs}.db"
-            reads, rows = bench_size(str(cache), runs, work, args.repeat, "SQLite")
+            reads, rows = bench_size(str(cache), runs, work, args.repeat, "SQLite",
+                                     args.skip_full and cache.exists())
             columns[f"{runs:,} runs"] = reads
             notes += rows
         if args.postgres:
