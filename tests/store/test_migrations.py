@@ -407,3 +407,35 @@ def test_a_store_of_the_previous_release_with_signed_approvals_migrates_and_veri
     edited = runbook_cli("audit", "verify", "--full")
     assert edited.code == 1 and "its signature is not the one its journal record holds" \
         in edited.out, edited.out
+
+
+def test_a_store_of_the_previous_release_migrates_to_keys_kept_once_and_verifies(
+        tmp_path, monkeypatch, runbook_cli):
+    """tests/fixtures/stores/v5-signed-promotion.db: a sandbox promotion recorded by the
+    release before keys and hashes were kept once (version 5): its run-start record holds
+    every person's keys, each journal row the hash it follows, each step record its values."""
+    location = tmp_path / "state.db"
+    shutil.copy(FIXTURES / "v5-signed-promotion.db", location)
+    monkeypatch.setenv("RUNBOOK_STATE", str(location))
+    assert version(str(location)) == 5
+    with raw(str(location)) as sql:
+        [(start,)] = sql("SELECT data FROM journal WHERE kind = 'run-start'")
+        assert sql("SELECT count(*) FROM journal WHERE prev_hash = ''") == [(0,)]
+    assert "alice" in json.loads(start)["keys"]
+    migrated = runbook_cli("store", "migrate")
+    assert migrated.out == f"state store migrated from version 5 to {STORE_VERSION}\n"
+    verified = runbook_cli("audit", "verify", "--full")
+    assert verified.code == 0 and verified.out.startswith("journal intact: 26 records"), \
+        verified.out
+    # The migration's record follows the old chain through the row before it.
+    with raw(str(location)) as sql:
+        assert sql("SELECT prev_hash FROM journal ORDER BY seq DESC LIMIT 1") == [("",)]
+        # bob's signature, kept once in the signatures table, its payload edited: caught
+        # against the old journal record's hash, with the keys its run-start holds.
+        sql("UPDATE signatures SET payload = replace(payload, 'CHG', 'CHX') WHERE sha256 = "
+            "(SELECT signed_sha256 FROM approvals WHERE by_name = 'bob' LIMIT 1)")
+    for leftover in tmp_path.glob("state.db-*"):
+        leftover.unlink()
+    edited = runbook_cli("audit", "verify", "--full")
+    assert edited.code == 1 and "its signature is not the one its journal record holds" \
+        in edited.out, edited.out
