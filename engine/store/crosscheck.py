@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.status import StepStatus
-from engine.store.chain import JOURNAL_COLUMNS, text_hash
-from engine.store.records import ApprovalRecord, JournalRecord, step_row_sha256
+from engine.store.chain import JOURNAL_COLUMNS, content_hash
+from engine.store.records import ApprovalRecord, ChainRecord, JournalRecord, step_row_sha256
 
 Query = Callable[[str, Sequence[Any]], list[Any]]
 
@@ -44,7 +44,8 @@ def _record_key(data: dict[str, Any], run_id: str) -> ApprovalKey:
 
 def _sound(row: Sequence[Any]) -> bool:
     """The record's content is what its hash covers (the chain itself is audit's to check)."""
-    return bool(text_hash(row[5], row[0], row[1], row[2], row[3], row[4]) == row[6])
+    record = ChainRecord(*row)
+    return content_hash(record) == record.hash
 
 
 def _journal(row: Sequence[Any]) -> JournalRecord:

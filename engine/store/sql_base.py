@@ -194,6 +194,14 @@ class SqlBase:
                      kinds: Sequence[str] = ()) -> Iterator[JournalRecord]:
         """The journal in order, ``batch`` records at a time; those after record ``after``;
         only those of ``kinds`` if given (the store skips the others)."""
+        return (_journal_record(row) for row in self._journal_rows(batch, after, kinds))
+
+    def scan_chain(self, batch: int = 1000, after: int = 0) -> Iterator[ChainRecord]:
+        """As ``scan_journal``, each record's data as stored (what the chain check hashes),
+        not parsed."""
+        return (ChainRecord(*row) for row in self._journal_rows(batch, after, ()))
+
+    def _journal_rows(self, batch: int, after: int, kinds: Sequence[str]) -> Iterator[Any]:
         terms = [f"seq > {int(after)}"] if after else []
         if kinds:
             if not all(KIND.fullmatch(k) for k in kinds):
@@ -201,16 +209,7 @@ class SqlBase:
             terms.append(f"kind IN ({', '.join(repr(k) for k in kinds)})")
         where = f" WHERE {' AND '.join(terms)}" if terms else ""
         for rows in self._batches(f"{JOURNAL_SELECT}{where} ORDER BY seq", batch):
-            for row in rows:
-                yield _journal_record(row)
-
-    def scan_chain(self, batch: int = 1000, after: int = 0) -> Iterator[ChainRecord]:
-        """As ``scan_journal``, each record's data as stored (what the chain check hashes),
-        not parsed."""
-        where = f" WHERE seq > {int(after)}" if after else ""
-        for rows in self._batches(f"{JOURNAL_SELECT}{where} ORDER BY seq", batch):
-            for row in rows:
-                yield ChainRecord(*row)
+            yield from rows
 
     def snapshot(self) -> AbstractContextManager[None]:
         """One read transaction: what is read inside it is the store at one moment."""

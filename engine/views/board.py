@@ -43,7 +43,7 @@ class EnvRow:
         return {"env": self.env, "image": self.drift.cluster, "digest": self.digest,
                 "since": self.since, "soak_hours": self.soak_hours,
                 "overlay": self.drift.overlay,
-                "agrees": self.drift.agrees if self.drift.checked else None,
+                "agrees": self.drift.agreement,
                 "checked": self.drift.checked,
                 "drift": list(self.drift.problems),
                 "history": dict(self.drift.history) if self.drift.history else None,

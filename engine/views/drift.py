@@ -43,12 +43,17 @@ class Drift:
         return not self.problems
 
     @property
+    def agreement(self) -> bool | None:
+        """Whether the three agree; None when the overlay and the cluster were not read."""
+        return self.agrees if self.checked else None
+
+    @property
     def mark(self) -> str:
         """What a board shows for it: ok, DRIFT, or not checked."""
         return "not checked" if not self.checked else "ok" if self.agrees else "DRIFT"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"env": self.env, "agrees": self.agrees if self.checked else None,
+        return {"env": self.env, "agrees": self.agreement,
                 "checked": self.checked, "overlay": self.overlay, "cluster": self.cluster,
                 "history": dict(self.history) if self.history else None,
                 "problems": list(self.problems)}

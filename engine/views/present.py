@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import shlex
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from engine.language.model import Runbook
 from engine.run.execute import RunResult
 from engine.status import RunStatus, StepStatus
 from engine.steps import STEP_TYPES
+from engine.steps.ansible.step import unified
 from engine.store import RunRecord
 from engine.system.identity import shown
 from engine.trust.approval_info import Given, Wait, given_to_plan
@@ -163,12 +163,12 @@ def _ansible_changes(result: dict[str, Any]) -> list[str]:
         if not isinstance(res, dict) or not res.get("changed"):
             continue
         out.append(f"would change: {task}")
-        for diff in file_diffs(res, context=1):
+        for diff in file_diffs(res):
             out.extend(f"  {line}" for line in diff.splitlines())
     return out
 
 
-def file_diffs(res: dict[str, Any], context: int = 3) -> list[str]:
+def file_diffs(res: dict[str, Any]) -> list[str]:
     """The unified file diffs a task's result holds: kept as unified diffs, or (records of
     earlier releases) as the whole file before and after. A module's object diff (the k8s
     apply's annotations) is noise here and is left out."""
@@ -180,10 +180,7 @@ def file_diffs(res: dict[str, Any], context: int = 3) -> list[str]:
         if isinstance(diff.get("unified"), str):
             found.append(diff["unified"])
         elif isinstance(diff.get("before"), str) and isinstance(diff.get("after"), str):
-            found.append("\n".join(difflib.unified_diff(
-                diff["before"].splitlines(), diff["after"].splitlines(),
-                str(diff.get("before_header", "before")),
-                str(diff.get("after_header", "after")), lineterm="", n=context)))
+            found.append(unified(diff)["unified"])
     return found
 
 

@@ -380,33 +380,52 @@ def test_a_migrated_store_knows_the_newest_run_of_each_lock(location, runbook_cl
     assert runbook_cli("audit", "verify", "--full").code == 0
 
 
+def fixture_store(name: str, made_at: int, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of a store an earlier release made (tests/fixtures/stores), at version
+    ``made_at``, as the state store."""
+    location = tmp_path / "state.db"
+    shutil.copy(FIXTURES / name, location)
+    monkeypatch.setenv("RUNBOOK_STATE", str(location))
+    assert version(str(location)) == made_at
+    return location
+
+
+def migrated_and_intact(runbook_cli: Any, made_at: int, records: int) -> None:
+    migrated = runbook_cli("store", "migrate")
+    assert migrated.out == f"state store migrated from version {made_at} to {STORE_VERSION}\n"
+    verified = runbook_cli("audit", "verify", "--full")
+    assert verified.code == 0 and verified.out.startswith(f"journal intact: {records} records"), \
+        verified.out
+
+
+def signature_edit_caught(location: Path, runbook_cli: Any, edit: str) -> None:
+    """After ``edit`` (SQL), ``audit verify --full`` reports a signature that is not the one
+    its journal record holds."""
+    with raw(str(location)) as sql:
+        sql(edit)
+    for leftover in location.parent.glob("state.db-*"):
+        leftover.unlink()
+    edited = runbook_cli("audit", "verify", "--full")
+    assert edited.code == 1 and "its signature is not the one its journal record holds" \
+        in edited.out, edited.out
+
+
 def test_a_store_of_the_previous_release_with_signed_approvals_migrates_and_verifies(
         tmp_path, monkeypatch, runbook_cli):
     """tests/fixtures/stores/v4-signed-promotion.db: a sandbox promotion recorded by the
     release before signatures were kept once (version 4), its checklist attested by alice
     and bob with signed approvals, each journal record holding the signature's text."""
-    location = tmp_path / "state.db"
-    shutil.copy(FIXTURES / "v4-signed-promotion.db", location)
-    monkeypatch.setenv("RUNBOOK_STATE", str(location))
-    assert version(str(location)) == 4
-    migrated = runbook_cli("store", "migrate")
-    assert migrated.out == f"state store migrated from version 4 to {STORE_VERSION}\n"
-    verified = runbook_cli("audit", "verify", "--full")
-    assert verified.code == 0 and verified.out.startswith("journal intact: 26 records"), \
-        verified.out
+    location = fixture_store("v4-signed-promotion.db", 4, tmp_path, monkeypatch)
+    migrated_and_intact(runbook_cli, 4, 26)
     [run] = runbook_cli("status", "--output", "json").json()
     approvals = runbook_cli("status", run["id"], "--output", "json").json()["approvals"]
     assert len(approvals) == 6 and all(
         a["signature"].startswith("-----BEGIN SSH SIGNATURE-----") for a in approvals)
     # The old rows keep their own signatures, and an edit of one is still caught.
-    with raw(str(location)) as sql:
-        sql("UPDATE approvals SET signature = (SELECT signature FROM approvals WHERE "
-            "by_name = 'alice' LIMIT 1) WHERE by_name = 'bob'")
-    for leftover in tmp_path.glob("state.db-*"):
-        leftover.unlink()
-    edited = runbook_cli("audit", "verify", "--full")
-    assert edited.code == 1 and "its signature is not the one its journal record holds" \
-        in edited.out, edited.out
+    signature_edit_caught(location, runbook_cli,
+                          "UPDATE approvals SET signature = (SELECT signature FROM approvals "
+                          "WHERE by_name = 'alice' LIMIT 1) WHERE by_name = 'bob'")
 
 
 def test_a_store_of_the_previous_release_migrates_to_keys_kept_once_and_verifies(
@@ -414,28 +433,18 @@ def test_a_store_of_the_previous_release_migrates_to_keys_kept_once_and_verifies
     """tests/fixtures/stores/v5-signed-promotion.db: a sandbox promotion recorded by the
     release before keys and hashes were kept once (version 5): its run-start record holds
     every person's keys, each journal row the hash it follows, each step record its values."""
-    location = tmp_path / "state.db"
-    shutil.copy(FIXTURES / "v5-signed-promotion.db", location)
-    monkeypatch.setenv("RUNBOOK_STATE", str(location))
-    assert version(str(location)) == 5
+    location = fixture_store("v5-signed-promotion.db", 5, tmp_path, monkeypatch)
     with raw(str(location)) as sql:
         [(start,)] = sql("SELECT data FROM journal WHERE kind = 'run-start'")
         assert sql("SELECT count(*) FROM journal WHERE prev_hash = ''") == [(0,)]
     assert "alice" in json.loads(start)["keys"]
-    migrated = runbook_cli("store", "migrate")
-    assert migrated.out == f"state store migrated from version 5 to {STORE_VERSION}\n"
-    verified = runbook_cli("audit", "verify", "--full")
-    assert verified.code == 0 and verified.out.startswith("journal intact: 26 records"), \
-        verified.out
+    migrated_and_intact(runbook_cli, 5, 26)
     # The migration's record follows the old chain through the row before it.
     with raw(str(location)) as sql:
         assert sql("SELECT prev_hash FROM journal ORDER BY seq DESC LIMIT 1") == [("",)]
-        # bob's signature, kept once in the signatures table, its payload edited: caught
-        # against the old journal record's hash, with the keys its run-start holds.
-        sql("UPDATE signatures SET payload = replace(payload, 'CHG', 'CHX') WHERE sha256 = "
-            "(SELECT signed_sha256 FROM approvals WHERE by_name = 'bob' LIMIT 1)")
-    for leftover in tmp_path.glob("state.db-*"):
-        leftover.unlink()
-    edited = runbook_cli("audit", "verify", "--full")
-    assert edited.code == 1 and "its signature is not the one its journal record holds" \
-        in edited.out, edited.out
+    # bob's signature, kept once in the signatures table, its payload edited: caught against
+    # the old journal record's hash, with the keys its run-start holds.
+    signature_edit_caught(location, runbook_cli,
+                          "UPDATE signatures SET payload = replace(payload, 'CHG', 'CHX') "
+                          "WHERE sha256 = (SELECT signed_sha256 FROM approvals WHERE "
+                          "by_name = 'bob' LIMIT 1)")
