@@ -57,21 +57,25 @@ def deployments() -> dict[str, dict[str, Any]]:
     return {env: _seen(found[f"quikapp-{env}", f"{env}-quikapp-api"]) for env in ENVS}
 
 
-def _revisions(items: list[dict[str, Any]]) -> dict[str, str]:
+def _revisions(items: list[dict[str, Any]], env: str) -> dict[str, str]:
+    """revision -> image of each ReplicaSet of the api's deployment (the environment's
+    other services have their own)."""
     return {rs["metadata"]["annotations"][REVISION]:
-            rs["spec"]["template"]["spec"]["containers"][0]["image"] for rs in items}
+            rs["spec"]["template"]["spec"]["containers"][0]["image"] for rs in items
+            if any(owner.get("name") == f"{env}-quikapp-api"
+                   for owner in rs["metadata"].get("ownerReferences") or [])}
 
 
 def replicasets(env: str) -> dict[str, str]:
     """revision -> image of each ReplicaSet of the environment's deployment."""
-    return _revisions(kubectl_json("get", "replicasets", "-n", f"quikapp-{env}")["items"])
+    return _revisions(kubectl_json("get", "replicasets", "-n", f"quikapp-{env}")["items"], env)
 
 
 def all_replicasets() -> dict[str, dict[str, str]]:
     """`replicasets` of each environment, in one `kubectl get`."""
     items = kubectl_json("get", "replicasets", "--all-namespaces")["items"]
     return {env: _revisions([rs for rs in items
-                             if rs["metadata"]["namespace"] == f"quikapp-{env}"])
+                             if rs["metadata"]["namespace"] == f"quikapp-{env}"], env)
             for env in ENVS}
 
 

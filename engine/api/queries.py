@@ -64,7 +64,7 @@ def drift(*, env: str | None = None, inventory: str | None = None,
         raise InvalidInput(f"unknown environment {env} (environments: "
                            f"{', '.join(environments)})", file=str(inv.path))
     with open_store(state, readonly=True) as store:
-        return drift_mod.check(environments, [env] if env else list(environments), store,
+        return drift_mod.check(inv.data, [env] if env else list(environments), store,
                                kubeconfig_of(inv))
 
 
@@ -88,7 +88,7 @@ def board(*, inventory: str | None = None, cluster: bool = True, clock: Clock | 
         ids = [r.id for r in runs if r.status == RunStatus.WAITING]
         waiting = board_mod.waiting_runs(runs, store.steps_of(ids), store.approvals_of(ids))
     if cluster:
-        drifts = drift_mod.check_recorded(environments, order, last, kubeconfig_of(inv))
+        drifts = drift_mod.check_recorded(inv.data, order, last, kubeconfig_of(inv))
     else:
         drifts = [drift_mod.compare(env, None, None, last.get(env), {}, checked=False)
                   for env in order]

@@ -278,7 +278,7 @@ def _drift_reads(book: Runbook, inv: Inventory, the_plan: Plan) -> drift_mod.Rea
     envs = [e for e in environments if e in locked]
     if not book.check_drift or not envs:
         return None
-    return drift_mod.Reads(environments, envs, kubeconfig_of(inv))
+    return drift_mod.Reads(inv.data, envs, kubeconfig_of(inv))
 
 
 def _drift_before(book: Runbook, reads: drift_mod.Reads | None, store: StateStore,

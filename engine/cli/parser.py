@@ -58,6 +58,10 @@ def add_params(parser: argparse.ArgumentParser, book: Runbook, dest_prefix: str 
             action = parser.add_argument(param.flag, dest=dest_prefix + param.name, default=None,
                                          action=argparse.BooleanOptionalAction,
                                          help=param.description)
+        elif param.type == "list":
+            action = parser.add_argument(param.flag, dest=dest_prefix + param.name,
+                                         action="append", metavar="STRING",
+                                         help=f"{param.description} (repeatable)")
         else:
             action = parser.add_argument(param.flag, dest=dest_prefix + param.name,
                                          metavar=param.type.upper(), help=param.description)

@@ -23,7 +23,8 @@ SCHEMA_VERSION = 1
 COMMON_STEP_KEYS = frozenset({"id", "name", "when", "register", "retries", "delay", "on_failure",
                               "fresh", "failure_is_final"})
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
-    "string": str, "integer": int, "number": (int, float), "boolean": bool}
+    "string": str, "integer": int, "number": (int, float), "boolean": bool,
+    "list": str}  # a list param's enum holds its items' values
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,8 @@ def _build_param(name: str, spec: Mapping[str, Any], doc: Document) -> Param:
         # meaning that a user could satisfy other than by typing a value the default gives.
         raise invalid("a boolean param is a switch (--x / --no-x) and cannot be required: "
                       "give it a default instead")
+    if ptype == "list" and param.default is not None:
+        raise invalid("a list param has no default: not given, it is not defined")
     numeric = ptype in ("integer", "number")
     for bound in (param.minimum, param.maximum):
         if bound is not None and not numeric:

@@ -79,6 +79,15 @@ def coerce(runbook: Runbook, given: Mapping[str, Any],
                 how = secret_env_name(param) if param.secret else f"{param.flag} VALUE"
                 raise InvalidInput(f"missing required param {param.flag} (give {how})", file=src)
             continue
+        if param.type == "list":
+            items = [check(param, item, src) for item in
+                     (raw if isinstance(raw, list | tuple) else [raw])]
+            if items:
+                values[param.name] = list(dict.fromkeys(items))  # each once, in order
+            elif param.required:
+                raise InvalidInput(f"missing required param {param.flag} (give "
+                                   f"{param.flag} VALUE)", file=src)
+            continue
         values[param.name] = check(param, raw, src)
     return values
 

@@ -20,7 +20,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from engine.errors import InvalidInput
-from engine.language import patterns
+from engine.language import patterns, services
 
 if TYPE_CHECKING:
     from engine.language.model import Runbook
@@ -88,7 +88,11 @@ def _regex_search(value: Any, pattern: str) -> str | None:
 _ENV.filters.update(
     regex_replace=_regex_replace, regex_search=_regex_search,
     to_json=lambda v: json.dumps(v, sort_keys=True, default=str), from_json=json.loads,
-    basename=lambda v: str(v).rstrip("/").rsplit("/", 1)[-1])
+    basename=lambda v: str(v).rstrip("/").rsplit("/", 1)[-1],
+    # inventory | services(ENV[, NAMES]): the services ENV runs (engine/language/services.py)
+    services=lambda inventory, env, only=(): services.of(inventory, str(env), only or ()),
+    service_names=services.names, per_service=services.per_service, retag=services.retag,
+    tagged=services.tagged, differing=services.differing, only=services.only)
 
 
 class Deferred(Exception):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import InvalidInput
 from engine.language import loader, schema
 from engine.language import params as params_mod
+from engine.language import services
 from engine.language.model import Inventory, Runbook, build_runbook
 from engine.language.render import check_templates
 from engine.run import references
@@ -59,6 +60,7 @@ def inventory_at(name: str | None) -> Inventory:
                 at = ("maintenance_windows", env, i, problem[0])
                 raise InvalidInput(problem[1], file=str(doc.path), line=doc.line_of(at),
                                    path=f"$.maintenance_windows.{env}[{i}].{problem[0]}")
+    services.check(doc.data, str(doc.path), doc.line_of)
     for where, message in analysis.problems(doc.data):
         raise InvalidInput(message, file=str(doc.path), line=doc.line_of(where),
                            path="$." + ".".join(str(k) for k in where))

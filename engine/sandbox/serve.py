@@ -82,6 +82,12 @@ def main() -> int:
     if postgres.missing:
         print(postgres.missing, flush=True)
     def inventory_file() -> Path:
+        """The inventories, pointed at the sandbox: quikapp (the api alone, the one a run
+        uses unless told otherwise) and quikapp-services (the release of three services)."""
+        for name in INVENTORIES[1:]:
+            write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url,
+                            args.operator, postgres.databases, project, prometheus_url,
+                            name=name)
         return write_inventory(where, kubeconfig, aws_url, overlays / "overlays", kube.url,
                                args.operator, postgres.databases, project,
                                prometheus_url)
@@ -110,6 +116,7 @@ def main() -> int:
     kube.reset = reset
     info = {"pid": os.getpid(), "kube_url": kube.url, "aws_url": aws_url,
             "kubeconfig": str(kubeconfig), "inventory": str(inventory),
+            "inventories": {name: str(where / f"{name}.yaml") for name in INVENTORIES},
             "region": seed.REGION, "registry": seed.REGISTRY, "overlays": str(overlays),
             "rollout_delay": args.rollout_delay, "postgres_folder": str(postgres.folder),
             "postgres_port": postgres.port, "postgres_missing": postgres.missing,
@@ -169,19 +176,23 @@ def write_kubeconfig(where: Path, url: str, *, clock: bool = False) -> Path:
     return path
 
 
+INVENTORIES = ("quikapp", "quikapp-services")
+
+
 def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
                     kube_url: str, operator: str = "",
                     databases: Mapping[str, Mapping[str, Any]] | None = None,
-                    project: Path | None = None, prometheus_url: str = "") -> Path:
-    """The shipped inventory, pointed at the sandbox's cluster, AWS endpoint, overlays,
-    databases and Prometheus; whoever started the sandbox is one of its people, so they can
-    start runs in it."""
-    data = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp.yaml").read_text())
+                    project: Path | None = None, prometheus_url: str = "",
+                    name: str = "quikapp") -> Path:
+    """A shipped inventory (``name``), pointed at the sandbox's cluster, AWS endpoint,
+    overlays, databases and Prometheus; whoever started the sandbox is one of its people, so
+    they can start runs in it."""
+    data = yaml.safe_load((PROJECT_ROOT / "inventories" / f"{name}.yaml").read_text())
     if operator and operator not in data["people"]:
         data["people"][operator] = {"name": "Sandbox operator", "roles": ["release"]}
     for person, public in demo_keys(where / "keys", list(data["people"])).items():
         data["people"][person]["keys"] = [public]
-    data["metadata"]["description"] = "The quikapp inventory, pointed at the local sandbox"
+    data["metadata"]["description"] = f"The {name} inventory, pointed at the local sandbox"
     data["vars"]["kubeconfig"] = str(kubeconfig)
     data["vars"]["aws"]["endpoint_url"] = aws_url
     if project:
@@ -196,8 +207,10 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
         settings["context"] = "sandbox"
         settings["overlay"] = str(overlays / env)
         settings["rollout_timeout"] = 60
-        health = f"{kube_url}/sandbox/health/{settings['namespace']}/{settings['deployment']}"
-        settings["verify"] = [{"name": "health", "url": health, "status": 200}]
+        if "deployment" in settings:
+            health = (f"{kube_url}/sandbox/health/{settings['namespace']}/"
+                      f"{settings['deployment']}")
+            settings["verify"] = [{"name": "health", "url": health, "status": 200}]
         db = (databases or {}).get(env)
         if db and project and "database" in settings:
             migrate = [sys.executable, "-m", "engine.sandbox.migrate"]
@@ -205,9 +218,14 @@ def write_inventory(where: Path, kubeconfig: Path, aws_url: str, overlays: Path,
                 "host": db["host"], "port": db["port"], "name": db["name"], "user": db["user"],
                 "migrations_dir": str(project), "migrate_rollback": [*migrate, "rollback"],
                 "migrate_version": [*migrate, "version"]})
+    for service, spec in (data.get("services") or {}).items():
+        if service != "worker":  # the worker answers no HTTP: its rollout verifies it
+            spec["verify"] = [{"name": "health", "status": 200,
+                               "url": f"{kube_url}/sandbox/health/quikapp-{{env}}/"
+                                      "{env}-quikapp-{service}"}]
     if prometheus_url:
         with_prometheus(data, prometheus_url)
-    path = where / "quikapp.yaml"
+    path = where / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

@@ -203,7 +203,11 @@ def _what_changed(plan: PlanRecord, ctx: GateContext) -> str:
             changes.append(f"{key} was {old!r}, now {new!r}")
     for key in sorted(set(plan.bound) | set(ctx.bound)):
         old, new = plan.bound.get(key), ctx.bound.get(key)
-        if old != new:
+        if isinstance(old, Mapping) and isinstance(new, Mapping):  # a value per service
+            changes += [f"{key} of {name} was {old.get(name)!r} when the plan was made, "
+                        f"now {new.get(name)!r}" for name in sorted(set(old) | set(new))
+                        if old.get(name) != new.get(name)]
+        elif old != new:
             changes.append(f"{key} was {old!r} when the plan was made, now {new!r}")
     return ", ".join(changes) or "different inputs"
 

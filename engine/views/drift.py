@@ -1,7 +1,9 @@
 """Drift: whether an environment's overlay, its cluster and the engine's history agree on the
 image it runs.
 
-Three records of one fact can part: a change made on the cluster alone (``kubectl set
+Of a release of several services, each service's image is compared (the values are mappings
+by service name; one service's are the images themselves). Three records of one fact can
+part: a change made on the cluster alone (``kubectl set
 image``, an undo by hand) leaves the overlay behind, and the next ``kubectl apply -k`` quietly
 changes what runs; a change the history does not know of makes soak evidence vouch for an
 image that is not running. Runbooks that change what an environment runs look here first.
@@ -21,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from engine.language import services as services_mod
 from engine.store import HistoryRecord, StateStore
 from engine.trust.gates import CHANGE_KINDS
 
@@ -32,8 +35,8 @@ class Drift:
     """What each of the three says an environment runs, and how they disagree."""
 
     env: str
-    overlay: str | None
-    cluster: str | None
+    overlay: Any  # an image, or of several services a mapping by name (None: not read)
+    cluster: Any
     history: Mapping[str, Any] | None  # the last change recorded: kind, at, run_id, image, digest
     problems: tuple[str, ...] = field(default_factory=tuple)
     checked: bool = True  # False: the overlay and the cluster were not read (board --no-cluster)
@@ -68,15 +71,46 @@ def compare(env: str, overlay: str | None, cluster: str | None,
     The cluster is what runs, so each of the others is compared with it. No recorded change
     is not drift: the history starts with the first run that changes the environment."""
     problems = [f"{env}: cannot read the {what}: {why}" for what, why in unreadable.items()]
-    if overlay is not None and cluster is not None and overlay != cluster:
-        problems.append(f"{env}: the overlay renders {overlay}, the cluster runs {cluster}")
+    for name, rendered, runs in _each(overlay, cluster):
+        if rendered is not None and runs is not None and rendered != runs:
+            problems.append(f"{_where(env, name)}: the overlay renders {rendered}, the "
+                            f"cluster runs {runs}")
     recorded = _history(last)
-    if recorded and cluster is not None and recorded["image"] != cluster:
-        problems.append(f"{env}: the last recorded change ({recorded['kind']} at "
-                        f"{recorded['at']}, run {recorded['run_id']}) is to "
-                        f"{recorded['image'] or 'an image not recorded'}, the cluster runs "
-                        f"{cluster}")
+    if recorded and cluster is not None:
+        for name, image, runs in _recorded(recorded, last, cluster):
+            if image != runs:
+                problems.append(f"{_where(env, name)}: the last recorded change "
+                                f"({recorded['kind']} at {recorded['at']}, run "
+                                f"{recorded['run_id']}) is to "
+                                f"{image or 'an image not recorded'}, the cluster runs {runs}")
     return Drift(env, overlay, cluster, recorded, tuple(problems), checked)
+
+
+def _where(env: str, service: str | None) -> str:
+    return f"{env} {service}" if service else env
+
+
+def _each(overlay: Any, cluster: Any) -> list[tuple[str | None, Any, Any]]:
+    """(service, overlay's image, cluster's image) of each service: one unnamed for a
+    one-service value."""
+    if isinstance(overlay, Mapping) or isinstance(cluster, Mapping):
+        names = list(dict.fromkeys([*(overlay or {}), *(cluster or {})]))
+        return [(n, (overlay or {}).get(n), (cluster or {}).get(n)) for n in names]
+    return [(None, overlay, cluster)]
+
+
+def _recorded(recorded: Mapping[str, Any], last: HistoryRecord | None,
+              cluster: Any) -> list[tuple[str | None, Any, Any]]:
+    """(service, image the last recorded change set, what the cluster runs) of each service
+    that change recorded: a release records a mapping by service, a change of one service of
+    several the image with its name in ``services``."""
+    image = recorded["image"]
+    if not isinstance(cluster, Mapping):
+        return [(None, image, cluster)]
+    if isinstance(image, Mapping):
+        return [(n, v, cluster.get(n)) for n, v in image.items() if n in cluster]
+    named = (last.data.get("services") if last else None) or []
+    return [(str(n), image, cluster.get(str(n))) for n in named if str(n) in cluster][:1]
 
 
 def _history(last: HistoryRecord | None) -> dict[str, Any] | None:
@@ -141,15 +175,17 @@ def _read_cluster(env: Mapping[str, Any], kubeconfig: str,
                   environ: Mapping[str, str] | None) -> subprocess.Popen[str]:
     """A GET of the environment's deployment through ``kubectl get --raw`` (the kubeconfig,
     its context and credentials as for any kubectl command; no discovery round trips)."""
-    path = (f"/apis/apps/v1/namespaces/{urllib.parse.quote(str(env['namespace']), safe='')}"
-            f"/deployments/{urllib.parse.quote(str(env['deployment']), safe='')}")
+    path = f"/apis/apps/v1/namespaces/{urllib.parse.quote(str(env['namespace']), safe='')}" \
+        "/deployments"
+    if len(env["services"]) == 1:  # one GET of the deployment, else the namespace's list
+        path += f"/{urllib.parse.quote(str(env['services'][0]['deployment']), safe='')}"
     options = [*(["--kubeconfig", kubeconfig] if kubeconfig else []),
                *(["--context", str(env["context"])] if env.get("context") else [])]
     return _kubectl([*options, "--request-timeout", f"{RENDER_TIMEOUT:.0f}s", "get", "--raw",
                      path], environ)
 
 
-def check(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
+def check(environments: Mapping[str, Any], envs: Iterable[str],
           store: StateStore, kubeconfig: str) -> list[Drift]:
     """The drift of each of ``envs``, in the order given. Every overlay is rendered
     (``kubectl kustomize``, as the deploy renders it) and every deployment read at once."""
@@ -157,7 +193,7 @@ def check(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
         return reads.check(store)
 
 
-def check_recorded(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
+def check_recorded(environments: Mapping[str, Any], envs: Iterable[str],
                    last: Mapping[str, HistoryRecord], kubeconfig: str) -> list[Drift]:
     """As ``check``, with each environment's last recorded change read by the caller (the
     board reads those of every environment in one query)."""
@@ -166,8 +202,8 @@ def check_recorded(environments: Mapping[str, Mapping[str, Any]], envs: Iterable
                                                                    kubeconfig)]
 
 
-def read_images(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
-                kubeconfig: str) -> list[tuple[str, str | None, str | None, dict[str, str]]]:
+def read_images(environments: Mapping[str, Any], envs: Iterable[str],
+                kubeconfig: str) -> list[tuple[str, Any, Any, dict[str, str]]]:
     """What each overlay renders and each cluster runs (with why one could not be read),
     every kubectl started before any is waited for."""
     with Reads(environments, envs, kubeconfig) as reads:
@@ -177,16 +213,22 @@ def read_images(environments: Mapping[str, Mapping[str, Any]], envs: Iterable[st
 class Reads:
     """The kubectl commands that read what ``envs`` run, started at once: the caller does
     its own work while they run, then asks for the ``images`` or the drift (``check``).
-    Leaving the ``with`` ends whichever it did not wait for (a refused run)."""
+    Leaving the ``with`` ends whichever it did not wait for (a refused run).
 
-    def __init__(self, environments: Mapping[str, Mapping[str, Any]], envs: Iterable[str],
+    ``environments`` is the inventory (its environments and services), or for an inventory
+    of one service its environments alone."""
+
+    def __init__(self, environments: Mapping[str, Any], envs: Iterable[str],
                  kubeconfig: str) -> None:
+        inventory = environments if "environments" in environments else \
+            {"environments": environments}
         self._scratch = tempfile.TemporaryDirectory(prefix="runbook-kubectl-")
         environ = _home_for_kubectl(Path(self._scratch.name))
         self._started: list[tuple[str, Mapping[str, Any], Any, Any]] = []
         try:
             for name in envs:
-                env = environments[name]
+                env = {**inventory["environments"][name],
+                       "services": services_mod.of(inventory, name)}
                 render: Any = None
                 read: Any = None
                 try:
@@ -206,7 +248,7 @@ class Reads:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def images(self) -> list[tuple[str, str | None, str | None, dict[str, str]]]:
+    def images(self) -> list[tuple[str, Any, Any, dict[str, str]]]:
         return [(name, *_images(env, render, read))
                 for name, env, render, read in self._started]
 
@@ -224,28 +266,42 @@ class Reads:
         self._scratch.cleanup()
 
 
-def _images(env: Mapping[str, Any], render: Any, read: Any
-            ) -> tuple[str | None, str | None, dict[str, str]]:
+def _images(env: Mapping[str, Any], render: Any, read: Any) -> tuple[Any, Any, dict[str, str]]:
     unreadable: dict[str, str] = {}
     overlay = cluster = None
+    found = env["services"]
     try:
         if isinstance(render, Exception):
             raise render
-        overlay = overlay_image(_output(render, f"kubectl kustomize {env['overlay']}"),
-                                str(env["overlay"]), str(env["deployment"]),
-                                str(env["container"]))
+        rendered = _output(render, f"kubectl kustomize {env['overlay']}")
+        overlay = services_mod.per_service(
+            [{"name": s["name"], "image": overlay_image(rendered, str(env["overlay"]),
+                                                       str(s["deployment"]),
+                                                       str(s["container"]))}
+             for s in found], "image")
     except (LookupError, OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         unreadable["overlay"] = str(exc)
     try:
         if isinstance(read, Exception):
             raise read
-        what = f"deployment {env['deployment']} in {env['namespace']}"
+        one = len(found) == 1
+        what = (f"deployment {found[0]['deployment']}" if one else "the deployments") + \
+            f" in {env['namespace']}"
         try:
-            dep = json.loads(_output(read, what))
+            answer = json.loads(_output(read, what))
         except json.JSONDecodeError as exc:
             raise LookupError(f"{what}: not a deployment ({exc})") from None
-        cluster = _container_image(dep["spec"]["template"]["spec"]["containers"],
-                                   str(env["container"]))
+        deps = {str(d["metadata"]["name"]): d for d in
+                ([answer] if one else answer.get("items") or [])}
+        images = []
+        for s in found:
+            dep = deps.get(str(s["deployment"]))
+            if dep is None:
+                raise LookupError(f"{s['name']}: deployment {s['deployment']} not found in "
+                                  f"{env['namespace']}")
+            images.append({"name": s["name"], "image": _container_image(
+                dep["spec"]["template"]["spec"]["containers"], str(s["container"]))})
+        cluster = services_mod.per_service(images, "image")
     except (LookupError, OSError, KeyError, TypeError) as exc:
         unreadable["cluster"] = str(exc)
     return overlay, cluster, unreadable

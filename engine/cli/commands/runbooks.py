@@ -65,7 +65,8 @@ def runbook_help(command: str, name: str | None) -> str:
         for p in book.params:
             if p.secret:
                 continue
-            flag = "/".join(p.flags) if p.type == "boolean" else f"{p.flag} {p.type.upper()}"
+            value = "STRING…" if p.type == "list" else p.type.upper()
+            flag = "/".join(p.flags) if p.type == "boolean" else f"{p.flag} {value}"
             shown_params.append(flag if p.required else f"[{flag}]")
         usage = " ".join([f"usage: runbook {command} {name}", *shown_params, "[options]"])
         return f"{usage}\n\n{present.runbook_text(book)}"

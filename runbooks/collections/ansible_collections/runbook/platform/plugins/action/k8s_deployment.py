@@ -18,6 +18,12 @@ says what it runs: image, repository and tag (its name and its tag, '' when it h
 digest is neither), revision, replicas (available); with ``image`` as well, the container must
 run that image (after the wait, when there is one) and every replica must be updated and
 available.
+
+``name`` (with ``container`` and ``image``) may map service names to one deployment each:
+each is read, and with ``wait`` each that is given an ``image`` is waited for (one deadline for
+all), the others only read; the results map the service names to theirs (resources lists every
+deployment). A rollout that does not complete fails the task naming its service, with what
+each of the others runs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from ansible_collections.runbook.platform.plugins.module_utils.runbook_action im
     Kube,
     RunbookAction,
     kube_api,
+    named,
+    per_service,
+    services_of,
 )
 
 # What a server that cannot watch answers a watch request with.
@@ -133,12 +142,12 @@ class ActionModule(RunbookAction):
         "kubeconfig": {"type": "path"},
         "context": {"type": "str"},
         "namespace": {"type": "str", "required": True},
-        "name": {"type": "str", "required": True},
+        "name": {"type": "raw", "required": True},
         "wait": {"type": "bool", "default": False},
         "wait_timeout": {"type": "int", "default": 120},
         "wait_sleep": {"type": "float", "default": 1},
-        "container": {"type": "str"},
-        "image": {"type": "str"},
+        "container": {"type": "raw"},
+        "image": {"type": "raw"},
     }
     RULES: ClassVar[dict[str, Any]] = {
         "required_by": {"image": ["container"]},
@@ -146,6 +155,35 @@ class ActionModule(RunbookAction):
 
     def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         kube = kube_api(p["kubeconfig"], p["context"])
+        runs = services_of(p, "name", ("name", "container", "image"))
+        if len(runs) == 1 and runs[0][0] is None:
+            return self._one(kube, runs[0][1], p["wait_timeout"])
+        deadline = time.monotonic() + p["wait_timeout"]
+        done: list[tuple[str | None, dict[str, Any]]] = []
+        for service, mine in runs:
+            mine["wait"] = mine["wait"] and mine["image"] is not None
+            try:
+                left = max(0.0, deadline - time.monotonic())
+                done.append((service, self._one(kube, mine, left, p["wait_timeout"])))
+            except Failed as err:
+                others = [f"{other} {_state(res)}" for other, res in done]
+                rest = [str(other) for other, _ in runs[len(done) + 1:]]
+                raise Failed(named(service, err.msg)
+                             + (f" ({'; '.join(others)})" if others else "")
+                             + (f"; not read yet: {', '.join(rest)}" if rest else ""),
+                             services={n: _state(r) for n, r in done}) from None
+        out: dict[str, Any] = {
+            "resources": [d for _, res in done for d in res["resources"]],
+            "complete": all(res["complete"] for _, res in done),
+            "rollout": per_service([(n, res["rollout"]) for n, res in done])}
+        if p["container"] is not None:
+            for key in ("image", "repository", "tag", "revision", "replicas"):
+                out[key] = per_service([(n, res[key]) for n, res in done])
+        return out
+
+    def _one(self, kube: Kube, p: dict[str, Any], timeout: float,
+             told: float | None = None) -> dict[str, Any]:
+        told = timeout if told is None else told
         dep = _get(kube, p["namespace"], p["name"])
         if dep is None:
             if p["container"] is not None:
@@ -156,15 +194,23 @@ class ActionModule(RunbookAction):
         if not p["wait"]:
             return _running({"resources": [dep], "complete": complete(dep),
                              "rollout": rollout(dep)}, p)
-        dep, done, method = wait(kube, p["namespace"], p["name"], dep, p["wait_timeout"],
+        dep, done, method = wait(kube, p["namespace"], p["name"], dep, timeout,
                                  p["wait_sleep"])
         result: dict[str, Any] = {"resources": [dep], "complete": done, "rollout": rollout(dep),
                                   "wait_method": method}
         if not done:
             raise Failed(f"the rollout of {p['name']} did not complete within "
-                         f"{p['wait_timeout']} s: {_progress(result['rollout'])}",
+                         f"{told:g} s: {_progress(result['rollout'])}",
                          **result)
         return _running(result, p)
+
+
+def _state(result: dict[str, Any]) -> str:
+    """What one service's deployment runs, for a message about another's."""
+    seen = result.get("rollout") or {}
+    image = result.get("image") or ", ".join(str(i) for i in (seen.get("images") or {}).values())
+    return (f"runs {image}, revision {seen.get('revision')}"
+            + ("" if result.get("complete") else f" ({_progress(seen)})"))
 
 
 def _running(result: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:

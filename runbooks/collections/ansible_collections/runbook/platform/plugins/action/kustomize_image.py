@@ -6,6 +6,10 @@ overlay renders exactly that reference.
 Options: path (the overlay folder), name (the image name as written in the base), both
 required; new_name with new_tag, or image (NAME:TAG, NAME@DIGEST or NAME:TAG@DIGEST).
 Returns file, image, previous, and the file's diff when it changes.
+
+``new_tag`` or ``image`` (and the others) may map service names to one each: every service's
+image is set in one write of the file, with one diff; ``image`` and ``previous`` then map the
+service names to theirs. An empty mapping changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import yaml
 from ansible_collections.runbook.platform.plugins.module_utils.runbook_action import (
     Failed,
     RunbookAction,
+    per_service,
+    services_of,
 )
 
 
@@ -44,10 +50,10 @@ def _reference(name: str | None, tag: str | None, digest: str | None) -> str:
 class ActionModule(RunbookAction):
     SPEC: ClassVar[dict[str, Any]] = {
         "path": {"type": "path", "required": True},
-        "name": {"type": "str", "required": True},
-        "new_name": {"type": "str"},
-        "new_tag": {"type": "str"},
-        "image": {"type": "str"},
+        "name": {"type": "raw", "required": True},
+        "new_name": {"type": "raw"},
+        "new_tag": {"type": "raw"},
+        "image": {"type": "raw"},
     }
     RULES: ClassVar[dict[str, Any]] = {
         "required_one_of": [["image", "new_tag"]],
@@ -56,10 +62,8 @@ class ActionModule(RunbookAction):
     }
 
     def act(self, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
-        if p["image"]:
-            new_name, new_tag, digest = split(p["image"])
-        else:
-            new_name, new_tag, digest = p["new_name"], p["new_tag"], None
+        runs = services_of(p, "image" if p["image"] is not None else "new_tag",
+                           ("name", "new_name", "new_tag", "image"))
         file = next((os.path.join(p["path"], f) for f in
                      ("kustomization.yaml", "kustomization.yml", "Kustomization")
                      if os.path.isfile(os.path.join(p["path"], f))), None)
@@ -69,20 +73,33 @@ class ActionModule(RunbookAction):
             before = fh.read()
         data = yaml.safe_load(before) or {}
         images = data.setdefault("images", [])
-        entry = next((i for i in images if i.get("name") == p["name"]), None)
-        if entry is None:
-            entry = {"name": p["name"]}
-            images.append(entry)
-        old = (entry.get("newName"), entry.get("newTag"), entry.get("digest"))
-        new = (new_name, new_tag, digest)
-        for key, value in zip(("newName", "newTag", "digest"), new, strict=True):
-            if value is None:
-                entry.pop(key, None)  # a tag left from before would render another image
+        set_images, previous, changed = [], [], False
+        for service, mine in runs:
+            if mine["name"] is None:
+                raise Failed(f"{service}: no image name given for it in name")
+            if mine["image"]:
+                new_name, new_tag, digest = split(str(mine["image"]))
             else:
-                entry[key] = value
-        result = {"file": file, "image": _reference(*new),
-                  "previous": _reference(*old) if old[1] or old[2] else None}
-        if old == new:
+                new_name, new_tag, digest = mine["new_name"], mine["new_tag"], None
+                new_name = None if new_name is None else str(new_name)
+                new_tag = None if new_tag is None else str(new_tag)
+            entry = next((i for i in images if i.get("name") == mine["name"]), None)
+            if entry is None:
+                entry = {"name": mine["name"]}
+                images.append(entry)
+            old = (entry.get("newName"), entry.get("newTag"), entry.get("digest"))
+            new = (new_name, new_tag, digest)
+            for key, value in zip(("newName", "newTag", "digest"), new, strict=True):
+                if value is None:
+                    entry.pop(key, None)  # a tag left from before would render another image
+                else:
+                    entry[key] = value
+            set_images.append((service, _reference(*new)))
+            previous.append((service, _reference(*old) if old[1] or old[2] else None))
+            changed = changed or old != new
+        result = {"file": file, "image": per_service(set_images),
+                  "previous": per_service(previous)}
+        if not changed:
             return {"changed": False, **result}
         after = yaml.dump(data, Dumper=_IndentedLists, sort_keys=False)
         if not check_mode:

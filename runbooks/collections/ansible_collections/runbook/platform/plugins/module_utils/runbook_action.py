@@ -191,3 +191,45 @@ def _apps(namespace: str, kind: str, name: str | None = None) -> str:
 
 def kube_api(kubeconfig: str | None, context: str | None) -> Kube:
     return Kube(kube(kubeconfig, context))
+
+
+# Per-service values (engine/language/services.py): an option that names one thing (a tag,
+# a deployment) may instead map service names to one each; the task then does its work for
+# each service, and its results are mappings by service name too. A plain value is one
+# service's, and its results are plain values, as they always were.
+
+def services_of(p: dict[str, Any], primary: str, keys: tuple[str, ...]
+                ) -> list[tuple[str | None, dict[str, Any]]]:
+    """(service name, its options) for each service the options name: the names of the
+    ``primary`` option when it is a mapping (another option that is a mapping gives each its
+    own value, one that is not gives all the same), else one unnamed service."""
+    if not isinstance(p.get(primary), dict):
+        for key in keys:
+            if isinstance(p.get(key), dict):
+                raise Failed(f"{key} maps services to values but {primary} does not: give "
+                             "both as mappings by service name, or neither")
+        return [(None, p)]
+    runs = []
+    for name in p[primary]:
+        mine = dict(p)
+        for key in keys:
+            value = p.get(key)
+            if isinstance(value, dict):
+                if name not in value and key != primary:
+                    mine[key] = None
+                    continue
+                mine[key] = value[name]
+        runs.append((str(name), mine))
+    return runs
+
+
+def per_service(found: list[tuple[str | None, Any]]) -> Any:
+    """A result for each service: the value itself for one unnamed service, else a mapping."""
+    if len(found) == 1 and found[0][0] is None:
+        return found[0][1]
+    return {name: value for name, value in found}
+
+
+def named(name: str | None, msg: str) -> str:
+    """A message about one service, its name first when it has one."""
+    return f"{name}: {msg}" if name else msg

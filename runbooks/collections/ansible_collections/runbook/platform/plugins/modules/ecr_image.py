@@ -9,17 +9,19 @@ short_description: Read the digest an ECR tag points to
 description:
   - Reads an ECR image's digest by its tag. Read-only, so it runs in check mode too and a
     plan shows (and binds) the digest a run would deploy.
+  - O(tag) (and O(repository)) may map service names to one each (a release of several
+    services); each service's image is read, and each result maps the names to theirs.
 version_added: 0.1.0
 author: runbook maintainers
 extends_documentation_fragment: [runbook.platform.aws, runbook.platform.pass_on]
 options:
   repository:
     description: The ECR repository.
-    type: str
+    type: raw
     required: true
   tag:
     description: The image's tag.
-    type: str
+    type: raw
     required: true
   missing_ok:
     description: A tag not in ECR is a result with O(found=false), not a failure.

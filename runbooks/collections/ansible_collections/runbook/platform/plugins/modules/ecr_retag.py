@@ -11,26 +11,30 @@ description:
   - A target tag that already points to the same digest changes nothing; one that points
     elsewhere fails the task (tags are immutable).
   - In check mode nothing is copied and the diff shows the new tag.
+  - O(target_tag) (and the others) may map service names to one each (a release of several
+    services); every source is checked against its approved digest and every target tag
+    against what it names before any tag is copied; a service that fails a check fails the
+    task by name and nothing is copied. Each result then maps the names to theirs.
 version_added: 0.1.0
 author: runbook maintainers
 extends_documentation_fragment: [runbook.platform.aws, runbook.platform.pass_on]
 options:
   repository:
     description: The ECR repository.
-    type: str
+    type: raw
     required: true
   source_tag:
     description: The tag of the image to copy.
-    type: str
+    type: raw
     required: true
   target_tag:
     description: The new tag.
-    type: str
+    type: raw
     required: true
   expect_digest:
     description: The digest that was approved; the task fails if the source tag points
       elsewhere now.
-    type: str
+    type: raw
 """
 
 EXAMPLES = r"""

@@ -16,6 +16,11 @@ description:
   - With O(container), the deployment must exist and have that container, and the result
     says what it runs; with O(image) as well, the container must run that image (after the
     wait, when there is one) and every replica must be updated and available.
+  - O(name) (with O(container) and O(image)) may map service names to one deployment each
+    (a release of several services); each is read and, with O(wait), each given an O(image)
+    waited for under one deadline, the others only read. The results map the names to
+    theirs; a rollout that does not complete fails the task by its service's name, with
+    what the others run.
 version_added: 0.1.0
 author: runbook maintainers
 extends_documentation_fragment: [runbook.platform.kube, runbook.platform.pass_on]
@@ -26,7 +31,7 @@ options:
     required: true
   name:
     description: The deployment's name.
-    type: str
+    type: raw
     required: true
   wait:
     description: Wait until the rollout is complete.
@@ -42,10 +47,10 @@ options:
     default: 1
   container:
     description: The container whose image the result reports.
-    type: str
+    type: raw
   image:
     description: The image O(container) must run; requires O(container).
-    type: str
+    type: raw
 """
 
 EXAMPLES = r"""

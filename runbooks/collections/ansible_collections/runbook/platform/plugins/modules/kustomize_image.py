@@ -11,6 +11,9 @@ description:
   - Given a whole image reference (O(image), as a deployment or ReplicaSet holds it), it is
     split into newName and newTag or digest, so the overlay renders exactly that reference.
   - In check mode nothing is written and the diff shows the file before and after.
+  - O(new_tag) or O(image) (and the others) may map service names to one each (a release of
+    several services); every image is set in one write of the file, with one diff, and
+    RV(image) and RV(previous) map the names to theirs.
 version_added: 0.1.0
 author: runbook maintainers
 extends_documentation_fragment: [runbook.platform.pass_on]
@@ -22,18 +25,18 @@ options:
     required: true
   name:
     description: The image's name as the base writes it.
-    type: str
+    type: raw
     required: true
   new_name:
     description: The image's new name; with O(new_tag).
-    type: str
+    type: raw
   new_tag:
     description: The image's new tag; with O(new_name); not with O(image).
-    type: str
+    type: raw
   image:
     description: A whole reference (NAME:TAG, NAME@DIGEST or NAME:TAG@DIGEST), in place of
       O(new_name) and O(new_tag).
-    type: str
+    type: raw
 """
 
 EXAMPLES = r"""
