@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quick-start demo: start the local sandbox (emulated Kubernetes and AWS), then promote
-# uat1 → staging in it: the run stops for the UAT → Staging checklist, two people attest it,
-# the run resumes from its checkpoint and promotes. Each attestation is signed with the
+# uat1's release (api, web and worker; uat1 runs other api and web images than staging) to
+# staging in it: the run stops for the UAT → Staging checklist, two people attest it, the run
+# resumes from its checkpoint and promotes the two services that change. Each attestation is signed with the
 # person's SSH key, which the sandbox generated into its keys/ folder.
 set -euo pipefail
 export RUNBOOK_USER="${RUNBOOK_USER:-operator}"
@@ -9,6 +10,10 @@ keys="${RUNBOOK_HOME:-.runbook}/sandbox/keys"
 
 echo "\$ runbook sandbox up"
 eval "$(runbook sandbox up)"
+echo
+# The sandbox's inventory of the release of three services (its default one lists the api alone).
+export RUNBOOK_INVENTORY="${RUNBOOK_INVENTORY%/*}/quikapp-services.yaml"
+echo "\$ export RUNBOOK_INVENTORY=$RUNBOOK_INVENTORY"
 echo
 
 echo "\$ runbook plan promote --from uat1 --to staging"

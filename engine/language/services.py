@@ -93,7 +93,7 @@ def _all(inventory: Mapping[str, Any], env: str,
 
 def fill(pattern: str, values: Mapping[str, str]) -> str:
     """``pattern`` with each ``{env}`` and ``{service}`` replaced by its value."""
-    return PLACEHOLDER.sub(lambda m: values[m.group(1)], pattern)
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), pattern)
 
 
 def problems(inventory: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInput
-from engine.language import loader, schema
+from engine.language import loader, schema, services
 from engine.language import params as params_mod
-from engine.language import services
 from engine.language.model import Inventory, Runbook, build_runbook
 from engine.language.render import check_templates
 from engine.run import references

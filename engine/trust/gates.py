@@ -201,15 +201,23 @@ def _what_changed(plan: PlanRecord, ctx: GateContext) -> str:
         old, new = plan.params.get(key), ctx.params.get(key)
         if old != new:
             changes.append(f"{key} was {old!r}, now {new!r}")
-    for key in sorted(set(plan.bound) | set(ctx.bound)):
-        old, new = plan.bound.get(key), ctx.bound.get(key)
-        if isinstance(old, Mapping) and isinstance(new, Mapping):  # a value per service
+    changes += describe_mismatch(plan.bound, ctx.bound)
+    return ", ".join(changes) or "different inputs"
+
+
+def describe_mismatch(planned: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """How the bound values differ from the plan's; of a value per service (a mapping by
+    service name), the services whose value differs, by name."""
+    changes = []
+    for key in sorted(set(planned) | set(now)):
+        old, new = planned.get(key), now.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
             changes += [f"{key} of {name} was {old.get(name)!r} when the plan was made, "
                         f"now {new.get(name)!r}" for name in sorted(set(old) | set(new))
                         if old.get(name) != new.get(name)]
         elif old != new:
             changes.append(f"{key} was {old!r} when the plan was made, now {new!r}")
-    return ", ".join(changes) or "different inputs"
+    return changes
 
 
 def soak(item: Item, history: Sequence[HistoryRecord], now: datetime,

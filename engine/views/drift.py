@@ -110,7 +110,9 @@ def _recorded(recorded: Mapping[str, Any], last: HistoryRecord | None,
     if isinstance(image, Mapping):
         return [(n, v, cluster.get(n)) for n, v in image.items() if n in cluster]
     named = (last.data.get("services") if last else None) or []
-    return [(str(n), image, cluster.get(str(n))) for n in named if str(n) in cluster][:1]
+    found: list[tuple[str | None, Any, Any]] = [(str(n), image, cluster.get(str(n)))
+                                                for n in named if str(n) in cluster]
+    return found[:1]
 
 
 def _history(last: HistoryRecord | None) -> dict[str, Any] | None:

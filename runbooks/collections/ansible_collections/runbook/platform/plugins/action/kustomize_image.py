@@ -77,12 +77,14 @@ class ActionModule(RunbookAction):
         for service, mine in runs:
             if mine["name"] is None:
                 raise Failed(f"{service}: no image name given for it in name")
+            new_name: str | None
+            new_tag: str | None
             if mine["image"]:
                 new_name, new_tag, digest = split(str(mine["image"]))
             else:
-                new_name, new_tag, digest = mine["new_name"], mine["new_tag"], None
-                new_name = None if new_name is None else str(new_name)
-                new_tag = None if new_tag is None else str(new_tag)
+                new_name = None if mine["new_name"] is None else str(mine["new_name"])
+                new_tag = None if mine["new_tag"] is None else str(mine["new_tag"])
+                digest = None
             entry = next((i for i in images if i.get("name") == mine["name"]), None)
             if entry is None:
                 entry = {"name": mine["name"]}

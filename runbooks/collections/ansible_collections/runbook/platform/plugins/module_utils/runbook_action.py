@@ -209,7 +209,7 @@ def services_of(p: dict[str, Any], primary: str, keys: tuple[str, ...]
                 raise Failed(f"{key} maps services to values but {primary} does not: give "
                              "both as mappings by service name, or neither")
         return [(None, p)]
-    runs = []
+    runs: list[tuple[str | None, dict[str, Any]]] = []
     for name in p[primary]:
         mine = dict(p)
         for key in keys:

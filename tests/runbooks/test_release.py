@@ -1,0 +1,205 @@
+"""A release of several services (inventories/quikapp-services.yaml: api, web and worker) end
+to end in the sandbox: promote carries the source's whole set, changes only what differs,
+in one overlay commit and one apply, and an approval is bound to every service's digest."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import runbook_process
+from tests.runbooks import test_promote
+from tests.runbooks.killing import step_status, wait_until
+from tests.runbooks.test_interrupts import assert_interrupted, interrupt_during
+from tests.world import kubectl_json, overlay_commits
+
+SERVICES = ["api", "web", "worker"]
+REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+@pytest.fixture
+def release(sandbox: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The sandbox as new, its runs using the inventory of three services."""
+    monkeypatch.setenv("RUNBOOK_INVENTORY", sandbox["inventories"]["quikapp-services"])
+    return sandbox
+
+
+def image(service: str, tag: str) -> str:
+    return f"{REGISTRY}/quikapp/{service}:{tag}"
+
+
+def running(env: str) -> dict[str, dict[str, Any]]:
+    """Each service's deployment in ``env``: its image, generation and revision."""
+    found = kubectl_json("get", "deployments", "-n", f"quikapp-{env}")["items"]
+    return {dep["spec"]["template"]["spec"]["containers"][0]["name"]: {
+        "image": dep["spec"]["template"]["spec"]["containers"][0]["image"],
+        "generation": dep["metadata"]["generation"],
+        "revision": dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"]}
+        for dep in found}
+
+
+def digest(service: str, tag: str) -> str:
+    got = boto3.client("ecr").describe_images(repositoryName=f"quikapp/{service}",
+                                              imageIds=[{"imageTag": tag}])
+    return str(got["imageDetails"][0]["imageDigest"])
+
+
+def move_tag(service: str, tag: str, to: str) -> None:
+    """Point ``tag`` of the service's repository at the image ``to`` points at."""
+    ecr = boto3.client("ecr")
+    repo = f"quikapp/{service}"
+    manifest = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": to}])
+    ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": tag}])
+    ecr.put_image(repositoryName=repo, imageTag=tag,
+                  imageManifest=manifest["images"][0]["imageManifest"])
+
+
+def assert_uat1_release_in_staging(sandbox: dict[str, Any], before: dict[str, Any],
+                                   runbook_cli, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    """What promoting uat1's release to staging leaves: api and web rolled out once each
+    (one generation more), the worker untouched, one overlay commit, one history record."""
+    after = running("staging")
+    assert after["api"]["image"] == image("api", "staging-1.4.2")
+    assert after["web"]["image"] == image("web", "staging-2.3.1")
+    assert after["worker"] == before["worker"]  # not even applied again
+    for service in ("api", "web"):
+        assert after[service]["generation"] == before[service]["generation"] + 1
+        assert int(after[service]["revision"]) == int(before[service]["revision"]) + 1
+    assert digest("api", "staging-1.4.2") == digest("api", "uat1-1.4.2")
+    assert digest("web", "staging-2.3.1") == digest("web", "uat1-2.3.1")
+    commits = overlay_commits(sandbox)
+    assert commits == [f"Promote the release of uat1 to staging: api staging-1.4.2, web "
+                       f"staging-2.3.1 (runbook run {run_id} by tester)", "Sandbox overlays"]
+    history = runbook_cli("history", "--env", "staging", "--output", "json").json()
+    assert [h["run_id"] for h in history] == [run_id]
+    data = history[0]["data"]
+    assert data["services"] == SERVICES and data["changed"] == ["api", "web"]
+    assert data["image"] == {"api": image("api", "staging-1.4.2"),
+                             "web": image("web", "staging-2.3.1"),
+                             "worker": image("worker", "staging-3.0.0")}
+    assert data["digest"]["worker"] == digest("worker", "staging-3.0.0")
+    assert data["revision"] == {s: after[s]["revision"] for s in SERVICES}
+
+
+def test_uat1_to_staging_changes_the_two_services_that_differ(release, runbook_cli):
+    before = running("staging")
+    plan = runbook_cli("plan", "promote", "--from", "uat1", "--to", "staging",
+                       "--output", "json").json()
+    assert plan["bound"]["source_digest"] == {s: digest(s, t) for s, t in
+                                              (("api", "uat1-1.4.2"), ("web", "uat1-2.3.1"),
+                                               ("worker", "uat1-3.0.0"))}
+    assert plan["bound"]["target_image"]["worker"] == image("worker", "staging-3.0.0")
+    run_id = test_promote.promote(runbook_cli, "uat1", "staging")
+    assert_uat1_release_in_staging(release, before, runbook_cli, run_id)
+    # The announcement lists each service, changed or not.
+    received = runbook_cli("status", run_id, "--output", "json").json()["steps"]
+    assert {s["step_id"]: s["status"] for s in received}["tell-done"] == "ok"
+    assert running("staging") == running("staging")  # nothing keeps rolling
+
+
+def test_a_digest_changed_after_the_approval_refuses_the_run_naming_the_service(
+        release, runbook_cli):
+    before = running("staging")
+    run_id = test_promote.start(runbook_cli, "uat1", "staging")
+    approved = digest("web", "uat1-2.3.1")
+    move_tag("web", "uat1-2.3.1", "2.4.1")
+    test_promote.attest(runbook_cli, run_id, "staging")
+    failed = runbook_cli("resume", run_id)
+    assert failed.code == 1, failed.out
+    now = digest("web", "uat1-2.3.1")
+    assert (f"web: image quikapp/web:uat1-2.3.1 is now {now}, not the approved {approved}: "
+            "refusing to deploy it") in failed.out
+    # Nothing was copied, not even the api's tag whose digest did not move.
+    tags = {t for d in boto3.client("ecr").describe_images(repositoryName="quikapp/api")
+            ["imageDetails"] for t in d.get("imageTags", [])}
+    assert "staging-1.4.2" not in tags
+    assert running("staging") == before
+    assert overlay_commits(release) == ["Sandbox overlays"]
+
+
+def test_the_plan_hash_follows_each_service_digest(release, runbook_cli):
+    plan = runbook_cli("plan", "promote", "--from", "uat1", "--to", "staging",
+                       "--output", "json").json()
+    old = digest("worker", "uat1-3.0.0")
+    move_tag("worker", "uat1-3.0.0", "3.2.0")
+    moved = runbook_cli("plan", "promote", "--from", "uat1", "--to", "staging",
+                        "--output", "json").json()
+    assert moved["plan_hash"] != plan["plan_hash"]
+    assert moved["bound"]["source_digest"]["worker"] != old
+    assert moved["bound"]["source_digest"]["api"] == plan["bound"]["source_digest"]["api"]
+
+
+def test_service_narrows_the_promotion(release, runbook_cli):
+    before = running("staging")
+    run_id = test_promote.promote(runbook_cli, "uat1", "staging", "--service", "web")
+    after = running("staging")
+    assert after["web"]["image"] == image("web", "staging-2.3.1")
+    assert after["api"] == before["api"] and after["worker"] == before["worker"]
+    assert overlay_commits(release)[0] == (f"Promote staging-2.3.1 to staging from uat1 "
+                                           f"(runbook run {run_id} by tester)")
+    [record] = runbook_cli("history", "--env", "staging", "--output", "json").json()
+    assert record["data"]["services"] == ["web"]
+    assert record["data"]["image"] == image("web", "staging-2.3.1")
+
+
+def test_unknown_service_and_tag_without_service_are_refused(release, runbook_cli):
+    bad = runbook_cli("run", "promote", "--from", "uat1", "--to", "staging",
+                      "--service", "mailer")
+    assert bad.code == 2
+    assert "unknown service mailer (services: api, web, worker)" in bad.err
+    tag = runbook_cli("run", "promote", "--from", "uat1", "--to", "staging", "--tag", "1.4.3")
+    assert tag.code == 2 and "--tag names one image: give --service NAME with it" in tag.err
+    assert runbook_cli("status", "--output", "json").json() == []
+
+
+# The changing steps of a promotion of three services, each interrupted by each signal in
+# turn in one run resumed after each: it ends as an uninterrupted promotion does.
+CHANGING = ["release-retag", "release-deploy", "release-wait-rollout"]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_release_interrupted_in_each_changing_step_then_resumed(sig, release, runbook_cli):
+    before = running("staging")
+    run_id = test_promote.start(runbook_cli, "uat1", "staging")
+    test_promote.attest(runbook_cli, run_id, "staging")
+    for step in CHANGING:
+        interrupt_during(step, getattr(signal, sig), "resume", run_id)
+        assert_interrupted(runbook_cli, run_id, step)
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert_uat1_release_in_staging(release, before, runbook_cli, run_id)
+
+
+def test_a_release_killed_in_each_changing_step_then_resumed(release, runbook_cli):
+    before = running("staging")
+    run_id = test_promote.start(runbook_cli, "uat1", "staging")
+    test_promote.attest(runbook_cli, run_id, "staging")
+    for step in CHANGING:
+        proc = runbook_process("resume", run_id)
+        wait_until(lambda step=step: step_status(run_id, step) == "running"
+                   and _playbook_started(run_id, step), proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+        assert step_status(run_id, step) == "running"
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert_uat1_release_in_staging(release, before, runbook_cli, run_id)
+
+
+def _playbook_started(run_id: str, step: str) -> bool:
+    from tests.runbooks.test_interrupts import playbook_started
+
+    return playbook_started(run_id, step)
+
+
+def test_the_single_service_inventory_still_promotes_the_api_alone(sandbox, runbook_cli):
+    assert os.environ["RUNBOOK_INVENTORY"] == sandbox["inventory"]
+    before = running("staging")
+    test_promote.promote(runbook_cli, "uat1", "staging")
+    after = running("staging")
+    assert after["api"]["image"] == image("api", "staging-1.4.2")
+    assert after["web"] == before["web"] and after["worker"] == before["worker"]
