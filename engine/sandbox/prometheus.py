@@ -27,16 +27,24 @@ def binary() -> str | None:
         ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
 
 
-def config(kube_url: str, environments: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """One scrape job per environment, each of its deployment's metrics endpoint."""
+def config(kube_url: str, environments: Mapping[str, Mapping[str, Any]],
+           also: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """One scrape job per environment, of its deployment's metrics endpoint, and one for each
+    of the deployments ``also`` names in it (the release's other services that answer HTTP)."""
     target = urlsplit(kube_url).netloc
-    jobs = [{"job_name": f"quikapp-{env}",
-             "metrics_path": f"/sandbox/metrics/{settings['namespace']}/"
-                             f"{settings['deployment']}",
-             "static_configs": [{"targets": [target],
-                                 "labels": {"env": env, "namespace": settings["namespace"],
-                                            "deployment": settings["deployment"]}}]}
+
+    def job(name: str, env: str, namespace: str, deployment: str) -> dict[str, Any]:
+        return {"job_name": name,
+                "metrics_path": f"/sandbox/metrics/{namespace}/{deployment}",
+                "static_configs": [{"targets": [target],
+                                    "labels": {"env": env, "namespace": namespace,
+                                               "deployment": deployment}}]}
+
+    jobs = [job(f"quikapp-{env}", env, settings["namespace"], settings["deployment"])
             for env, settings in environments.items()]
+    jobs += [job(f"quikapp-{env}-{deployment}", env, environments[env]["namespace"],
+                 deployment) for env, deployments in (also or {}).items()
+             for deployment in deployments]
     return {"global": {"scrape_interval": "1s", "scrape_timeout": "1s",
                        "evaluation_interval": "1s"},
             "scrape_configs": jobs}
@@ -53,12 +61,13 @@ class Server:
     """A Prometheus process serving on 127.0.0.1."""
 
     def __init__(self, program: str, where: Path, kube_url: str,
-                 environments: Mapping[str, Mapping[str, Any]]) -> None:
+                 environments: Mapping[str, Mapping[str, Any]],
+                 also: Mapping[str, list[str]] | None = None) -> None:
         self.folder = where / "prometheus"
         shutil.rmtree(self.folder, ignore_errors=True)  # a former sandbox's samples
         self.folder.mkdir(parents=True)
         config_file = self.folder / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(config(kube_url, environments), sort_keys=False))
+        config_file.write_text(yaml.safe_dump(config(kube_url, environments, also), sort_keys=False))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = (where / "prometheus.log").open("w")

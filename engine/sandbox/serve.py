@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from engine import sandbox
+from engine.language import services
 from engine.language.loader import PROJECT_ROOT  # the sandbox only runs from a checkout
 from engine.sandbox import database, prometheus, seed
 from engine.sandbox.clock import EXTENSION, SandboxClock
@@ -59,7 +60,11 @@ def main() -> int:
     # Prometheus starts while the rest is seeded; the sandbox runs without it when it is
     # not installed, as a team without one does.
     program = prometheus.binary()
-    monitor = prometheus.Server(program, where, kube.url, shipped["environments"]) \
+    release = yaml.safe_load((PROJECT_ROOT / "inventories" / "quikapp-services.yaml").read_text())
+    # The release's web front end answers HTTP too; the worker does not (nothing to scrape).
+    web = {env: [s["deployment"] for s in services.of(release, env)
+                 if s["name"] not in ("api", "worker")] for env in release["environments"]}
+    monitor = prometheus.Server(program, where, kube.url, shipped["environments"], web) \
         if program else None
     overlays = seed.seed_overlays(PROJECT_ROOT / "k8s", where)
     seed.seed_aws(aws_url)

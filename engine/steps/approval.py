@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInput, StepFailed, WaitingForApproval
+from engine.language import services
 from engine.language.model import Outcome
 from engine.status import StepStatus
 from engine.steps.base import APPROVALS, STORE, StepType
@@ -110,7 +111,8 @@ def _evaluate(item: gates.Item, ctx: StepContext, approvals: list[Any]) -> gates
     return gates.probe(item, _run_command, _fetch)
 
 
-def _analysis(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any]) -> gates.Evidence:
+def _analysis(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any],
+              given: Mapping[str, Any] | None = None) -> gates.Evidence:
     """The environment's monitoring, measured by an analysis template against the
     inventory's Prometheus, of the image the environment runs (as ``running`` says). A plan
     measures nothing: the measurements take the template's count and intervals."""
@@ -124,7 +126,10 @@ def _analysis(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any]) 
                                            "(monitoring.prometheus): nothing to measure")
     running: Mapping[str, Any] = next(
         (r for r in ctx.spec.get("running") or [] if str(r.get("env")) == env), {})
-    args = {"env": env, **{k: v for k, v in running.items() if k != "env"}}
+    args = dict(given) if given is not None else \
+        {"env": env, **{k: v for k, v in running.items() if k != "env"}}
+    if isinstance(args.get("image"), Mapping):
+        return _analysis_of_set(item, ctx, inventory, args)
     if ctx.dry_run:
         return gates.Evidence(item, False, f"analysis {spec['template']} of {env} against "
                                            f"{monitoring['prometheus']}: measured when the run "
@@ -136,6 +141,28 @@ def _analysis(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any]) 
         return gates.Evidence(item, False, f"analysis {spec['template']} of {env}: "
                                            f"{err.message}", {"args": args})
     return gates.Evidence(item, found.passed, found.detail, {"analysis": found.data})
+
+
+def _analysis_of_set(item: gates.Item, ctx: StepContext, inventory: Mapping[str, Any],
+                     args: Mapping[str, Any]) -> gates.Evidence:
+    """The analysis of a release: of each service that answers HTTP (one the inventory gives
+    HTTP checks, ``verify``), with its own image; a service without any (a queue worker) has
+    no requests to measure, its rollout verified it. Passes when each passes."""
+    env = str(args["env"])
+    http = {s["name"] for s in services.of(inventory, env) if s["verify"]}
+    found, details, data = [], [], {}
+    for name, image in args["image"].items():
+        if name not in http:
+            details.append(f"{name}: answers no HTTP, not measured")
+            continue
+        one = {**args, "image": image, "service": name,
+               "digest": (args.get("digest") or {}).get(name)}
+        evidence = _analysis(item, ctx, inventory, one)
+        found.append(evidence.satisfied)
+        details.append(f"{name}: {evidence.detail}")
+        data[name] = dict(evidence.data)
+    return gates.Evidence(item, bool(found) and all(found), "; ".join(details),
+                          {"services": data})
 
 
 def _run_command(argv: list[str], timeout: float) -> tuple[int, str]:

@@ -229,6 +229,8 @@ def soak(item: Item, history: Sequence[HistoryRecord], now: datetime,
     soak time of another image proves nothing."""
     env, hours = str(item.spec["env"]), float(item.spec["hours"])
     changes = [h for h in history if h.env == env and h.kind in CHANGE_KINDS]
+    if isinstance((running or {}).get("image"), Mapping):
+        return _soak_of_set(item, env, hours, changes, now, running or {})
     if not changes:
         return Evidence(item, False, f"no promotion of {env} is recorded")
     last = changes[0]
@@ -249,6 +251,60 @@ def soak(item: Item, history: Sequence[HistoryRecord], now: datetime,
                     {"since": last.at, "hours": round(ran, 2), "digest": digest,
                      "image": last.data.get("image"), "kind": last.kind,
                      "run_id": last.run_id})
+
+
+def changed_services(record: HistoryRecord) -> list[str]:
+    """The services a recorded change changed: those it names as ``changed`` (a release), else
+    every service of its image mapping; a change of one image without names, none."""
+    data = record.data
+    if isinstance(data.get("changed"), list) and data.get("services"):
+        return [str(n) for n in data["changed"] if str(n)]
+    image = data.get("image")
+    return [str(n) for n in image] if isinstance(image, Mapping) else []
+
+
+def _of(value: Any, service: str) -> Any:
+    return value.get(service) if isinstance(value, Mapping) else value
+
+
+def _soak_of_set(item: Item, env: str, hours: float, changes: Sequence[HistoryRecord],
+                 now: datetime, running: Mapping[str, Any]) -> Evidence:
+    """The soak of a release: the set of images ``env`` runs has run together since the
+    newest recorded change of any of them, and each one's last recorded change is to the
+    image (and digest) it runs now. The detail names the service whose change restarted the
+    clock."""
+    images: Mapping[str, Any] = running["image"]
+    digests: Mapping[str, Any] = running.get("digest") or {}
+    last: dict[str, HistoryRecord] = {}
+    for record in changes:  # newest first
+        for name in changed_services(record):
+            if name in images and name not in last:
+                last[name] = record
+        if len(last) == len(images):
+            break
+    missing = [n for n in images if n not in last]
+    if missing:
+        return Evidence(item, False, f"no change of {', '.join(missing)} in {env} is recorded")
+    for name, record in last.items():
+        image, digest = _of(record.data.get("image"), name), _of(record.data.get("digest"), name)
+        if image != images[name] or (digest and digests.get(name)
+                                      and digest != digests[name]):
+            return Evidence(item, False,
+                            f"{env} {name} runs {images[name]}"
+                            + (f" ({digests[name]})" if digests.get(name) else "")
+                            + f" now, not {image or 'the image'} of its last recorded "
+                            f"{record.kind} at {record.at}: the soak time is not of this set",
+                            {"since": record.at, "run_id": record.run_id, "service": name,
+                             "running": dict(running)})
+    name, newest = max(last.items(), key=lambda kv: parse_time(kv[1].at))
+    ran = (now - parse_time(newest.at)).total_seconds() / 3600
+    detail = (f"{env} has run this set ({', '.join(f'{n} {images[n]}' for n in images)}) "
+              f"since {newest.at}, when the {newest.kind} of run {newest.run_id} changed "
+              f"{name} ({ran:.1f} h of {hours:g} h)")
+    return Evidence(item, ran >= hours, detail,
+                    {"since": newest.at, "hours": round(ran, 2), "service": name,
+                     "image": dict(images), "digest": dict(digests), "kind": newest.kind,
+                     "run_id": newest.run_id})
 
 
 def _not_running(env: str, last: HistoryRecord, running: Mapping[str, Any]) -> str:

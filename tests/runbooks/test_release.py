@@ -203,3 +203,53 @@ def test_the_single_service_inventory_still_promotes_the_api_alone(sandbox, runb
     after = running("staging")
     assert after["api"]["image"] == image("api", "staging-1.4.2")
     assert after["web"] == before["web"] and after["worker"] == before["worker"]
+
+
+def soaked_set(env: str, hours: float = 25, changed: list[str] | None = None) -> None:
+    """Arrange that ``env`` got the set it runs ``hours`` ago, as a release's history record
+    would say (the services of ``changed`` changed by it)."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.store import HistoryRecord, open_store
+
+    now = running(env)
+    at = (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
+    store = open_store()
+    store.add_history(HistoryRecord(
+        at=at, run_id=f"earlier-{hours:g}h", user="dave", kind="promotion", env=env,
+        data={"image": {s: now[s]["image"] for s in SERVICES},
+              "digest": {s: digest(s, now[s]["image"].rsplit(":", 1)[1]) for s in SERVICES},
+              "services": SERVICES, "changed": changed or SERVICES}))
+    store.close()
+
+
+def soak_detail(runbook_cli, run_id: str) -> str:  # type: ignore[no-untyped-def]
+    steps = runbook_cli("status", run_id, "--output", "json").json()["steps"]
+    check = next(s for s in steps if s["step_id"] == "checklist")
+    return str(check["result"]["items"]["staging-soak"]["detail"])
+
+
+def test_staging_to_live_takes_exactly_the_set_staging_verified(release, runbook_cli):
+    soaked_set("staging")
+    staging, before = running("staging"), running("live")
+    run_id = test_promote.promote(runbook_cli, "staging", "live")
+    assert "staging has run this set (api " in soak_detail(runbook_cli, run_id)
+    after = running("live")
+    for service in SERVICES:
+        tag = staging[service]["image"].rsplit(":", 1)[1].removeprefix("staging-")
+        assert after[service]["image"] == image(service, f"live-{tag}")
+        assert digest(service, f"live-{tag}") == digest(service, f"staging-{tag}")
+    assert after["worker"] == before["worker"]  # live already ran staging's worker
+    [record] = runbook_cli("history", "--env", "live", "--output", "json").json()
+    assert record["data"]["changed"] == ["api", "web"]
+
+
+def test_a_newer_change_of_one_service_restarts_the_soak_of_the_set(release, runbook_cli):
+    soaked_set("staging")
+    soaked_set("staging", hours=2, changed=["web"])  # web changed two hours ago
+    before = running("live")
+    failed = runbook_cli("run", "promote", "--from", "staging", "--to", "live")
+    assert failed.code == 1, failed.out + failed.err  # a check that fails ends the run
+    detail = soak_detail(runbook_cli, failed.out.split()[1])
+    assert "when the promotion of run earlier-2h changed web (2.0 h of 24 h)" in detail
+    assert running("live") == before
