@@ -278,6 +278,17 @@ def _build_param(name: str, spec: Mapping[str, Any], doc: Document) -> Param:
     return param
 
 
+def _both(outer: Any, inner: Any) -> Any:
+    """Two step conditions as one (None: none; a condition is a template or a boolean)."""
+    if outer is None or outer is True:
+        return inner
+    if inner is None or inner is True or outer is False:
+        return outer
+    if inner is False:
+        return False
+    return f"({outer}) and ({inner})"
+
+
 @dataclass(frozen=True)
 class _Include:
     id: str
@@ -375,7 +386,9 @@ class _StepBuilder:
         # The include's on_failure steps run when any of the fragment's steps fails.
         handlers = self.steps(list(raw.get("on_failure", ())), (*at, "on_failure"), doc,
                               handlers=True)
-        return tuple(replace(s, on_failure=s.on_failure + handlers) for s in steps)
+        # The include's condition holds for each of its steps, beside the step's own.
+        return tuple(replace(s, on_failure=s.on_failure + handlers,
+                             when=_both(raw.get("when"), s.when)) for s in steps)
 
 
 def _path(at: tuple[str | int, ...]) -> str:

@@ -92,7 +92,8 @@ _ENV.filters.update(
     # inventory | services(ENV[, NAMES]): the services ENV runs (engine/language/services.py)
     services=lambda inventory, env, only=(): services.of(inventory, str(env), only or ()),
     service_names=services.names, per_service=services.per_service, retag=services.retag,
-    tagged=services.tagged, differing=services.differing, only=services.only)
+    tagged=services.tagged, differing=services.differing, only=services.only,
+    tag_of=services.tag_of, for_each=services.for_each)
 
 
 class Deferred(Exception):

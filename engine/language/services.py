@@ -39,8 +39,10 @@ def names(inventory: Mapping[str, Any]) -> list[str]:
 
 def of(inventory: Mapping[str, Any], env: str, only: Iterable[str] = ()) -> list[dict[str, Any]]:
     """The services ``env`` runs (those of ``only`` when it names any), each as
-    ``{name, repository, image, deployment, container, verify}``: ``image`` is the repository
-    in the registry (``vars.registry/REPOSITORY``), ``verify`` its HTTP checks."""
+    ``{name, repository, image, deployment, container, verify, listed}``: ``image`` is the
+    repository in the registry (``vars.registry/REPOSITORY``), ``verify`` its HTTP checks,
+    ``listed`` whether the inventory lists its services (its values per service are then
+    mappings by name, however few services a run names)."""
     settings = (inventory.get("environments") or {}).get(env)
     if settings is None:
         return []
@@ -73,7 +75,7 @@ def _all(inventory: Mapping[str, Any], env: str,
                  "image": _image(inventory, repository),
                  "deployment": str(settings.get("deployment", "")),
                  "container": str(settings.get("container", "")),
-                 "verify": list(settings.get("verify") or [])}]
+                 "verify": list(settings.get("verify") or []), "listed": False}]
     defaults = {**DEFAULTS, **(inventory.get("service_defaults") or {})}
     found = []
     for name, spec in inventory["services"].items():
@@ -87,7 +89,7 @@ def _all(inventory: Mapping[str, Any], env: str,
                       "deployment": fill(str(here["deployment"]), values),
                       "container": fill(str(here["container"]), values),
                       "verify": [{**check, "url": fill(str(check["url"]), values)}
-                                 for check in here.get("verify") or []]})
+                                 for check in here.get("verify") or []], "listed": True})
     return found
 
 
@@ -147,15 +149,24 @@ def by_name(services: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any
 
 
 # Per-service values. A value a release has for each service (a tag, a digest, the image a
-# deployment runs) is the value itself when the release is one service, as for an inventory
-# without a services list, and a mapping by service name when it is several: every runbook,
-# playbook and record of a one-service release reads as it always did.
+# deployment runs) is a mapping by service name; of an inventory without a services list (one
+# service), the value itself: every runbook, playbook and record of such an inventory reads as
+# it always did.
 
 def per_service(found: Sequence[Mapping[str, Any]], key: str) -> Any:
-    """Each service's ``key``: the value itself for one service, else a mapping by name."""
-    if len(found) == 1:
+    """Each service's ``key``: a mapping by name, or of an inventory of one service (not
+    listed) the value itself."""
+    if len(found) == 1 and not found[0].get("listed", True):
         return found[0][key]
     return {str(s["name"]): s[key] for s in found}
+
+
+def for_each(value: Any, found: Sequence[Mapping[str, Any]]) -> Any:
+    """``value`` as a value per service of ``found``: the same for each (a mapping stays as
+    it is)."""
+    if isinstance(value, Mapping) or (len(found) == 1 and not found[0].get("listed", True)):
+        return value
+    return {str(s["name"]): value for s in found}
 
 
 def retag(tags: Any, source: str, target: str) -> Any:
@@ -169,6 +180,8 @@ def retag(tags: Any, source: str, target: str) -> Any:
 
 def tagged(images: Any, tags: Any) -> Any:
     """Each image name with its tag (NAME:TAG)."""
+    if isinstance(tags, Mapping) and not isinstance(images, Mapping):
+        return {k: f"{images}:{v}" for k, v in tags.items()}
     if isinstance(images, Mapping):
         return {k: f"{v}:{_at(tags, k)}" for k, v in images.items()}
     return f"{images}:{tags}"
@@ -191,3 +204,12 @@ def only(value: Any, wanted: Iterable[str]) -> Any:
 
 def _at(value: Any, name: str) -> Any:
     return value.get(name) if isinstance(value, Mapping) else value
+
+
+def tag_of(images: Any) -> Any:
+    """Each image reference's tag (NAME:TAG → TAG; '' when it has none)."""
+    def one(image: Any) -> str:
+        name = str(image).partition("@")[0]
+        _, colon, tag = name.rpartition(":")
+        return tag if colon and "/" not in tag else ""
+    return {k: one(v) for k, v in images.items()} if isinstance(images, Mapping) else one(images)

@@ -13,11 +13,22 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from engine.steps import analysis, approval, assert_, command, notify, record, set_, wait
+from engine.steps import (
+    analysis,
+    approval,
+    assert_,
+    command,
+    history,
+    notify,
+    record,
+    set_,
+    wait,
+)
 from engine.steps.ansible import step as ansible
 from engine.steps.base import StepContext, StepType
 
-_MODULES = (command, ansible, assert_, set_, wait, approval, record, notify, analysis)
+_MODULES = (command, ansible, assert_, set_, wait, approval, record, history, notify,
+            analysis)
 
 STEP_TYPES: dict[str, StepType] = {m.TYPE.key: m.TYPE for m in _MODULES}
 

@@ -139,11 +139,11 @@ def test_service_narrows_the_promotion(release, runbook_cli):
     after = running("staging")
     assert after["web"]["image"] == image("web", "staging-2.3.1")
     assert after["api"] == before["api"] and after["worker"] == before["worker"]
-    assert overlay_commits(release)[0] == (f"Promote staging-2.3.1 to staging from uat1 "
-                                           f"(runbook run {run_id} by tester)")
+    assert overlay_commits(release)[0] == (f"Promote the release of uat1 to staging: web "
+                                           f"staging-2.3.1 (runbook run {run_id} by tester)")
     [record] = runbook_cli("history", "--env", "staging", "--output", "json").json()
-    assert record["data"]["services"] == ["web"]
-    assert record["data"]["image"] == image("web", "staging-2.3.1")
+    assert record["data"]["services"] == ["web"] and record["data"]["changed"] == ["web"]
+    assert record["data"]["image"] == {"web": image("web", "staging-2.3.1")}
 
 
 def test_unknown_service_and_tag_without_service_are_refused(release, runbook_cli):
