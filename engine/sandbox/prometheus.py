@@ -67,7 +67,8 @@ class Server:
         shutil.rmtree(self.folder, ignore_errors=True)  # a former sandbox's samples
         self.folder.mkdir(parents=True)
         config_file = self.folder / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(config(kube_url, environments, also), sort_keys=False))
+        config_file.write_text(yaml.safe_dump(config(kube_url, environments, also),
+                                              sort_keys=False))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = (where / "prometheus.log").open("w")
