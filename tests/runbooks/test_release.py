@@ -253,3 +253,156 @@ def test_a_newer_change_of_one_service_restarts_the_soak_of_the_set(release, run
     detail = soak_detail(runbook_cli, failed.out.split()[1])
     assert "when the promotion of run earlier-2h changed web (2.0 h of 24 h)" in detail
     assert running("live") == before
+
+
+# Rollback of a release.
+
+def promoted_to_staging(runbook_cli) -> str:  # type: ignore[no-untyped-def]
+    return test_promote.promote(runbook_cli, "uat1", "staging")
+
+
+def assert_staging_rolled_back(sandbox: dict[str, Any], promoted: dict[str, Any],
+                               runbook_cli, run_id: str, services: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """``services`` of staging run what they ran before uat1's release again, each rolled
+    out once more; the others are as the release left them; one commit on the release's."""
+    before = {"api": image("api", "staging-1.4.1"), "web": image("web", "staging-2.3.0")}
+    now = running("staging")
+    for service in SERVICES:
+        if service in services:
+            assert now[service]["image"] == before[service]
+            assert now[service]["generation"] == promoted[service]["generation"] + 1
+        else:
+            assert now[service] == promoted[service]
+    tags = ", ".join(f"{s} {before[s].rsplit(':', 1)[1]}" for s in services)
+    commits = overlay_commits(sandbox)
+    assert commits[0] == f"Roll staging back: {tags} (runbook run {run_id} by tester)"
+    assert commits[1].startswith("Promote the release of uat1 to staging") and len(commits) == 3
+    record = runbook_cli("history", "--env", "staging", "--output", "json").json()[0]
+    assert (record["run_id"], record["kind"]) == (run_id, "rollback")
+    assert record["data"]["changed"] == services
+    assert runbook_cli("drift", "--env", "staging").code == 0
+
+
+def test_rollback_returns_every_service_the_last_release_changed(release, runbook_cli):
+    promoted_to_staging(runbook_cli)
+    promoted = running("staging")
+    done = runbook_cli("run", "rollback", "--env", "staging")
+    assert done.code == 0, done.out
+    assert_staging_rolled_back(release, promoted, runbook_cli, done.out.split()[1],
+                               ["api", "web"])
+
+
+def test_rollback_of_one_service_of_the_release(release, runbook_cli):
+    promoted_to_staging(runbook_cli)
+    promoted = running("staging")
+    done = runbook_cli("run", "rollback", "--env", "staging", "--service", "web")
+    assert done.code == 0, done.out
+    assert_staging_rolled_back(release, promoted, runbook_cli, done.out.split()[1], ["web"])
+
+
+def test_rollback_to_the_set_an_earlier_run_deployed(release, runbook_cli):
+    release_run = promoted_to_staging(runbook_cli)
+    promoted = running("staging")
+    assert runbook_cli("run", "rollback", "--env", "staging").code == 0
+    again = runbook_cli("run", "rollback", "--env", "staging", "--to-release", release_run)
+    assert again.code == 0, again.out
+    now = running("staging")
+    assert {s: now[s]["image"] for s in SERVICES} == {s: promoted[s]["image"] for s in SERVICES}
+    assert now["worker"] == promoted["worker"]  # never touched
+    assert overlay_commits(release)[0] == (
+        f"Roll staging back to the set of run {release_run}: api staging-1.4.2, web "
+        f"staging-2.3.1 (runbook run {again.out.split()[1]} by tester)")
+    unknown = runbook_cli("run", "rollback", "--env", "staging", "--to-release", "no-such-run")
+    assert unknown.code == 1 and "run no-such-run recorded no change of staging" in unknown.out
+
+
+def test_a_rollback_with_nothing_recorded_is_refused(release, runbook_cli):
+    refused = runbook_cli("run", "rollback", "--env", "staging")
+    assert refused.code == 2, refused.out + refused.err
+    assert "staging: no change of it is recorded: nothing to roll back to" in refused.out
+    revision = runbook_cli("run", "rollback", "--env", "staging", "--to-revision", "1")
+    assert revision.code == 2 and "give --to-release RUN" in revision.err
+
+
+def test_a_rollout_that_fails_names_its_service_and_resume_finishes(release, runbook_cli):
+    from tests.world import kubectl
+
+    promoted_to_staging(runbook_cli)
+    promoted = running("staging")
+    proc = runbook_process("run", "rollback", "--env", "staging")
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().split()[1]
+    wait_until(lambda: step_status(run_id, "release-wait-rollout") == "running", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    # Someone sets web's image by hand before the wait is resumed: its check fails.
+    kubectl("set", "image", "deployment/staging-quikapp-web", f"web={image('web', '2.4.1')}",
+            "-n", "quikapp-staging")
+    failed = runbook_cli("resume", run_id)
+    assert failed.code == 1, failed.out
+    assert (f"web: staging-quikapp-web runs {image('web', '2.4.1')}, expected "
+            f"{image('web', 'staging-2.3.0')}") in failed.out
+    assert f"(api runs {image('api', 'staging-1.4.1')}, revision " in failed.out
+    # Set back to what the rollback's overlay says, the run's resume finishes it.
+    kubectl("set", "image", "deployment/staging-quikapp-web",
+            f"web={image('web', 'staging-2.3.0')}", "-n", "quikapp-staging")
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert running("staging")["web"]["image"] == image("web", "staging-2.3.0")
+    assert running("staging")["worker"] == promoted["worker"]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_release_rollback_interrupted_in_each_changing_step_then_resumed(
+        sig, release, runbook_cli):
+    promoted_to_staging(runbook_cli)
+    promoted = running("staging")
+    run_id = None
+    for step in CHANGING:
+        args = ("resume", run_id) if run_id else ("run", "rollback", "--env", "staging")
+        run_id, _ = interrupt_during(step, getattr(signal, sig), *args)
+        assert_interrupted(runbook_cli, run_id, step)
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert_staging_rolled_back(release, promoted, runbook_cli, run_id, ["api", "web"])
+
+
+def test_a_release_rollback_killed_in_each_changing_step_then_resumed(release, runbook_cli):
+    promoted_to_staging(runbook_cli)
+    promoted = running("staging")
+    run_id = None
+    for step in CHANGING:
+        proc = runbook_process(*(("resume", run_id) if run_id else
+                                 ("run", "rollback", "--env", "staging")))
+        assert proc.stdout is not None
+        first = proc.stdout.readline().split()
+        run_id = first[2] if first[0] == "resuming" else first[1]
+        wait_until(lambda step=step: step_status(run_id, step) == "running"
+                   and _playbook_started(run_id, step), proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    assert_staging_rolled_back(release, promoted, runbook_cli, run_id, ["api", "web"])
+
+
+# A hotfix of one service of the release.
+
+def test_a_hotfix_of_one_service_leaves_the_others(release, runbook_cli):
+    from tests.runbooks import test_hotfix
+
+    before = {env: running(env) for env in ("staging", "live")}
+    refused = runbook_cli("run", "hotfix", "--tag", "2.3.2", "--reason", "XSS in the footer")
+    assert refused.code == 2 and "a hotfix is one service's image: give --service" in refused.err
+    run_id = test_hotfix.start(runbook_cli, "2.3.2", "--service", "web")
+    assert runbook_cli("approve", run_id, "--gate", "cab", "--by", "carol",
+                       "--ticket", "EC-9").code == 0
+    done = runbook_cli("resume", run_id)
+    assert done.code == 0, done.out
+    for env in ("staging", "live"):
+        now = running(env)
+        assert now["web"]["image"] == image("web", f"{env}-2.3.2")
+        assert now["api"] == before[env]["api"] and now["worker"] == before[env]["worker"]
+        [record] = runbook_cli("history", "--env", env, "--output", "json").json()
+        assert record["data"]["services"] == ["web"] and record["data"]["changed"] == ["web"]
+        assert runbook_cli("drift", "--env", env).code == 0
