@@ -75,14 +75,18 @@ def plan_hash(runbook: Runbook, inventory: Inventory, params: Mapping[str, Any],
 def bind(runbook: Runbook, context: Mapping[str, Any]
          ) -> tuple[dict[str, Any], dict[str, str]]:
     """The runbook's ``metadata.bind`` rendered with what the steps so far registered, and
-    for each one that needs a result not known yet, the name of that result."""
+    for each one that needs a result not known yet, the name of that result. A value that
+    renders to none binds nothing (what a runbook binds only sometimes)."""
     values: dict[str, Any] = {}
     missing: dict[str, str] = {}
     for name, template in runbook.bind.items():
         try:
-            values[name] = _render_checked(template, context, runbook, f"$.metadata.bind.{name}")
+            value = _render_checked(template, context, runbook, f"$.metadata.bind.{name}")
         except Deferred as exc:
             missing[name] = exc.name
+            continue
+        if value is not None:
+            values[name] = value
     return values, missing
 
 

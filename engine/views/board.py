@@ -142,7 +142,11 @@ def _since(drift: Drift) -> tuple[str | None, str | None]:
     that image), and its digest (from the cluster's image reference, else that change)."""
     last = drift.history
     running = drift.cluster
+    if isinstance(running, Mapping):  # a release: since its last change, if all of it runs
+        return (str(last["at"]) if last and not drift.problems else None), None
     digest = running.split("@", 1)[1] if running and "@" in running else None
     if not last or (running is not None and last.get("image") != running):
         return None, digest
-    return str(last["at"]), digest or (str(last["digest"]) if last.get("digest") else None)
+    recorded = last.get("digest")
+    return str(last["at"]), digest or (str(recorded) if isinstance(recorded, str) and recorded
+                                       else None)

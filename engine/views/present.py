@@ -13,9 +13,10 @@ from engine.run.execute import RunResult
 from engine.status import RunStatus, StepStatus
 from engine.steps import STEP_TYPES
 from engine.steps.ansible.step import unified
-from engine.store import RunRecord
+from engine.store import HistoryRecord, RunRecord
 from engine.system.identity import shown
 from engine.trust.approval_info import Given, Wait, given_to_plan
+from engine.views import release
 from engine.views.drift import Drift
 from engine.views.records import DeadEnd, PlanReport, RunDetail
 
@@ -60,7 +61,12 @@ def plan_text(report: PlanReport) -> str:
         lines.append(f"inventory: {data['inventory']}")
     if data["bound"]:
         lines.append("bound (an approval of this plan is for these values, resolved now):")
-        lines.extend(f"    {k}: {shown(v)}" for k, v in data["bound"].items())
+        rows, rest = release.by_service(data["bound"])
+        lines.extend(f"    {k}: {shown(v)}" for k, v in rest.items())
+        for name, row in rows.items():
+            what = release.state(row)
+            lines.append(f"    {name}" + (f" ({what}):" if what else ":"))
+            lines.extend(f"        {k}: {shown(v)}" for k, v in row.items() if k != "changed")
     if report.drift:
         lines.append("drift of the environments it changes (overlay, cluster, history):")
         lines.extend(f"    {line}" for line in drift_lines(report.drift))
@@ -95,8 +101,18 @@ def plan_markdown(report: PlanReport) -> str:
         out += ["## Bound values", "", "Resolved by this dry run; the run resolves them again "
                 "and an approval of this plan counts only if they are the same.", "",
                 "| Name | Value |", "|---|---|"]
-        out += [f"| `{k}` | `{md_cell(v)}` |" for k, v in data["bound"].items()]
+        rows, rest = release.by_service(data["bound"])
+        out += [f"| `{k}` | `{md_cell(v)}` |" for k, v in rest.items()]
         out.append("")
+        if rows:
+            keys = [k for k in next(iter(rows.values())) if k != "changed"]
+            out += ["Per service:", "", "| Service | Change | "
+                    + " | ".join(f"`{k}`" for k in keys) + " |",
+                    "|---|---|" + "---|" * len(keys)]
+            out += [f"| {md_cell(name)} | {release.state(row) or '—'} | "
+                    + " | ".join(f"`{md_cell(row.get(k))}`" for k in keys) + " |"
+                    for name, row in rows.items()]
+            out.append("")
     if report.drift:
         out += ["## Drift", "", "What the overlay, the cluster and the history say each "
                 "environment it changes runs.", ""]
@@ -347,13 +363,28 @@ def runbook_dict(book: Runbook) -> dict[str, Any]:
             "steps": [{"id": s.id, "type": s.type, "name": s.name} for s in book.all_steps()]}
 
 
+def history_text(records: Sequence[HistoryRecord]) -> list[str]:
+    """A line for each record of the history; of a release, each service's values beneath."""
+    lines = []
+    for r in records:
+        rows, rest = release.by_service(r.data)
+        detail = " ".join(f"{k}={rest[k]}" for k in sorted(rest))
+        lines.append(f"{r.at}  {r.kind:<10} {r.env:<8} by {shown(r.user):<10} run {r.run_id}  "
+                     f"{shown(detail)}")
+        for name, row in rows.items():
+            what = release.state(row)
+            values = " ".join(f"{k}={v}" for k, v in row.items() if k != "changed")
+            lines.append(shown(f"    {name:<10} {what + ' ' if what else ''}{values}"))
+    return lines
+
+
 def drift_lines(found: Sequence[Drift]) -> list[str]:
     lines = []
     for d in found:
         if d.agrees:
             recorded = f" (last recorded: {d.history['kind']} at {d.history['at']})" \
                 if d.history else " (no change recorded yet)"
-            lines.append(f"{d.env}: agree on {d.cluster}{recorded}")
+            lines.append(f"{d.env}: agree on {release.images(d.cluster)}{recorded}")
         else:
             lines.extend(f"DRIFT {p}" for p in d.problems)
     return [shown(line) for line in lines]
@@ -364,11 +395,27 @@ def drift_text(found: Sequence[Drift]) -> str:
     for d in found:
         rows.append(f"{d.env:<10} {'ok' if d.agrees else 'DRIFT'}")
         last = d.history
-        history = (f"{last['image']} ({last['kind']} at {last['at']}, run {last['run_id']})"
-                   if last else "no change recorded")
-        for what, value in (("overlay", d.overlay), ("cluster", d.cluster),
-                            ("history", history)):
-            rows.append(f"    {what:<8} {value if value is not None else '?'}")
+        if last:
+            how = f"({last['kind']} at {last['at']}, run {last['run_id']})"
+            history: Any = {k: f"{v} {how}" for k, v in last["image"].items()} \
+                if isinstance(last["image"], dict) else f"{last['image']} {how}"
+        else:
+            history = "no change recorded"
+        per = {what: value for what, value in (("overlay", d.overlay), ("cluster", d.cluster),
+                                               ("history", history)) if isinstance(value, dict)}
+        if per:  # a release: each service's three records beneath it
+            names = list(dict.fromkeys(n for value in per.values() for n in value))
+            for name in names:
+                rows.append(f"    {name}")
+                for what, value in (("overlay", d.overlay), ("cluster", d.cluster),
+                                    ("history", history)):
+                    seen = value.get(name, "not changed by it" if what == "history" else "?") \
+                        if isinstance(value, dict) else value
+                    rows.append(f"        {what:<8} {seen if seen is not None else '?'}")
+        else:
+            for what, value in (("overlay", d.overlay), ("cluster", d.cluster),
+                                ("history", history)):
+                rows.append(f"    {what:<8} {value if value is not None else '?'}")
         rows.extend(f"    {p}" for p in d.problems)
     drifted = [d.env for d in found if not d.agrees]
     rows.append(f"drift in {', '.join(drifted)}" if drifted else

@@ -59,15 +59,23 @@ def board_text(board: Board) -> str:
                      + (f"   locked by run {row.lock.run_id} ({row.lock.user}) since "
                         f"{row.lock.since}" if row.lock else ""))
         unread = "?" if d.checked else "(not read)"
-        lines.append(f"    runs      {d.cluster or unread}"
-                     + (f"  digest {row.digest}" if row.digest else ""))
+        if isinstance(d.cluster, dict):  # a release: each service beneath
+            lines.extend(f"    {'runs' if i == 0 else '':<9} {name:<10} {image}"
+                         for i, (name, image) in enumerate(d.cluster.items()))
+        else:
+            lines.append(f"    runs      {d.cluster or unread}"
+                         + (f"  digest {row.digest}" if row.digest else ""))
         if row.since:
             last = d.history or {}
             lines.append(f"    since     {row.since} ({last.get('kind')}, run "
                          f"{last.get('run_id')}), soaked {_soak(row)}")
         else:
             lines.append("    since     no recorded change of this image")
-        lines.append(f"    overlay   {d.overlay or unread}")
+        if isinstance(d.overlay, dict):
+            lines.append("    overlay   as the cluster" if d.overlay == d.cluster else
+                         "    overlay   " + ", ".join(f"{n} {i}" for n, i in d.overlay.items()))
+        else:
+            lines.append(f"    overlay   {d.overlay or unread}")
         lines.extend(f"    {p}" for p in d.problems)
         lines.append(f"    last run  {_run_line(row.last_run)}")
         for w in row.waiting:
@@ -145,10 +153,14 @@ def _status_class(status: str) -> str:
     return {"done": "ok", "waiting": "wait", "running": "wait"}.get(status, "bad")
 
 
-def _image(image: str | None) -> str:
-    """An image reference that may break after each ``/`` (not inside a name or tag)."""
+def _image(image: str | dict[str, str] | None) -> str:
+    """An image reference that may break after each ``/`` (not inside a name or tag); of a
+    release, each service's beneath the other."""
     if image is None:
         return '<span class="bad">?</span>'
+    if isinstance(image, dict):
+        return "<br>".join(f'<span class="service">{esc(name)}</span> {_image(one)}'
+                           for name, one in image.items())
     return '<code class="image">' + "/<wbr>".join(esc(p) for p in image.split("/")) + \
         "</code>"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.store import StepRecord
 from engine.trust import signatures
+from engine.views import release
 from engine.views.html_page import code, esc, page, pre, table
 from engine.views.present import _details, drift_lines, file_diffs, plan_dict, wait_commands
 from engine.views.present_record import _brief, _evidence, approved_what
@@ -153,7 +154,15 @@ def plan_html(report: PlanReport) -> str:
                  "<p>Resolved by this dry run; the run resolves them again and an approval of "
                  "this plan counts only if they are the same.</p>",
                  table(["Name", "Value"], ([code(k), code(v)] for k, v in
-                                           data["bound"].items()))]
+                                           release.by_service(data["bound"])[1].items()))]
+        services = release.by_service(data["bound"])[0]
+        if services:
+            keys = [k for k in next(iter(services.values())) if k != "changed"]
+            body += ["<h3>Per service</h3>",
+                     table(["Service", "Change", *(esc(k) for k in keys)],
+                           ([esc(name), esc(release.state(row) or "—"),
+                             *(code(row.get(k)) for k in keys)]
+                            for name, row in services.items()), cls="services")]
     if report.drift:
         body += ["<h2>Drift</h2>", "<ul>" + "".join(
             f"<li>{esc(line)}</li>" for line in drift_lines(report.drift)) + "</ul>"]

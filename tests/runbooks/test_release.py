@@ -406,3 +406,52 @@ def test_a_hotfix_of_one_service_leaves_the_others(release, runbook_cli):
         [record] = runbook_cli("history", "--env", env, "--output", "json").json()
         assert record["data"]["services"] == ["web"] and record["data"]["changed"] == ["web"]
         assert runbook_cli("drift", "--env", env).code == 0
+
+
+# What shows a release shows its services.
+
+def test_the_plan_lists_each_service_changed_or_not(release, runbook_cli):
+    args = ("plan", "promote", "--from", "uat1", "--to", "staging")
+    plan = runbook_cli(*args, "--output", "json").json()
+    assert plan["bound"]["changed"] == ["api", "web"]
+    text = runbook_cli(*args).out
+    worker = text.index("    worker (unchanged):")
+    assert "    api (changes):" in text and "    web (changes):" in text
+    assert f"        source_digest: {digest('worker', 'uat1-3.0.0')}" in text[worker:]
+    markdown = runbook_cli(*args, "--output", "markdown").out
+    assert "| Service | Change | `source_tag` |" in markdown
+    assert f"| worker | unchanged | `uat1-3.0.0` | `{digest('worker', 'uat1-3.0.0')}` |" in \
+        markdown
+    html = runbook_cli(*args, "--output", "html").out
+    assert "<h3>Per service</h3>" in html and "<td>unchanged</td>" in html
+
+
+def test_history_board_and_drift_show_each_service(release, runbook_cli):
+    run_id = test_promote.promote(runbook_cli, "uat1", "staging")
+    lines = runbook_cli("history", "--env", "staging").out.splitlines()
+    assert f"run {run_id}" in lines[0] and "attested_by=alice, bob" in lines[0]
+    assert lines[1].split()[:3] == ["api", "changes", f"digest={digest('api', 'uat1-1.4.2')}"]
+    assert lines[3].split()[:2] == ["worker", "unchanged"]
+    board = runbook_cli("board").out
+    staging = board[board.index("\nstaging ") + 1:]
+    assert staging.splitlines()[1].split() == ["runs", "api", image("api", "staging-1.4.2")]
+    assert staging.splitlines()[3].split() == ["worker", image("worker", "staging-3.0.0")]
+    assert "overlay   as the cluster" in staging
+    rows = {r["env"]: r for r in runbook_cli("board", "--output", "json").json()["environments"]}
+    assert rows["staging"]["image"]["web"] == image("web", "staging-2.3.1")
+    assert rows["staging"]["agrees"] is True and rows["staging"]["since"]
+    drift = runbook_cli("drift", "--env", "staging").out.splitlines()
+    assert drift[:2] == ["staging    ok", "    api"]
+    assert drift[4].split()[:2] == ["history", image("api", "staging-1.4.2")]
+    # One service changed by hand: the drift names it, the others agree.
+    from tests.world import kubectl
+
+    kubectl("set", "image", "deployment/staging-quikapp-worker",
+            f"worker={image('worker', '3.1.0')}", "-n", "quikapp-staging")
+    found = runbook_cli("drift", "--env", "staging", "--output", "json").json()
+    overlay, history = found[0]["problems"]
+    assert overlay == (f"staging worker: the overlay renders {image('worker', 'staging-3.0.0')}"
+                       f", the cluster runs {image('worker', '3.1.0')}")
+    assert history.startswith(f"staging worker: the last recorded change (promotion at ")
+    assert history.endswith(f"is to {image('worker', 'staging-3.0.0')}, the cluster runs "
+                            f"{image('worker', '3.1.0')}")

@@ -26,11 +26,10 @@ def cmd_history(args: argparse.Namespace, extra: list[str]) -> int:
         return EXIT_OK
     if not records:
         print("nothing recorded matches" if args.env or args.kind else "no history yet")
-    for r in records:
-        d = r.data
-        detail = " ".join(f"{k}={d[k]}" for k in sorted(d))
-        print(f"{r.at}  {r.kind:<10} {r.env:<8} by {shown(r.user):<10} run {r.run_id}  "
-              f"{shown(detail)}")
+    from engine.views import present
+
+    for line in present.history_text(records):
+        print(line)
     return EXIT_OK
 
 

@@ -1,0 +1,41 @@
+"""A release's values shown by service: the values a runbook binds or records for each
+service of a release (its tag, digest, the image it replaces) are mappings by service name;
+these turn them into one row per service, for the plan, the board, the history and the
+change record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def by_service(values: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(service → its values, the values that are not per service). A value per service is a
+    mapping by name; ``changed`` (the services a release changes) becomes each service's
+    ``changed``, true or false, when the others are per service."""
+    per = {k: v for k, v in values.items() if isinstance(v, Mapping)}
+    rest = {k: v for k, v in values.items() if k not in per}
+    if not per:
+        return {}, dict(values)
+    names = list(dict.fromkeys(n for v in per.values() for n in v))
+    rows = {str(n): {k: v.get(n) for k, v in per.items()} for n in names}
+    changed = rest.pop("changed", None) if isinstance(rest.get("changed"), list) else None
+    if changed is not None:
+        for name, row in rows.items():
+            row["changed"] = name in changed
+    rest.pop("services", None)
+    return rows, rest
+
+
+def state(row: Mapping[str, Any]) -> str:
+    """changes, unchanged, or '' when the row does not say."""
+    if "changed" not in row:
+        return ""
+    return "changes" if row["changed"] else "unchanged"
+
+
+def images(value: Any) -> str:
+    """What an environment runs, as a line: of a release, each service's image."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{name} {image}" for name, image in value.items())
+    return str(value)
