@@ -452,6 +452,6 @@ def test_history_board_and_drift_show_each_service(release, runbook_cli):
     overlay, history = found[0]["problems"]
     assert overlay == (f"staging worker: the overlay renders {image('worker', 'staging-3.0.0')}"
                        f", the cluster runs {image('worker', '3.1.0')}")
-    assert history.startswith(f"staging worker: the last recorded change (promotion at ")
+    assert history.startswith("staging worker: the last recorded change (promotion at ")
     assert history.endswith(f"is to {image('worker', 'staging-3.0.0')}, the cluster runs "
                             f"{image('worker', '3.1.0')}")
