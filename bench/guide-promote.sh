@@ -3,31 +3,35 @@
 # promote runbook against. It does the runbook's work on the sandbox: read the image the
 # source runs (and what the target runs), copy the image's manifest to the target's tag in ECR
 # (the runbook's retag, not the guide's docker pull/tag/push), set the tag in the target's
-# overlay and commit it, apply the overlay and wait for the rollout.
+# overlay and commit it, apply the overlay and wait for the rollout. SERVICE (default api) is
+# the sandbox's service promoted (api, web or worker): a release of three is the script run
+# once for each, as a person following the guide would; a tag already there on the same image
+# is not copied again, an overlay already naming it not committed again.
 #
 # Usage: eval "$(runbook sandbox env --dir SANDBOX_DIR)"
-#        bench/guide-promote.sh SANDBOX_DIR FROM TO        e.g. .runbook/sandbox uat1 staging
+#        bench/guide-promote.sh SANDBOX_DIR FROM TO [SERVICE]   e.g. .runbook/sandbox uat1 staging
 set -euo pipefail
 
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 SANDBOX_DIR FROM TO" >&2
+if [[ $# -ne 3 && $# -ne 4 ]]; then
+    echo "usage: $0 SANDBOX_DIR FROM TO [SERVICE]" >&2
     exit 2
 fi
 sandbox="$1"
 from="$2"
 to="$3"
+service="${4:-api}"
 if [[ -z "${KUBECONFIG:-}" || -z "${AWS_ENDPOINT_URL:-}" ]]; then
     echo "$0: KUBECONFIG and AWS_ENDPOINT_URL are not set: export the sandbox's" \
         "variables first: eval \"\$(runbook sandbox env)\"" >&2
     exit 2
 fi
-repository="quikapp/api"
-container="api"
+repository="quikapp/${service}"
+container="${service}"
 overlay="${sandbox}/k8s/overlays/${to}"
 rollout_timeout="60s"
 
 image_of() {  # the image of the deployment's container
-    kubectl get "deployment/$1-quikapp-api" -n "quikapp-$1" \
+    kubectl get "deployment/$1-quikapp-${service}" -n "quikapp-$1" \
         -o "jsonpath={.spec.template.spec.containers[?(@.name==\"${container}\")].image}"
 }
 
@@ -46,8 +50,14 @@ if [[ -z "${manifest}" || "${manifest}" == "None" ]]; then
     echo "${repository}:${source_tag} is not in ECR" >&2
     exit 1
 fi
-aws ecr put-image --repository-name "${repository}" --image-tag "${target_tag}" \
-    --image-manifest "${manifest}" --query 'image.imageId.imageDigest' --output text
+existing="$(aws ecr batch-get-image --repository-name "${repository}" \
+    --image-ids "imageTag=${target_tag}" --query 'images[0].imageManifest' --output text)"
+if [[ "${existing}" == "${manifest}" ]]; then
+    echo "${repository}:${target_tag} is there already"
+else
+    aws ecr put-image --repository-name "${repository}" --image-tag "${target_tag}" \
+        --image-manifest "${manifest}" --query 'image.imageId.imageDigest' --output text
+fi
 
 # 3. Deploy to the target: set the image in its overlay, commit it, apply, wait.
 if command -v kustomize >/dev/null; then
@@ -64,11 +74,13 @@ else
     ' "${overlay}/kustomization.yaml" > "${overlay}/kustomization.yaml.new"
     mv "${overlay}/kustomization.yaml.new" "${overlay}/kustomization.yaml"
 fi
-git -C "${overlay}" -c user.name=runbook -c user.email=runbook@localhost \
-    commit -q -m "Promote ${target_tag} to ${to} from ${from}" -- .
+if ! git -C "${overlay}" diff --quiet -- .; then
+    git -C "${overlay}" -c user.name=runbook -c user.email=runbook@localhost \
+        commit -q -m "Promote ${target_tag} to ${to} from ${from}" -- .
+fi
 # The sandbox's Kubernetes emulator serves no OpenAPI schema for kubectl to validate against.
 kubectl apply -k "${overlay}" --validate=false
-kubectl rollout status "deployment/${to}-quikapp-api" -n "quikapp-${to}" \
+kubectl rollout status "deployment/${to}-quikapp-${service}" -n "quikapp-${to}" \
     --timeout="${rollout_timeout}"
 running="$(image_of "${to}")"
 if [[ "${running}" != "${image_name}:${target_tag}" ]]; then
