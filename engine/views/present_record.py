@@ -12,6 +12,7 @@ from engine.store import ApprovalRecord
 from engine.system.identity import shown
 from engine.trust import signatures
 from engine.trust.approval_info import Given
+from engine.views import release
 from engine.views.present import md_cell
 from engine.views.records import ChangeRecord
 
@@ -48,6 +49,16 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
         for item_id, ev in result["items"].items():
             out.append(f"| {md_cell(item_id)}: {md_cell(ev.get('text', ''))} "
                        f"| {md_cell(_evidence(ev))} |")
+    for kind, env, rows, rest in release.changes(journal):
+        out += ["", f"## The {md_cell(kind)} of {md_cell(env)}", ""]
+        out += [f"- `{md_cell(k)}`: `{md_cell(v)}`" for k, v in rest.items()]
+        if rows:
+            keys = [k for k in next(iter(rows.values())) if k != "changed"]
+            out += ["", "| Service | Change | " + " | ".join(f"`{k}`" for k in keys) + " |",
+                    "|---|---|" + "---|" * len(keys)]
+            out += [f"| {md_cell(name)} | {release.state(row) or '—'} | "
+                    + " | ".join(f"`{md_cell(row.get(k))}`" for k in keys) + " |"
+                    for name, row in rows.items()]
     out += ["", "## Steps", "", "| Step | Status | Attempts | Started | Ended | Error |",
             "|---|---|---|---|---|---|"]
     for s in detail.steps.values():

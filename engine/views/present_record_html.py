@@ -42,6 +42,15 @@ def record_html(record: ChangeRecord, plan_text: str | None) -> str:
         body += ["<h2>Waiting for</h2>", "<ul>" + "".join(
             f'<li><code class="cmd">{esc(c)}</code></li>'
             for c in wait_commands(run.id, detail.waits)) + "</ul>"]
+    for kind, env, rows, rest in release.changes(record.journal):
+        body += [f"<h2>The {esc(kind)} of {esc(env)}</h2>",
+                 table(["Name", "Value"], ([code(k), code(v)] for k, v in rest.items()))]
+        if rows:
+            keys = [k for k in next(iter(rows.values())) if k != "changed"]
+            body.append(table(["Service", "Change", *(esc(k) for k in keys)],
+                              ([esc(name), esc(release.state(row) or "—"),
+                                *(code(row.get(k)) for k in keys)]
+                               for name, row in rows.items()), cls="services"))
     body += ["<h2>Checklist evidence</h2>", *_evidence_tables(detail.steps.values()),
              "<h2>Steps</h2>", table(
                  ["Step", "Status", "Attempts", "Started", "Ended", "Time", "Error"],

@@ -5,7 +5,7 @@ change record."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -39,3 +39,16 @@ def images(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{name} {image}" for name, image in value.items())
     return str(value)
+
+
+def changes(journal: Iterable[Any]) -> list[tuple[str, str, dict[str, dict[str, Any]],
+                                                 dict[str, Any]]]:
+    """The environment changes a run's journal records (its history records): (kind, env,
+    each service's values, the values not per service)."""
+    found = []
+    for record in journal:
+        if record.kind != "history" or not isinstance(record.data.get("data"), Mapping):
+            continue
+        rows, rest = by_service(record.data["data"])
+        found.append((str(record.data.get("kind")), str(record.data.get("env")), rows, rest))
+    return found

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.browser import needs_chromium, parse, rendered_dom
 from tests.conftest import runbook_process
 from tests.runbooks import test_promote
 from tests.runbooks.killing import step_status, wait_until
@@ -455,3 +456,21 @@ def test_history_board_and_drift_show_each_service(release, runbook_cli):
     assert history.startswith("staging worker: the last recorded change (promotion at ")
     assert history.endswith(f"is to {image('worker', 'staging-3.0.0')}, the cluster runs "
                             f"{image('worker', '3.1.0')}")
+
+
+@needs_chromium
+def test_the_board_and_the_change_record_pages_show_each_service(release, runbook_cli, tmp_path):
+    run_id = test_promote.promote(runbook_cli, "uat1", "staging")
+    page = tmp_path / "board.html"
+    assert runbook_cli("board", "--html", str(page)).code == 0
+    rows, _, _ = parse(rendered_dom(page, tmp_path / "chromium"))
+    [staging] = [row for row in rows if row and row[0] == "staging"]
+    for service, tag in (("api", "staging-1.4.2"), ("web", "staging-2.3.1"),
+                         ("worker", "staging-3.0.0")):  # one line each
+        assert f"{service} {image(service, tag)}" in staging[1]
+    assert runbook_cli("audit", "export", "--run", run_id, "--format", "html",
+                       "--file", str(tmp_path / "record.html")).code == 0
+    rows, whole, _ = parse(rendered_dom(tmp_path / "record.html", tmp_path / "chromium"))
+    assert "The promotion of staging" in whole
+    changed = {row[0]: row[1] for row in rows if row and row[0] in SERVICES}
+    assert changed == {"api": "changes", "web": "changes", "worker": "unchanged"}
