@@ -76,6 +76,9 @@ class Step:
     include_line: int | None = None
     fresh: bool = False  # run again on every resume, never taken as done
     failure_is_final: bool = False  # failed and undone, the run cannot succeed
+    # An include's own condition (its steps' ``when`` holds it too): decided before the
+    # fragment's args are rendered, which may need what a false condition says is missing.
+    include_when: Any = None
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -388,7 +391,8 @@ class _StepBuilder:
                               handlers=True)
         # The include's condition holds for each of its steps, beside the step's own.
         return tuple(replace(s, on_failure=s.on_failure + handlers,
-                             when=_both(raw.get("when"), s.when)) for s in steps)
+                             when=_both(raw.get("when"), s.when),
+                             include_when=raw.get("when")) for s in steps)
 
 
 def _path(at: tuple[str | int, ...]) -> str:

@@ -54,6 +54,9 @@ def evaluate(step: Step, context: Mapping[str, Any], runbook: Runbook, redactor:
     name = step.name
     decided = False  # whether it runs
     try:
+        if step.include_when is not None and not checked(
+                lambda: condition(step.include_when, context, where + ".when"), runbook, step):
+            return Evaluation(False, name, None, None, None, None, False, seen)
         seen = step_context(step, context, runbook)
         if step.when is not None and not checked(
                 lambda: condition(step.when, seen, where + ".when"), runbook, step):

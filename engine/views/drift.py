@@ -277,10 +277,8 @@ def _images(env: Mapping[str, Any], render: Any, read: Any) -> tuple[Any, Any, d
             raise render
         rendered = _output(render, f"kubectl kustomize {env['overlay']}")
         overlay = services_mod.per_service(
-            [{"name": s["name"], "image": overlay_image(rendered, str(env["overlay"]),
-                                                       str(s["deployment"]),
-                                                       str(s["container"]))}
-             for s in found], "image")
+            [{**s, "image": overlay_image(rendered, str(env["overlay"]), str(s["deployment"]),
+                                          str(s["container"]))} for s in found], "image")
     except (LookupError, OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         unreadable["overlay"] = str(exc)
     try:
@@ -301,7 +299,7 @@ def _images(env: Mapping[str, Any], render: Any, read: Any) -> tuple[Any, Any, d
             if dep is None:
                 raise LookupError(f"{s['name']}: deployment {s['deployment']} not found in "
                                   f"{env['namespace']}")
-            images.append({"name": s["name"], "image": _container_image(
+            images.append({**s, "image": _container_image(
                 dep["spec"]["template"]["spec"]["containers"], str(s["container"]))})
         cluster = services_mod.per_service(images, "image")
     except (LookupError, OSError, KeyError, TypeError) as exc:

@@ -22,7 +22,8 @@ def test_an_inventory_without_a_list_is_one_service_named_after_its_repository()
     [api] = services.of(SHIPPED, "live")
     assert api == {"name": "api", "repository": "quikapp/api",
                    "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/quikapp/api",
-                   "deployment": "live-quikapp-api", "container": "api", "verify": []}
+                   "deployment": "live-quikapp-api", "container": "api", "verify": [],
+                   "listed": False}
     assert services.names(SHIPPED) == ["api"]
     assert services.per_service([api], "deployment") == "live-quikapp-api"
 
