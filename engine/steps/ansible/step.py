@@ -397,7 +397,12 @@ def _path() -> str:
 
 
 def describe(spec: Mapping[str, Any]) -> list[str]:
-    extra = ", ".join(f"{k}={v}" for k, v in (spec.get("extravars") or {}).items())
+    def value(v: Any) -> str:  # a value per service: each service's, by name
+        if isinstance(v, Mapping):
+            return "{" + ", ".join(f"{k}: {value(x)}" for k, x in v.items()) + "}"
+        return str(v)
+
+    extra = ", ".join(f"{k}={value(v)}" for k, v in (spec.get("extravars") or {}).items())
     lines = [f"playbook {spec['playbook']}" + (f" with {extra}" if extra else "")]
     if spec.get("outputs"):
         lines.append(f"passes on: {', '.join(map(str, spec['outputs']))}")
