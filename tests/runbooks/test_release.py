@@ -243,6 +243,28 @@ def test_staging_to_live_takes_exactly_the_set_staging_verified(release, runbook
     assert after["worker"] == before["worker"]  # live already ran staging's worker
     [record] = runbook_cli("history", "--env", "live", "--output", "json").json()
     assert record["data"]["changed"] == ["api", "web"]
+    # Rolled back: both services live changed return to what ran before, in one commit.
+    promoted = running("live")
+    back = runbook_cli("run", "rollback", "--env", "live")
+    assert back.code == 0, back.out
+    now = running("live")
+    assert (now["api"]["image"], now["web"]["image"]) == (image("api", "live-1.4.0"),
+                                                          image("web", "live-2.2.9"))
+    assert now["worker"] == promoted["worker"]
+    for service in ("api", "web"):
+        assert now[service]["generation"] == promoted[service]["generation"] + 1
+    assert overlay_commits(release)[0] == (f"Roll live back: api live-1.4.0, web live-2.2.9 "
+                                           f"(runbook run {back.out.split()[1]} by tester)")
+
+
+def test_service_narrows_the_promotion_to_live(release, runbook_cli):
+    soaked_set("staging")
+    before = running("live")
+    run_id = test_promote.promote(runbook_cli, "staging", "live", "--service", "web")
+    assert "staging has run this set (web " in soak_detail(runbook_cli, run_id)
+    after = running("live")
+    assert after["web"]["image"] == image("web", "live-2.3.0")
+    assert after["api"] == before["api"] and after["worker"] == before["worker"]
 
 
 def test_a_newer_change_of_one_service_restarts_the_soak_of_the_set(release, runbook_cli):
