@@ -343,6 +343,12 @@ def release_table(samples: dict[str, list[Sample]]) -> None:
           f"whole run, both of its processes and the stop at the checklist: {total:.2f}×)\n")
 
 
+def header(runs: int, rollout_delay: float) -> None:
+    print("```bash\nuv run python bench/promote.py " + " ".join(sys.argv[1:]) + "\n```\n")
+    print(f"Median of {runs}, a fresh sandbox each run, each way starting from the sandbox "
+          f"as seeded; the sandbox's rollout convergence delay: {rollout_delay:.1f} s.\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--runs", type=int, default=3)
@@ -356,20 +362,14 @@ def main() -> None:
             os.chdir(tmp)
             samples = release_all(args.runs, args.rollout_delay, Path(tmp),
                                   lambda line: print(line, file=sys.stderr))
-        print("```bash\nuv run python bench/promote.py " + " ".join(sys.argv[1:]) + "\n```\n")
-        print(f"Median of {args.runs}, a fresh sandbox each run, each way starting from the "
-              f"sandbox as seeded; the sandbox's rollout convergence delay: "
-              f"{args.rollout_delay:.1f} s.\n")
+        header(args.runs, args.rollout_delay)
         release_table(samples)
         return
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         promotions, rollbacks = run_all(args.runs, args.rollout_delay, Path(tmp),
                                         lambda line: print(line, file=sys.stderr))
-    print("```bash\nuv run python bench/promote.py " + " ".join(sys.argv[1:]) + "\n```\n")
-    print(f"Median of {args.runs}, a fresh sandbox each run, each way starting from the "
-          f"sandbox as seeded; the sandbox's rollout convergence delay: "
-          f"{args.rollout_delay:.1f} s.\n")
+    header(args.runs, args.rollout_delay)
     promotion_table(promotions)
     rollback_table(rollbacks, args.rollout_delay)
     split_table("promote uat1 → staging", promotions)

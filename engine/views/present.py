@@ -105,14 +105,7 @@ def plan_markdown(report: PlanReport) -> str:
         out += [f"| `{k}` | `{md_cell(v)}` |" for k, v in rest.items()]
         out.append("")
         if rows:
-            keys = [k for k in next(iter(rows.values())) if k != "changed"]
-            out += ["Per service:", "", "| Service | Change | "
-                    + " | ".join(f"`{k}`" for k in keys) + " |",
-                    "|---|---|" + "---|" * len(keys)]
-            out += [f"| {md_cell(name)} | {release.state(row) or '—'} | "
-                    + " | ".join(f"`{md_cell(row.get(k))}`" for k in keys) + " |"
-                    for name, row in rows.items()]
-            out.append("")
+            out += ["Per service:", "", *release.markdown(rows, md_cell), ""]
     if report.drift:
         out += ["## Drift", "", "What the overlay, the cluster and the history say each "
                 "environment it changes runs.", ""]

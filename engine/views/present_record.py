@@ -53,12 +53,7 @@ def markdown(record: ChangeRecord, plan_text: str | None) -> str:
         out += ["", f"## The {md_cell(kind)} of {md_cell(env)}", ""]
         out += [f"- `{md_cell(k)}`: `{md_cell(v)}`" for k, v in rest.items()]
         if rows:
-            keys = [k for k in next(iter(rows.values())) if k != "changed"]
-            out += ["", "| Service | Change | " + " | ".join(f"`{k}`" for k in keys) + " |",
-                    "|---|---|" + "---|" * len(keys)]
-            out += [f"| {md_cell(name)} | {release.state(row) or '—'} | "
-                    + " | ".join(f"`{md_cell(row.get(k))}`" for k in keys) + " |"
-                    for name, row in rows.items()]
+            out += ["", *release.markdown(rows, md_cell)]
     out += ["", "## Steps", "", "| Step | Status | Attempts | Started | Ended | Error |",
             "|---|---|---|---|---|---|"]
     for s in detail.steps.values():

@@ -46,11 +46,7 @@ def record_html(record: ChangeRecord, plan_text: str | None) -> str:
         body += [f"<h2>The {esc(kind)} of {esc(env)}</h2>",
                  table(["Name", "Value"], ([code(k), code(v)] for k, v in rest.items()))]
         if rows:
-            keys = [k for k in next(iter(rows.values())) if k != "changed"]
-            body.append(table(["Service", "Change", *(esc(k) for k in keys)],
-                              ([esc(name), esc(release.state(row) or "—"),
-                                *(code(row.get(k)) for k in keys)]
-                               for name, row in rows.items()), cls="services"))
+            body.append(_services(rows))
     body += ["<h2>Checklist evidence</h2>", *_evidence_tables(detail.steps.values()),
              "<h2>Steps</h2>", table(
                  ["Step", "Status", "Attempts", "Started", "Ended", "Time", "Error"],
@@ -63,6 +59,14 @@ def record_html(record: ChangeRecord, plan_text: str | None) -> str:
                    f"{esc(_brief(j.data))}</span>", code(j.hash[:16])]
                   for j in record.journal))]
     return page(f"Change record {run.id}", body)
+
+
+def _services(rows: dict[str, dict[str, Any]]) -> str:
+    """A release's values, a row per service."""
+    keys, lines = release.table(rows)
+    return table(["Service", "Change", *(esc(k) for k in keys)],
+                 ([esc(name), esc(what or "—"), *(code(v) for v in values)]
+                  for name, what, values in lines), cls="services")
 
 
 def _approvals(record: ChangeRecord) -> str:
@@ -166,12 +170,7 @@ def plan_html(report: PlanReport) -> str:
                                            release.by_service(data["bound"])[1].items()))]
         services = release.by_service(data["bound"])[0]
         if services:
-            keys = [k for k in next(iter(services.values())) if k != "changed"]
-            body += ["<h3>Per service</h3>",
-                     table(["Service", "Change", *(esc(k) for k in keys)],
-                           ([esc(name), esc(release.state(row) or "—"),
-                             *(code(row.get(k)) for k in keys)]
-                            for name, row in services.items()), cls="services")]
+            body += ["<h3>Per service</h3>", _services(services)]
     if report.drift:
         body += ["<h2>Drift</h2>", "<ul>" + "".join(
             f"<li>{esc(line)}</li>" for line in drift_lines(report.drift)) + "</ul>"]

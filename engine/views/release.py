@@ -52,3 +52,24 @@ def changes(journal: Iterable[Any]) -> list[tuple[str, str, dict[str, dict[str, 
         rows, rest = by_service(record.data["data"])
         found.append((str(record.data.get("kind")), str(record.data.get("env")), rows, rest))
     return found
+
+
+def table(rows: Mapping[str, Mapping[str, Any]]
+          ) -> tuple[list[str], list[tuple[str, str, list[Any]]]]:
+    """The columns of a per-service table (the values' names, ``changed`` shown apart) and
+    each service's row: (name, changes/unchanged/'', its values in the columns' order)."""
+    if not rows:
+        return [], []
+    keys = [k for k in next(iter(rows.values())) if k != "changed"]
+    return keys, [(name, state(row), [row.get(k) for k in keys]) for name, row in rows.items()]
+
+
+def markdown(rows: Mapping[str, Mapping[str, Any]], cell: Any) -> list[str]:
+    """A per-service table in markdown (``cell`` escapes a value for a cell)."""
+    keys, lines = table(rows)
+    if not keys:
+        return []
+    return ["| Service | Change | " + " | ".join(f"`{k}`" for k in keys) + " |",
+            "|---|---|" + "---|" * len(keys),
+            *(f"| {cell(name)} | {what or '—'} | " + " | ".join(f"`{cell(v)}`" for v in values)
+              + " |" for name, what, values in lines)]
